@@ -1,0 +1,7 @@
+#include "module.h"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "featcodec compiled core: interval quantization, inverse lookup, rANS coding.";
+  featcodec::register_quantize(m);
+  featcodec::register_rans(m);
+}

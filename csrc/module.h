@@ -1,0 +1,8 @@
+// Each area of the compiled core registers its functions on the one module, featcodec._core.
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace featcodec {
+void register_quantize(pybind11::module_& m);
+void register_rans(pybind11::module_& m);
+}  // namespace featcodec
