@@ -20,4 +20,7 @@ from .errors import (
     VersionError,
 )
 
+from . import metrics
+from .transform import Transform, fit_transform, fit_uniform, load_transform
+
 __version__ = "0.1.0"
