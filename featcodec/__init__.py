@@ -19,4 +19,6 @@ from .errors import (
     VersionError,
 )
 
+from .packing import PackInfo, pack, unpack
+
 __version__ = "0.1.0"
