@@ -20,5 +20,7 @@ from .errors import (
 )
 
 from .packing import PackInfo, pack, unpack
+from .api import decode, encode, header, register_transform
+from .codecs import available_codecs
 
 __version__ = "0.1.0"
