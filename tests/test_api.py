@@ -194,7 +194,7 @@ def _rewrite_header(blob, edit):
         lambda h: h["transform"].update(channel_axis=0),
         lambda h: h["transform"].update(id="x" * 500),
         lambda h: h["pack"].update(layout="tokens"),
-        lambda h: h["pack"].update(shape=[4, 4]),
+        lambda h: h["pack"].update(shape=[2, 8]),
     ],
 )
 def test_hostile_headers_with_valid_checksum(edit):
