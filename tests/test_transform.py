@@ -198,7 +198,7 @@ def test_fitted_levels_are_centroids_of_their_cells():
 def test_lower_error_than_uniform_and_kmeans_quality():
     from sklearn.cluster import KMeans
 
-    x = HEAVY[:5000]
+    x = HEAVY[:2000]
     t = featcodec.fit_transform(x, bits=4)
     u = featcodec.fit_uniform(x, bits=4)
     km = KMeans(n_clusters=16, random_state=42, n_init=1).fit(x.reshape(-1, 1).astype(np.float64))
