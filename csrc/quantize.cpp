@@ -250,10 +250,17 @@ uint32_t run_table(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t
   const TableT* tab = p.table.data() + c0 * p.tsize;
   const uint32_t* keys = p.keys.data() + c0 * p.kstride;
   if (is == static_cast<ptrdiff_t>(In::size) && os == static_cast<ptrdiff_t>(sizeof(Out))) {
+    // Two passes per block: keys and the NaN/Inf test (straight-line integer code the
+    // compiler vectorises), then the table lookups (scalar loads).
     Out* o = reinterpret_cast<Out*>(out);
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t k = In::key(in + i * In::size, bad);
-      o[i] = static_cast<Out>(Finish<TableT, K>::count(tab, keys, shift, Kd, k));
+    constexpr size_t kBlockElems = 256;
+    uint32_t kb[kBlockElems];
+    for (size_t i0 = 0; i0 < n; i0 += kBlockElems) {
+      const size_t m = n - i0 < kBlockElems ? n - i0 : kBlockElems;
+      const char* src = in + i0 * In::size;
+      for (size_t j = 0; j < m; ++j) kb[j] = In::key(src + j * In::size, bad);
+      for (size_t j = 0; j < m; ++j)
+        o[i0 + j] = static_cast<Out>(Finish<TableT, K>::count(tab, keys, shift, Kd, kb[j]));
     }
   } else {
     for (size_t i = 0; i < n; ++i) {

@@ -223,10 +223,13 @@ def quantize(
             from . import cuda
 
             return cuda.quantize(x, thresholds, bfloat16=bfloat16, channel_axis=channel_axis, out=out)
-        from ._arrays import float_view
+        if bfloat16 and str(x.dtype) == "torch.uint16":  # raw bfloat16 bits
+            a = x.detach().numpy()
+        else:
+            from ._arrays import float_view
 
-        a, origin = float_view(x, "x")
-        bfloat16 = bfloat16 or origin.dtype == "bfloat16"
+            a, origin = float_view(x, "x")
+            bfloat16 = bfloat16 or origin.dtype == "bfloat16"
     elif isinstance(x, np.ndarray):
         a = x
     else:
