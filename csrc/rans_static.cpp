@@ -3,14 +3,17 @@
 //
 // Stream layout (all integers little-endian; varints are unsigned LEB128):
 //   byte     0x10 | (alphabet is 16-bit) | (log2 lanes << 1)
-//   varint   symbol count n                       (stop here when n == 0)
+//   varint   symbol count n                       (skip to the hash when n == 0)
 //   byte     bits: table precision, M = 2**bits
 //   varint   k - 1: number of distinct symbols present
 //   varint   first symbol, then k - 1 varints (gap to the previous symbol) - 1
 //   k varint frequency - 1                        (frequencies sum to M exactly)
-//                                                 (stop here when k == 1)
+//                                                 (skip to the hash when k == 1)
 //   varint   symbols per chunk
-//   per chunk: varint payload size; then the payloads, in order
+//   per chunk: varint payload size
+//   u32      FNV-1a hash of every byte above (the payload is guarded by the final states,
+//            the table by this hash: a flipped bit is an error, never other symbols)
+//   the chunk payloads, in order
 // A chunk payload is `lanes` 64-bit final states followed by 32-bit words; its symbols
 // are coded independently of the other chunks, so threads can share the work while
 // the bytes stay the same for any thread count.
@@ -28,6 +31,24 @@ constexpr int kMaxBits8 = 16;    // table precision cap, 8-bit alphabets
 constexpr int kMaxBits16 = 20;   // 16-bit alphabets: decode lookup <= 2 MiB
 constexpr uint64_t kChunk = 1ull << 20;  // symbols per independently coded chunk
 constexpr uint64_t kMaxCount = 1ull << 40;
+
+uint32_t fnv1a(const uint8_t* p, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 16777619u;
+  return h;
+}
+
+void put_hash(std::vector<uint8_t>& head) {
+  const uint32_t h = fnv1a(head.data(), head.size());
+  for (int i = 0; i < 4; ++i) head.push_back(uint8_t(h >> (8 * i)));
+}
+
+void check_hash(Reader& r, const uint8_t* data) {
+  const uint32_t h = fnv1a(data, size_t(r.pos() - data));
+  uint32_t stored = 0;
+  for (int i = 0; i < 4; ++i) stored |= uint32_t(r.byte("the table checksum")) << (8 * i);
+  if (h != stored) throw FormatError("rANS table checksum mismatch (corrupt stream)");
+}
 
 int ceil_log2(uint64_t v) {
   int b = 0;
@@ -134,7 +155,10 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
   const int lanes_log2 = lanes_log2_for(n);
   enc.head.push_back(uint8_t(kStaticTag | (wide ? 1 : 0) | (lanes_log2 << 1)));
   put_varint(enc.head, n);
-  if (n == 0) return enc;
+  if (n == 0) {
+    put_hash(enc.head);
+    return enc;
+  }
 
   const std::vector<uint64_t> hist = histogram(s, n, threads);
   std::vector<uint32_t> present;
@@ -155,7 +179,10 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
   put_varint(enc.head, present[0]);
   for (size_t i = 1; i < k; ++i) put_varint(enc.head, present[i] - present[i - 1] - 1);
   for (size_t i = 0; i < k; ++i) put_varint(enc.head, freq[i] - 1);
-  if (k == 1) return enc;
+  if (k == 1) {
+    put_hash(enc.head);
+    return enc;
+  }
 
   std::vector<EncSym> tab(hist.size());
   uint32_t start = 0;
@@ -183,6 +210,7 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
     enc.spans[c] = {cap - used, used};
   });
   for (const auto& sp : enc.spans) put_varint(enc.head, sp.second);
+  put_hash(enc.head);
   return enc;
 }
 
@@ -293,6 +321,7 @@ void decode_static(const uint8_t* data, size_t size, Sym* out, uint64_t n, int t
     throw FormatError("rANS stream holds " + std::to_string(h.n) + " symbols, " +
                       std::to_string(n) + " were asked for");
   if (n == 0) {
+    check_hash(r, data);
     if (r.remaining()) throw FormatError("rANS stream has trailing bytes");
     return;
   }
@@ -321,6 +350,7 @@ void decode_static(const uint8_t* data, size_t size, Sym* out, uint64_t n, int t
   if (total != M)
     throw FormatError("rANS table frequencies do not sum to the precision (corrupt table)");
   if (k == 1) {
+    check_hash(r, data);
     if (r.remaining()) throw FormatError("rANS stream has trailing bytes");
     std::fill(out, out + n, Sym(present[0]));
     return;
@@ -337,6 +367,7 @@ void decode_static(const uint8_t* data, size_t size, Sym* out, uint64_t n, int t
     if (sizes[c] > size) throw TruncatedError("rANS chunk larger than the stream");
     payload += sizes[c];
   }
+  check_hash(r, data);
   if (payload > r.remaining())
     throw TruncatedError("rANS stream truncated: " + std::to_string(payload) +
                          " payload bytes expected, " + std::to_string(r.remaining()) +

@@ -6,7 +6,7 @@ a compiled rANS entropy coder and a self-describing bitstream.
 
 from __future__ import annotations
 
-from . import _core
+from . import _core, entropy
 from .errors import (
     ChecksumError,
     FeatcodecError,
