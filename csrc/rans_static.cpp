@@ -216,21 +216,20 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
 
 // ----- decoding -----
 
-struct SymInfo {
-  uint32_t freq;
-  uint32_t start;
-};
-
-template <class Sym>
+// Decode tables indexed by slot (2**bits entries each): the symbol, and the symbol's
+// frequency packed with (slot - start) in one word E, so the state update needs a single
+// lookup that does not wait for the symbol lookup.
+template <class Sym, class E>
 struct DecTables {
+  static constexpr int kShift = int(sizeof(E)) * 4;
   int bits = 0;
-  std::vector<Sym> lut;       // slot -> symbol, 2**bits entries
-  std::vector<SymInfo> info;  // symbol -> (freq, start)
+  std::vector<Sym> lut;
+  std::vector<E> slots;
 };
 
-template <int K, class Sym>
+template <int K, class Sym, class E>
 void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
-                  const DecTables<Sym>& d) {
+                  const DecTables<Sym, E>& d) {
   const uint8_t* const end = p + size;
   if (size < 8 * size_t(K))
     throw TruncatedError("rANS chunk truncated: shorter than its " + std::to_string(K) +
@@ -247,13 +246,14 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
   const uint32_t bits = uint32_t(d.bits);
   const uint64_t mask = (1ull << bits) - 1;
   const Sym* lut = d.lut.data();
-  const SymInfo* info = d.info.data();
+  const E* slots = d.slots.data();
+  constexpr int kShift = DecTables<Sym, E>::kShift;
+  constexpr E kLow = (E(1) << kShift) - 1;
   auto checked = [&](uint64_t& x, Sym& o) {
-    const uint32_t slot = uint32_t(x & mask);
-    const Sym s = lut[slot];
-    o = s;
-    const SymInfo e = info[s];
-    x = e.freq * (x >> bits) + slot - e.start;
+    const size_t slot = size_t(x & mask);
+    o = lut[slot];
+    const E e = slots[slot];
+    x = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
     if (x < kL) {
       if (end - p < 4)
         throw TruncatedError("rANS chunk truncated: the stream ends before its symbols do");
@@ -267,11 +267,10 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
       // Decode all lanes first (independent chains), then renormalise them in order.
       for (int j = 0; j < K; ++j) {
         const uint64_t x = st[j];
-        const uint32_t slot = uint32_t(x & mask);
-        const Sym s = lut[slot];
-        out[i + j] = s;
-        const SymInfo e = info[s];
-        st[j] = e.freq * (x >> bits) + slot - e.start;
+        const size_t slot = size_t(x & mask);
+        out[i + j] = lut[slot];
+        const E e = slots[slot];
+        st[j] = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
       }
       for (int j = 0; j < K; ++j) {
         const uint64_t x = st[j];
@@ -309,6 +308,36 @@ StaticHeader read_static_header(Reader& r) {
   h.lanes_log2 = (tag >> 1) & 7;
   h.n = r.varint("the symbol count");
   return h;
+}
+
+template <class Sym, class E>
+void decode_chunks(const StaticHeader& h, int bits, const std::vector<uint32_t>& present,
+                   const std::vector<uint32_t>& freq, uint64_t chunk,
+                   const std::vector<std::pair<const uint8_t*, size_t>>& spans, Sym* out,
+                   uint64_t n, int threads) {
+  DecTables<Sym, E> d;
+  d.bits = bits;
+  d.lut.resize(size_t(1) << bits);
+  d.slots.resize(size_t(1) << bits);
+  uint32_t start = 0;
+  for (size_t i = 0; i < present.size(); ++i) {
+    for (uint32_t s = start; s < start + freq[i]; ++s) {
+      d.lut[s] = Sym(present[i]);
+      d.slots[s] = E(freq[i]) | (E(s - start) << DecTables<Sym, E>::kShift);
+    }
+    start += freq[i];
+  }
+  parallel_for(spans.size(), threads, [&](uint64_t c) {
+    const uint64_t b = c * chunk, len = std::min(n, b + chunk) - b;
+    const uint8_t* p = spans[c].first;
+    const size_t sz = spans[c].second;
+    switch (h.lanes_log2) {
+      case 0: decode_chunk<1>(p, sz, out + b, len, d); break;
+      case 1: decode_chunk<2>(p, sz, out + b, len, d); break;
+      case 2: decode_chunk<4>(p, sz, out + b, len, d); break;
+      default: decode_chunk<8>(p, sz, out + b, len, d); break;
+    }
+  });
 }
 
 template <class Sym>
@@ -378,27 +407,11 @@ void decode_static(const uint8_t* data, size_t size, Sym* out, uint64_t n, int t
     r.skip(size_t(sizes[c]));
   }
 
-  DecTables<Sym> d;
-  d.bits = bits;
-  d.lut.resize(size_t(M));
-  d.info.assign(size_t(A), SymInfo{0, 0});
-  uint32_t start = 0;
-  for (uint64_t i = 0; i < k; ++i) {
-    std::fill(d.lut.begin() + start, d.lut.begin() + start + freq[i], Sym(present[i]));
-    d.info[present[i]] = SymInfo{freq[i], start};
-    start += freq[i];
+  if (bits <= 16) {
+    decode_chunks<Sym, uint32_t>(h, bits, present, freq, chunk, spans, out, n, threads);
+  } else {
+    decode_chunks<Sym, uint64_t>(h, bits, present, freq, chunk, spans, out, n, threads);
   }
-  parallel_for(chunks, threads, [&](uint64_t c) {
-    const uint64_t b = c * chunk, len = std::min(n, b + chunk) - b;
-    const uint8_t* p = spans[c].first;
-    const size_t sz = spans[c].second;
-    switch (h.lanes_log2) {
-      case 0: decode_chunk<1>(p, sz, out + b, len, d); break;
-      case 1: decode_chunk<2>(p, sz, out + b, len, d); break;
-      case 2: decode_chunk<4>(p, sz, out + b, len, d); break;
-      default: decode_chunk<8>(p, sz, out + b, len, d); break;
-    }
-  });
 }
 
 }  // namespace
