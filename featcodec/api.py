@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import bitstream
-from ._arrays import Origin, float_view
+from ._arrays import _TORCH_NAME, Origin, float_view, is_torch
 from .codecs import get_codec
 from .errors import FeatcodecError, FormatError, InputError, MissingTransformError
 from .packing import PackInfo, pack, unpack
@@ -126,9 +126,15 @@ def encode(
     Returns:
         bytes that :func:`decode` turns back into a tensor like ``x``.
     """
-    a, origin = float_view(x)
-    if a.ndim == 0 or a.size == 0:
-        raise InputError(f"x has shape {tuple(a.shape)}; featcodec needs a tensor with at least one value and one dimension.")
+    if is_torch(x) and x.device.type != "cpu":  # no host copy just to read the metadata
+        if x.dtype not in _TORCH_NAME:
+            raise InputError(f"x has dtype {x.dtype}; featcodec takes float16, bfloat16, float32 or float64 tensors.")
+        origin, shape = Origin("torch", _TORCH_NAME[x.dtype], str(x.device)), tuple(x.shape)
+    else:
+        a, origin = float_view(x)
+        shape = a.shape
+    if len(shape) == 0 or 0 in shape:
+        raise InputError(f"x has shape {tuple(shape)}; featcodec needs a tensor with at least one value and one dimension.")
     t = _resolve_encode_transform(transform, bits, x)
     codec_obj = get_codec(codec)  # UnknownCodecError before the work
     idx = t.forward(x)  # NaN/Inf -> InputError
