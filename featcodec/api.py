@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from typing import Any
 
@@ -270,13 +271,23 @@ def _transform_from_stream(h: dict, sections: dict[str, memoryview], given: Any)
     return tr
 
 
-def decode(blob: Any, *, transform: Any = None, device: Any = None, dtype: str | None = None) -> Any:
+def decode(
+    blob: Any,
+    *,
+    transform: Any = None,
+    device: Any = None,
+    dtype: str | None = None,
+    max_values: int | None = None,
+) -> Any:
     """Decode a stream from :func:`encode` into a tensor like the one encoded.
 
     Returns a torch tensor (on ``device``, default CPU) if a torch tensor was encoded, a
     numpy array if a numpy array was, with the original shape and dtype (``dtype``
     overrides it, e.g. ``"float32"``). ``transform`` supplies a transform the stream only
-    references by id (see :func:`register_transform`).
+    references by id (see :func:`register_transform`). ``max_values`` caps the values a
+    stream may declare (default: ``featcodec.limits.MAX_ELEMENTS``, 2**31), for services
+    that decode untrusted streams and cannot afford a large allocation; a stream above it
+    raises :class:`featcodec.FormatError` before anything is allocated.
 
     Raises a :class:`featcodec.FormatError` subclass for corrupt, truncated or foreign
     bytes, :class:`featcodec.MissingTransformError` for an unknown referenced transform,
@@ -289,6 +300,10 @@ def decode(blob: Any, *, transform: Any = None, device: Any = None, dtype: str |
     s = bitstream.read_stream(blob)
     h = bitstream.validate_header(s.header, len(s.sections))
     _check_transform_fields(h)
+    if max_values is not None and math.prod(h["shape"]) > max_values:
+        raise FormatError(
+            f"this stream declares {math.prod(h['shape'])} values, more than max_values={max_values}."
+        )
     sections = dict(zip(h["sections"], s.sections))
     if "payload" not in sections:
         raise FormatError("featcodec stream has no payload section.")

@@ -227,6 +227,13 @@ def test_hostile_headers_with_valid_checksum(edit):
         featcodec.decode(_rewrite_header(blob, edit))
 
 
+def test_max_values_caps_the_declared_size_before_decoding():
+    blob = featcodec.encode(_heavy((4, 8)))
+    assert featcodec.decode(blob, max_values=32).shape == (4, 8)
+    with pytest.raises(featcodec.FormatError, match="max_values"):
+        featcodec.decode(blob, max_values=31)
+
+
 def test_unknown_codec_in_stream():
     blob = _rewrite_header(featcodec.encode(_heavy((4, 4))), lambda h: h.update(codec="elic-9000"))
     with pytest.raises(featcodec.UnknownCodecError, match="elic-9000"):
