@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 GOLDEN = ROOT / "tests" / "data" / "golden"
 
 
@@ -100,4 +99,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))  # the work tree's featcodec, when run as a script
     main()
