@@ -211,7 +211,9 @@ class _Prefix:
         C = p.channels
         w, v = p.weights, p.values
         if C == 1:
-            self.mu = np.array([np.dot(w, v) / max(w.sum(), 1.0)])
+            # sequential sums (not BLAS dot, whose order can depend on the thread count)
+            wv = np.cumsum(w * v)
+            self.mu = np.array([wv[-1] / max(np.cumsum(w)[-1], 1.0)])
             d = v - self.mu[0]
         else:
             wsum = np.add.reduceat(w, p.offsets[:-1])

@@ -119,6 +119,9 @@ def test_uint16_indices_above_8_bits_and_torch():
     assert idx.dtype == torch.uint16
     np.testing.assert_array_equal(idx.numpy(), _ref_forward(t, HEAVY))
     assert int(idx.numpy().max()) == 1023 and int(idx.numpy().min()) == 0
+    y = t.inverse(idx)
+    assert isinstance(y, torch.Tensor) and torch.equal(y, torch.from_numpy(t.levels[idx.numpy().astype(np.int64)]))
+    assert torch.equal(t.inverse(idx.long()), y)
 
 
 def test_every_level_decides_to_its_own_index():
