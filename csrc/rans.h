@@ -170,18 +170,21 @@ class Reader {
 struct Encoded {
   std::vector<uint8_t> head;
   std::vector<std::unique_ptr<uint8_t[]>> bufs;  // not zero-filled
-  std::vector<std::pair<size_t, size_t>> spans;  // (offset, size) inside bufs[i]
+  struct Span {
+    size_t buf, offset, size;  // bytes [offset, offset + size) of bufs[buf]
+  };
+  std::vector<Span> spans;
   size_t size() const {
     size_t s = head.size();
-    for (const auto& sp : spans) s += sp.second;
+    for (const auto& sp : spans) s += sp.size;
     return s;
   }
   void write_to(uint8_t* dst) const {
     std::memcpy(dst, head.data(), head.size());
     dst += head.size();
-    for (size_t i = 0; i < spans.size(); ++i) {
-      std::memcpy(dst, bufs[i].get() + spans[i].first, spans[i].second);
-      dst += spans[i].second;
+    for (const auto& sp : spans) {
+      std::memcpy(dst, bufs[sp.buf].get() + sp.offset, sp.size);
+      dst += sp.size;
     }
   }
 };

@@ -144,7 +144,7 @@ Encoded encode_indexed(const int32_t* symbols, const int32_t* indexes, uint64_t 
     p -= 8;
     store_le64(p, st[j]);
   }
-  enc.spans.push_back({cap - size_t(end - p), size_t(end - p)});
+  enc.spans.push_back({0, cap - size_t(end - p), size_t(end - p)});
   return enc;
 }
 

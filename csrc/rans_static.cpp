@@ -193,7 +193,7 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
   put_varint(enc.head, kChunk);
   const uint64_t chunks = (n + kChunk - 1) / kChunk;
   enc.bufs.resize(chunks);
-  enc.spans.resize(chunks);
+  enc.spans.resize(chunks, Encoded::Span{0, 0, 0});
   parallel_for(chunks, threads, [&](uint64_t c) {
     const uint64_t b = c * kChunk, len = std::min(n, b + kChunk) - b;
     // At most one 32-bit word per symbol, plus the flushed states.
@@ -207,9 +207,9 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
       case 2: used = encode_chunk<4>(s + b, len, tab.data(), end); break;
       default: used = encode_chunk<8>(s + b, len, tab.data(), end); break;
     }
-    enc.spans[c] = {cap - used, used};
+    enc.spans[c] = Encoded::Span{c, cap - used, used};
   });
-  for (const auto& sp : enc.spans) put_varint(enc.head, sp.second);
+  for (const auto& sp : enc.spans) put_varint(enc.head, sp.size);
   put_hash(enc.head);
   return enc;
 }
