@@ -273,11 +273,13 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
         st[j] = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
       }
       for (int j = 0; j < K; ++j) {
+        // Branch-free (masks: a `?:` here is compiled back into a mispredicted branch).
         const uint64_t x = st[j];
         const uint64_t w = load_le32(p);
-        const bool r = x < kL;
-        st[j] = r ? (x << 32) | w : x;
-        p += r ? 4 : 0;
+        const uint64_t r = uint64_t(x < kL);
+        const uint64_t m = 0 - r;
+        st[j] = (x & ~m) | (((x << 32) | w) & m);
+        p += r << 2;
       }
     } else {
       for (int j = 0; j < K; ++j) checked(st[j], out[i + j]);
