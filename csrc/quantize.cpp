@@ -14,6 +14,9 @@
 #include <pybind11/pybind11.h>
 
 #include <cstring>
+#if defined(_MSC_VER)
+#include <intrin.h>
+#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -141,7 +144,7 @@ struct Finish {
 struct Tree {
   uint32_t C = 1, T = 0, L = 1;
   size_t Tp = 16, stride = 0;
-  std::vector<size_t> off;  // start of each level within a channel, top level first
+  size_t off[4] = {0, 0, 0, 0};  // start of each level within a channel, top level first
   std::vector<int32_t> data;
 
   Tree(const float* thr, uint32_t C_, uint32_t T_, int threads) : C(C_), T(T_) {
@@ -151,7 +154,7 @@ struct Tree {
     }
     size_t total = 0;
     for (uint32_t l = 0; l < L; ++l) {
-      off.push_back(total);
+      off[l] = total;
       size_t S = 1;
       for (uint32_t i = l + 1; i < L; ++i) S *= 16;
       total += Tp / S;
@@ -177,18 +180,28 @@ struct Tree {
     }
   }
 
+  static inline uint32_t first_set_bit(uint32_t m) {  // m != 0
+#if defined(_MSC_VER) && !defined(__clang__)
+    unsigned long i;
+    _BitScanForward(&i, m);
+    return static_cast<uint32_t>(i);
+#else
+    return static_cast<uint32_t>(__builtin_ctz(m));
+#endif
+  }
+
   static inline uint32_t count16(const int32_t* a, int32_t k) {
 #if defined(__SSE2__)
+    // Keys are sorted, so the lanes with key > k form a suffix: the count of keys <= k is
+    // the position of the first set bit of the 16-lane mask.
     const __m128i kv = _mm_set1_epi32(k);
     const __m128i* v = reinterpret_cast<const __m128i*>(a);
-    __m128i gt = _mm_add_epi32(
-        _mm_add_epi32(_mm_cmpgt_epi32(_mm_loadu_si128(v), kv),
-                      _mm_cmpgt_epi32(_mm_loadu_si128(v + 1), kv)),
-        _mm_add_epi32(_mm_cmpgt_epi32(_mm_loadu_si128(v + 2), kv),
-                      _mm_cmpgt_epi32(_mm_loadu_si128(v + 3), kv)));
-    gt = _mm_add_epi32(gt, _mm_shuffle_epi32(gt, 0x4E));
-    gt = _mm_add_epi32(gt, _mm_shuffle_epi32(gt, 0xB1));
-    return static_cast<uint32_t>(16 + _mm_cvtsi128_si32(gt));  // gt lanes hold -count(>k)
+    const __m128i gt = _mm_packs_epi16(
+        _mm_packs_epi32(_mm_cmpgt_epi32(_mm_loadu_si128(v), kv),
+                        _mm_cmpgt_epi32(_mm_loadu_si128(v + 1), kv)),
+        _mm_packs_epi32(_mm_cmpgt_epi32(_mm_loadu_si128(v + 2), kv),
+                        _mm_cmpgt_epi32(_mm_loadu_si128(v + 3), kv)));
+    return first_set_bit(static_cast<uint32_t>(_mm_movemask_epi8(gt)) | 0x10000u);
 #else
     uint32_t c = 0;
     for (int j = 0; j < 16; ++j) c += static_cast<uint32_t>(a[j] <= k);
