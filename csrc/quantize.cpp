@@ -620,6 +620,26 @@ long long py_dequantize_into(const py::array& idx, const py::array& levels, py::
   return r == kNone ? -1 : static_cast<long long>(r);
 }
 
+// check_rows(a (C, N) float32 C-contiguous, ascending) -> flat index of the first NaN/Inf
+// value, or (if ascending) of the first value below its predecessor in its row; else -1.
+long long py_check_rows(const py::array& a, bool ascending) {
+  if (a.ndim() != 2 || a.itemsize() != 4 || a.dtype().kind() != 'f' ||
+      !(a.flags() & py::array::c_style))
+    throw std::invalid_argument("check_rows takes a C-contiguous (C, N) float32 array");
+  const float* v = static_cast<const float*>(a.data());
+  const size_t C = static_cast<size_t>(a.shape(0)), N = static_cast<size_t>(a.shape(1));
+  for (size_t c = 0; c < C; ++c) {
+    const float* r = v + c * N;
+    for (size_t j = 0; j < N; ++j) {
+      uint32_t u;
+      std::memcpy(&u, r + j, 4);
+      if (qm::f32_bits_nonfinite(u) || (ascending && j > 0 && r[j] < r[j - 1]))
+        return static_cast<long long>(c * N + j);
+    }
+  }
+  return -1;
+}
+
 }  // namespace
 
 void register_quantize(py::module_& m) {
@@ -628,6 +648,9 @@ void register_quantize(py::module_& m) {
         "Write np.searchsorted(thresholds[c], x, side='right') into out (uint8/uint16). "
         "Returns the flat index of the first NaN/Inf element, or -1. Use "
         "featcodec.kernels.quantize, which validates its arguments.");
+  m.def("check_rows", &py_check_rows, py::arg("a"), py::arg("ascending"),
+        "Flat index of the first NaN/Inf (or, if ascending, out-of-order) value of a "
+        "(C, N) float32 array, or -1.");
   m.def("dequantize_into", &py_dequantize_into, py::arg("idx"), py::arg("levels"),
         py::arg("out"), py::arg("channel_axis"), py::arg("threads"),
         "Write levels[c][idx] into out. Returns the flat index of the first out-of-range "
