@@ -38,6 +38,13 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // Input element readers: load one element, return its float32 key and a non-finite flag.
 
+// Typed fast paths need naturally aligned pointers (numpy allows unaligned arrays, e.g.
+// np.frombuffer at an odd offset); unaligned runs take the memcpy path.
+template <class T>
+inline bool aligned(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % alignof(T) == 0;
+}
+
 template <class KeyT>
 struct In {
   static constexpr size_t size = sizeof(typename KeyT::Raw);
@@ -258,7 +265,8 @@ uint32_t run_table(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t
   const uint32_t shift = p.shift;
   const TableT* tab = p.table.data() + c0 * p.tsize;
   const uint32_t* keys = p.keys.data() + c0 * p.kstride;
-  if (is == static_cast<ptrdiff_t>(In::size) && os == static_cast<ptrdiff_t>(sizeof(Out))) {
+  if (is == static_cast<ptrdiff_t>(In::size) && os == static_cast<ptrdiff_t>(sizeof(Out)) &&
+      aligned<Out>(out)) {
     // Two passes per block: keys and the NaN/Inf test (straight-line integer code the
     // compiler vectorises), then the table lookups (scalar loads).
     Out* o = reinterpret_cast<Out*>(out);
@@ -287,7 +295,8 @@ uint32_t run_lut16(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t
                    const Out* lut, bool bf16) {
   uint32_t bad = 0;
   const uint16_t expmask = bf16 ? 0x7F80u : 0x7C00u;
-  if (is == 2 && os == static_cast<ptrdiff_t>(sizeof(Out))) {
+  if (is == 2 && os == static_cast<ptrdiff_t>(sizeof(Out)) && aligned<uint16_t>(in) &&
+      aligned<Out>(out)) {
     const uint16_t* x = reinterpret_cast<const uint16_t*>(in);
     Out* o = reinterpret_cast<Out*>(out);
     for (size_t i = 0; i < n; ++i) {
@@ -522,7 +531,7 @@ size_t dequantize_impl(const py::array& idx, const V* lv, uint32_t C, uint32_t L
         if (cstep == 0) {
           const V* t = lv + c0 * Lw;
           if (is == static_cast<ptrdiff_t>(sizeof(Idx)) &&
-              os == static_cast<ptrdiff_t>(sizeof(V))) {
+              os == static_cast<ptrdiff_t>(sizeof(V)) && aligned<Idx>(in) && aligned<V>(o)) {
             const Idx* x = reinterpret_cast<const Idx*>(in);
             V* y = reinterpret_cast<V*>(o);
             for (size_t i = 0; i < n; ++i) {
