@@ -455,6 +455,13 @@ def test_bad_thread_counts_raise(n):
         kernels.set_num_threads(n)
 
 
+def test_docstring_examples_run():
+    import doctest
+
+    res = doctest.testmod(kernels, optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0 and res.failed == 0
+
+
 def test_thread_count_api_is_exported():
     featcodec.set_num_threads(3)
     assert featcodec.get_num_threads() == 3 == kernels.get_num_threads()
