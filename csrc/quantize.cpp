@@ -14,6 +14,9 @@
 #include <pybind11/pybind11.h>
 
 #include <cstring>
+#if defined(_MSC_VER)
+#include <intrin.h>
+#endif
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -34,6 +37,13 @@ namespace {
 
 // ---------------------------------------------------------------------------------------
 // Input element readers: load one element, return its float32 key and a non-finite flag.
+
+// Typed fast paths need naturally aligned pointers (numpy allows unaligned arrays, e.g.
+// np.frombuffer at an odd offset); unaligned runs take the memcpy path.
+template <class T>
+inline bool aligned(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % alignof(T) == 0;
+}
 
 template <class KeyT>
 struct In {
@@ -141,7 +151,7 @@ struct Finish {
 struct Tree {
   uint32_t C = 1, T = 0, L = 1;
   size_t Tp = 16, stride = 0;
-  std::vector<size_t> off;  // start of each level within a channel, top level first
+  size_t off[4] = {0, 0, 0, 0};  // start of each level within a channel, top level first
   std::vector<int32_t> data;
 
   Tree(const float* thr, uint32_t C_, uint32_t T_, int threads) : C(C_), T(T_) {
@@ -151,7 +161,7 @@ struct Tree {
     }
     size_t total = 0;
     for (uint32_t l = 0; l < L; ++l) {
-      off.push_back(total);
+      off[l] = total;
       size_t S = 1;
       for (uint32_t i = l + 1; i < L; ++i) S *= 16;
       total += Tp / S;
@@ -177,18 +187,28 @@ struct Tree {
     }
   }
 
+  static inline uint32_t first_set_bit(uint32_t m) {  // m != 0
+#if defined(_MSC_VER) && !defined(__clang__)
+    unsigned long i;
+    _BitScanForward(&i, m);
+    return static_cast<uint32_t>(i);
+#else
+    return static_cast<uint32_t>(__builtin_ctz(m));
+#endif
+  }
+
   static inline uint32_t count16(const int32_t* a, int32_t k) {
 #if defined(__SSE2__)
+    // Keys are sorted, so the lanes with key > k form a suffix: the count of keys <= k is
+    // the position of the first set bit of the 16-lane mask.
     const __m128i kv = _mm_set1_epi32(k);
     const __m128i* v = reinterpret_cast<const __m128i*>(a);
-    __m128i gt = _mm_add_epi32(
-        _mm_add_epi32(_mm_cmpgt_epi32(_mm_loadu_si128(v), kv),
-                      _mm_cmpgt_epi32(_mm_loadu_si128(v + 1), kv)),
-        _mm_add_epi32(_mm_cmpgt_epi32(_mm_loadu_si128(v + 2), kv),
-                      _mm_cmpgt_epi32(_mm_loadu_si128(v + 3), kv)));
-    gt = _mm_add_epi32(gt, _mm_shuffle_epi32(gt, 0x4E));
-    gt = _mm_add_epi32(gt, _mm_shuffle_epi32(gt, 0xB1));
-    return static_cast<uint32_t>(16 + _mm_cvtsi128_si32(gt));  // gt lanes hold -count(>k)
+    const __m128i gt = _mm_packs_epi16(
+        _mm_packs_epi32(_mm_cmpgt_epi32(_mm_loadu_si128(v), kv),
+                        _mm_cmpgt_epi32(_mm_loadu_si128(v + 1), kv)),
+        _mm_packs_epi32(_mm_cmpgt_epi32(_mm_loadu_si128(v + 2), kv),
+                        _mm_cmpgt_epi32(_mm_loadu_si128(v + 3), kv)));
+    return first_set_bit(static_cast<uint32_t>(_mm_movemask_epi8(gt)) | 0x10000u);
 #else
     uint32_t c = 0;
     for (int j = 0; j < 16; ++j) c += static_cast<uint32_t>(a[j] <= k);
@@ -245,7 +265,8 @@ uint32_t run_table(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t
   const uint32_t shift = p.shift;
   const TableT* tab = p.table.data() + c0 * p.tsize;
   const uint32_t* keys = p.keys.data() + c0 * p.kstride;
-  if (is == static_cast<ptrdiff_t>(In::size) && os == static_cast<ptrdiff_t>(sizeof(Out))) {
+  if (is == static_cast<ptrdiff_t>(In::size) && os == static_cast<ptrdiff_t>(sizeof(Out)) &&
+      aligned<Out>(out)) {
     // Two passes per block: keys and the NaN/Inf test (straight-line integer code the
     // compiler vectorises), then the table lookups (scalar loads).
     Out* o = reinterpret_cast<Out*>(out);
@@ -274,7 +295,8 @@ uint32_t run_lut16(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t
                    const Out* lut, bool bf16) {
   uint32_t bad = 0;
   const uint16_t expmask = bf16 ? 0x7F80u : 0x7C00u;
-  if (is == 2 && os == static_cast<ptrdiff_t>(sizeof(Out))) {
+  if (is == 2 && os == static_cast<ptrdiff_t>(sizeof(Out)) && aligned<uint16_t>(in) &&
+      aligned<Out>(out)) {
     const uint16_t* x = reinterpret_cast<const uint16_t*>(in);
     Out* o = reinterpret_cast<Out*>(out);
     for (size_t i = 0; i < n; ++i) {
@@ -509,7 +531,7 @@ size_t dequantize_impl(const py::array& idx, const V* lv, uint32_t C, uint32_t L
         if (cstep == 0) {
           const V* t = lv + c0 * Lw;
           if (is == static_cast<ptrdiff_t>(sizeof(Idx)) &&
-              os == static_cast<ptrdiff_t>(sizeof(V))) {
+              os == static_cast<ptrdiff_t>(sizeof(V)) && aligned<Idx>(in) && aligned<V>(o)) {
             const Idx* x = reinterpret_cast<const Idx*>(in);
             V* y = reinterpret_cast<V*>(o);
             for (size_t i = 0; i < n; ++i) {
@@ -607,6 +629,26 @@ long long py_dequantize_into(const py::array& idx, const py::array& levels, py::
   return r == kNone ? -1 : static_cast<long long>(r);
 }
 
+// check_rows(a (C, N) float32 C-contiguous, ascending) -> flat index of the first NaN/Inf
+// value, or (if ascending) of the first value below its predecessor in its row; else -1.
+long long py_check_rows(const py::array& a, bool ascending) {
+  if (a.ndim() != 2 || a.itemsize() != 4 || a.dtype().kind() != 'f' ||
+      !(a.flags() & py::array::c_style))
+    throw std::invalid_argument("check_rows takes a C-contiguous (C, N) float32 array");
+  const float* v = static_cast<const float*>(a.data());
+  const size_t C = static_cast<size_t>(a.shape(0)), N = static_cast<size_t>(a.shape(1));
+  for (size_t c = 0; c < C; ++c) {
+    const float* r = v + c * N;
+    for (size_t j = 0; j < N; ++j) {
+      uint32_t u;
+      std::memcpy(&u, r + j, 4);
+      if (qm::f32_bits_nonfinite(u) || (ascending && j > 0 && r[j] < r[j - 1]))
+        return static_cast<long long>(c * N + j);
+    }
+  }
+  return -1;
+}
+
 }  // namespace
 
 void register_quantize(py::module_& m) {
@@ -615,6 +657,9 @@ void register_quantize(py::module_& m) {
         "Write np.searchsorted(thresholds[c], x, side='right') into out (uint8/uint16). "
         "Returns the flat index of the first NaN/Inf element, or -1. Use "
         "featcodec.kernels.quantize, which validates its arguments.");
+  m.def("check_rows", &py_check_rows, py::arg("a"), py::arg("ascending"),
+        "Flat index of the first NaN/Inf (or, if ascending, out-of-order) value of a "
+        "(C, N) float32 array, or -1.");
   m.def("dequantize_into", &py_dequantize_into, py::arg("idx"), py::arg("levels"),
         py::arg("out"), py::arg("channel_axis"), py::arg("threads"),
         "Write levels[c][idx] into out. Returns the flat index of the first out-of-range "
