@@ -291,13 +291,15 @@ def _split_bounds(pre: _Prefix, k: int, refine: int = 4, growth: float = 0.5) ->
     ch = chans[:, None]
     B = np.repeat(end[:, None], k + 1, axis=1)
     B[:, 0] = start
+    count = np.ones(C, dtype=np.int64)
     while True:
-        a, b = B[:, :-1], B[:, 1:]
-        size = b - a
-        count = np.sum(size > 0, axis=1)
         need = k - count
         if not np.any(need > 0):
             return B
+        # rows are sorted, the count non-empty cells first: work on those columns only
+        n = int(count.max())
+        a, b = B[:, :n], B[:, 1 : n + 1]
+        size = b - a
         ok = size >= 2
         w, s_, whole = pre.cells(a, b, ch)
         t = s_ / np.where(w > 0, w, 1.0) + pre.mu[:, None]
@@ -316,11 +318,12 @@ def _split_bounds(pre: _Prefix, k: int, refine: int = 4, growth: float = 0.5) ->
         gain = np.where(ok, whole - left - right, -np.inf)
         order = np.argsort(-gain, axis=1, kind="stable")
         rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.broadcast_to(np.arange(k), (C, k)), axis=1)
+        np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), (C, n)), axis=1)
         quota = np.minimum(need, np.maximum(1, (count * growth).astype(np.int64)))
         take = (rank < quota[:, None]) & ok
         new = np.where(take, pos, end[:, None])
         B = np.sort(np.concatenate([B, new], axis=1), axis=1)[:, : k + 1]
+        count = count + np.sum(take, axis=1)
 
 
 def _centroids(

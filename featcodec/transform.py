@@ -506,7 +506,8 @@ def _range_pair(v: Any, what: str, C: int) -> tuple[np.ndarray, np.ndarray]:
         hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (C,))
     except (TypeError, ValueError):
         raise InputError(
-            f"{what} must be a pair (low, high) of numbers (or of per-channel arrays of length {C})."
+            f"{what} must be a pair (low, high) of numbers, or with channel_axis a pair of "
+            f"per-channel arrays (here of length {C})."
         ) from None
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
         raise InputError(f"{what} bounds must be finite.")
