@@ -5,9 +5,6 @@ count or the process."""
 import hashlib
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +66,14 @@ sys.stdout.buffer.write(featcodec.encode(x, transform=t))
 """
 
 
-def test_stream_from_another_process_and_thread_count_is_identical(tmp_path):
+def test_stream_from_another_process_and_thread_count_is_identical(tmp_path, run_python):
     # > 2**20 values, so the rANS coder and the kernels split the work between threads
     rng = np.random.default_rng(5)
     x = rng.standard_t(4, size=(1, 8, 384, 384)).astype(np.float32)
     t = featcodec.fit_transform(x[0, 0], bits=8)
     np.save(tmp_path / "x.npy", x)
     t.save(tmp_path / "t.json")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(featcodec.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
-    child = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(tmp_path / "x.npy"), str(tmp_path / "t.json"), "1"],
-        capture_output=True, env=env, check=True,
-    ).stdout
+    child = run_python(_CHILD, tmp_path / "x.npy", tmp_path / "t.json", "1").stdout
     before = featcodec.get_num_threads()
     try:
         featcodec.set_num_threads(2)

@@ -8,8 +8,6 @@ a brute-force dynamic programme for the optimal quantizer, the reference impleme
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -211,7 +209,7 @@ def test_lower_error_than_uniform_and_kmeans_quality():
     assert ours <= _sse(x, centres) * 1.01
 
 
-def test_fitting_is_deterministic_across_processes_and_sample_grouping():
+def test_fitting_is_deterministic_across_processes_and_sample_grouping(run_python):
     t1 = featcodec.fit_transform(HEAVY, bits=8)
     t2 = featcodec.fit_transform([HEAVY[:7000], torch.from_numpy(HEAVY[7000:])], bits=8)
     assert t1.id == t2.id
@@ -221,7 +219,7 @@ def test_fitting_is_deterministic_across_processes_and_sample_grouping():
         "x = np.random.default_rng(1234).standard_t(3.0, 20_000).astype(np.float32);"
         "print(featcodec.fit_transform(x, bits=8).id)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run_python(code, text=True)
     assert out.stdout.strip() == t1.id
 
 

@@ -1,0 +1,33 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import featcodec
+
+
+@pytest.fixture
+def run_python(tmp_path_factory):
+    """Run ``python -c code *args`` in a fresh process that imports the same featcodec as
+    this one (the installed package in CI, the work tree in development).
+
+    The child starts in an empty folder: ``python -c`` puts the current folder first on
+    sys.path, and from the repository root that would be the uncompiled source tree.
+    """
+    cwd = tmp_path_factory.mktemp("child")
+    pkg_parent = str(Path(featcodec.__file__).resolve().parents[1])
+
+    def run(code: str, *args: str, text: bool = False) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_parent, os.environ.get("PYTHONPATH", "")]))
+        return subprocess.run(
+            [sys.executable, "-c", code, *map(str, args)],
+            capture_output=True, text=text, env=env, cwd=cwd, check=True,
+        )
+
+    return run
