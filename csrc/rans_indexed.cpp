@@ -198,7 +198,15 @@ void IndexedDecoder::decode(const int32_t* indexes, uint64_t n, const CdfTables&
       len -= half;
     }
     x = uint64_t(c[lo + 1] - c[lo]) * (x >> kPrec) + slot - uint32_t(c[lo]);
-    rd.renorm(x);
+    if (end - p >= 4) {  // branch-free renormalisation while a word is left to read
+      const uint64_t w = load_le32(p);
+      const uint64_t rn = uint64_t(x < kL);
+      const uint64_t m = 0 - rn;
+      x = (x & ~m) | (((x << 32) | w) & m);
+      p += rn << 2;
+    } else {
+      rd.renorm(x);
+    }
     int64_t value = lo;
     if (lo == max_value) {
       uint32_t v = rd.bits(x);
