@@ -64,6 +64,8 @@ def test_static_accepts_any_shape_and_strides():
     x = RNG.integers(0, 200, (40, 30)).astype(np.uint8)
     np.testing.assert_array_equal(decode_symbols(encode_symbols(x.T), x.size), x.T.reshape(-1))
     assert encode_symbols(x) == encode_symbols(np.ascontiguousarray(x))
+    w = x.astype(np.uint16) * 300
+    assert encode_symbols(w.astype(">u2")) == encode_symbols(w)  # byte order of the input
 
 
 @pytest.mark.parametrize(
