@@ -403,3 +403,22 @@ def test_adapter_on_autoregressive_model():
             out = model.decompress(ours["strings"], ours["shape"])
     assert torch.equal(out["x_hat"], ref_out["x_hat"])
     assert ours["strings"][0][0] != ref["strings"][0][0]  # really our coder's bytes
+
+
+@pytest.mark.parametrize("num_tables", [1, 3])
+def test_indexed_long_calls_use_the_coarse_index_consistently(num_tables):
+    """Long decode calls search through a per-table bucket index, short ones do not."""
+    from featcodec.compressai_coder import RansDecoder
+
+    cdfs, lengths, offsets = _compressai_tables(num=num_tables, seed=5)
+    rng = np.random.default_rng(num_tables)
+    n = 8 * 256 * num_tables + 1001
+    idx = rng.integers(0, num_tables, n).astype(np.int32)
+    sym = np.round(rng.laplace(0, 10, n)).astype(np.int32)
+    data = encode_with_indexes(sym, idx, cdfs, lengths, offsets)
+    np.testing.assert_array_equal(decode_with_indexes(data, idx, cdfs, lengths, offsets), sym)
+    dec = RansDecoder()
+    dec.set_stream(data)
+    pieces = [dec.decode_stream(idx[i : i + 100].tolist(), cdfs, lengths, offsets)
+              for i in range(0, n, 100)]
+    assert sum(pieces, []) == sym.tolist()
