@@ -1,0 +1,340 @@
+"""The public API: ``encode`` a feature tensor to one self-describing stream, ``decode`` it
+back to a tensor like the input (framework, dtype, shape), read its ``header``.
+
+Pipeline of ``encode``: transform (peaky-to-balanced, fitted on ``x`` by default) -> indices
+-> :func:`featcodec.pack` into a 2-D plane -> codec (``"index"``: rANS) -> stream
+(docs/format.md). ``decode`` runs it backwards.
+
+Example:
+    >>> import numpy as np, featcodec
+    >>> x = np.random.default_rng(0).standard_t(3, size=(1, 16, 64)).astype(np.float32)
+    >>> blob = featcodec.encode(x, bits=8)
+    >>> y = featcodec.decode(blob)
+    >>> y.shape, y.dtype, float(np.abs(y - x).max()) < float(np.abs(x).max()) / 10
+    ((1, 16, 64), dtype('float32'), True)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import bitstream
+from ._arrays import _TORCH_NAME, Origin, float_view, is_torch
+from .codecs import get_codec
+from .errors import FeatcodecError, FormatError, InputError, MissingTransformError
+from .packing import PackInfo, pack, unpack
+
+__all__ = ["encode", "decode", "header", "register_transform", "registered_transforms"]
+
+_TRANSFORMS: dict[str, Any] = {}
+_DTYPES = ("float16", "bfloat16", "float32", "float64")
+_TLOCK = threading.Lock()
+
+
+def register_transform(t: Any) -> str:
+    """Make transform ``t`` known by its id, so streams that reference it decode.
+
+    Returns ``t.id``.
+
+    Example:
+        >>> import numpy as np, featcodec
+        >>> t = featcodec.fit_transform(np.random.default_rng(0).normal(size=4096), bits=4)
+        >>> x = np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32)
+        >>> blob = featcodec.encode(x, transform=t, embed_transform=False)
+        >>> featcodec.register_transform(t) == t.id
+        True
+        >>> featcodec.decode(blob).shape
+        (8, 8)
+    """
+    from .transform import Transform
+
+    if not isinstance(t, Transform):
+        raise InputError(f"register_transform takes a featcodec Transform, not {type(t).__name__}.")
+    with _TLOCK:
+        _TRANSFORMS[t.id] = t
+    return t.id
+
+
+def registered_transforms() -> dict[str, Any]:
+    """A copy of the id -> Transform registry."""
+    with _TLOCK:
+        return dict(_TRANSFORMS)
+
+
+def _check_bits(bits: Any) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not (1 <= bits <= 16):
+        raise InputError(f"bits must be an integer from 1 to 16, not {bits!r}.")
+    return int(bits)
+
+
+def _resolve_encode_transform(transform: Any, bits: int | None, x: Any) -> Any:
+    from .transform import Transform, fit_transform, fit_uniform
+
+    if isinstance(transform, Transform):
+        if bits is not None and _check_bits(bits) != transform.bits:
+            raise InputError(
+                f"bits={bits} but the given transform has {transform.bits} bits; omit bits "
+                "or fit a transform with the bits you want."
+            )
+        return transform
+    b = 8 if bits is None else _check_bits(bits)
+    if isinstance(transform, str):
+        if transform == "auto":
+            return fit_transform(x, bits=b)
+        if transform == "uniform":
+            return fit_uniform(x, bits=b)
+        t = registered_transforms().get(transform)
+        if t is not None:
+            return _resolve_encode_transform(t, bits, x)
+    raise InputError(
+        f"transform must be 'auto', 'uniform', a Transform or a registered transform id, not {transform!r:.80}."
+    )
+
+
+def encode(
+    x: Any,
+    codec: str = "index",
+    *,
+    transform: Any = "auto",
+    bits: int | None = None,
+    quality: Any = None,
+    target_bpfp: float | None = None,
+    layout: str = "auto",
+    embed_transform: bool = True,
+    **params: Any,
+) -> bytes:
+    """Compress a feature tensor into one self-describing stream (see docs/format.md).
+
+    Args:
+        x: torch tensor (any device) or numpy array, float16/bfloat16/float32/float64,
+            finite, not empty.
+        codec: a name from :func:`featcodec.available_codecs` (``"index"``: rANS over the
+            transform's indices, lossless on them).
+        transform: ``"auto"`` (fit the peaky-to-balanced transform on ``x``), ``"uniform"``,
+            a fitted :class:`featcodec.Transform`, or the id of a registered one.
+        bits: the transform's bits when fitting (default 8; lower is smaller and lossier).
+        quality, target_bpfp: rate knobs of learned codecs (passed to the codec).
+        layout: how to pack ``x`` into a plane (:func:`featcodec.pack`).
+        embed_transform: store the transform's levels in the stream (default). With
+            ``False`` only its id is stored, and the decoder needs it registered or passed.
+        **params: further codec parameters.
+
+    Returns:
+        bytes that :func:`decode` turns back into a tensor like ``x``.
+    """
+    if is_torch(x) and x.device.type != "cpu":  # no host copy just to read the metadata
+        if x.dtype not in _TORCH_NAME:
+            raise InputError(f"x has dtype {x.dtype}; featcodec takes float16, bfloat16, float32 or float64 tensors.")
+        origin, shape = Origin("torch", _TORCH_NAME[x.dtype], str(x.device)), tuple(x.shape)
+    else:
+        a, origin = float_view(x)
+        shape = a.shape
+    if len(shape) == 0 or 0 in shape:
+        raise InputError(f"x has shape {tuple(shape)}; featcodec needs a tensor with at least one value and one dimension.")
+    t = _resolve_encode_transform(transform, bits, x)
+    codec_obj = get_codec(codec)  # UnknownCodecError before the work
+    idx = t.forward(x)  # NaN/Inf -> InputError
+    if not isinstance(idx, np.ndarray):
+        idx = idx.cpu().numpy()
+    plane, info = pack(idx, layout)
+    plane = np.ascontiguousarray(plane)
+    for k, v in (("quality", quality), ("target_bpfp", target_bpfp)):
+        if v is not None:
+            params[k] = v
+    try:
+        payload, cparams = codec_obj.encode_plane(plane, t.bits, **params)
+    except TypeError as e:
+        raise InputError(f"codec {codec!r} rejected its parameters {sorted(params)}: {e}") from None
+    tinfo, tsections = _transform_fields(t, bool(embed_transform))
+    sections = {"payload": bytes(payload), **tsections}
+    head = {
+        "codec": codec,
+        "codec_params": cparams,
+        "bits": t.bits,
+        "transform": tinfo,
+        "pack": info.to_dict(),
+        "dtype": origin.dtype,
+        "shape": list(info.shape),
+        "framework": origin.framework,
+        "sections": list(sections),
+    }
+    return bitstream.write_stream(head, list(sections.values()))
+
+
+def _transform_fields(t: Any, embed: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The header's ``transform`` object and the sections that embed it.
+
+    Embedded: the levels, plus the thresholds only when they are not the midpoints the
+    decoder would derive from the levels (Lloyd-Max and uniform transforms need none).
+    """
+    info = {"id": t.id, "embedded": embed, "channel_axis": t.channel_axis, "channels": t.channels,
+            "thresholds": False}
+    if not embed:
+        return info, {}
+    secs = {"levels": np.ascontiguousarray(t.levels, dtype="<f4").tobytes()}
+    if _rebuild(secs["levels"], None, t.channel_axis, t.channels, t.bits).id != t.id:
+        info["thresholds"] = True
+        secs["thresholds"] = np.ascontiguousarray(t.thresholds, dtype="<f4").tobytes()
+    return info, secs
+
+
+def header(blob: Any) -> dict[str, Any]:
+    """Read a stream's header without decoding it (validated; see docs/format.md).
+
+    Example:
+        >>> import numpy as np, featcodec
+        >>> h = featcodec.header(featcodec.encode(np.ones((4, 8), np.float32), bits=4))
+        >>> h["codec"], h["shape"], h["dtype"], h["bits"]
+        ('index', [4, 8], 'float32', 4)
+    """
+    h = bitstream.header(blob)
+    _check_transform_fields(h)
+    return h
+
+
+def _check_transform_fields(h: dict) -> None:
+    t = h["transform"]
+    bad = FormatError("featcodec stream header field 'transform' is malformed.")
+    if not isinstance(t, dict) or set(t) != {"id", "embedded", "channel_axis", "channels", "thresholds"}:
+        raise bad
+    if not isinstance(t["id"], str) or not (1 <= len(t["id"]) <= 64):
+        raise bad
+    if not isinstance(t["embedded"], bool) or not isinstance(t["thresholds"], bool):
+        raise bad
+    ndim = len(h["shape"])
+    ax, ch = t["channel_axis"], t["channels"]
+    if ax is None:
+        if ch is not None:
+            raise bad
+    elif (
+        isinstance(ax, bool) or not isinstance(ax, int) or not (-ndim <= ax < ndim)
+        or isinstance(ch, bool) or not isinstance(ch, int) or ch != h["shape"][ax]
+    ):
+        raise FormatError("featcodec stream header: transform channel_axis/channels do not fit the shape.")
+    want = {"payload"} | ({"levels"} if t["embedded"] else set()) | ({"thresholds"} if t["thresholds"] else set())
+    if set(h["sections"]) != want or (t["thresholds"] and not t["embedded"]):
+        raise FormatError(f"featcodec stream sections {h['sections']} do not match its transform fields.")
+
+
+@functools.lru_cache(maxsize=64)
+def _rebuild(levels: bytes, thresholds: bytes | None, channel_axis: int | None, channels: int | None,
+             bits: int) -> Any:
+    """A Transform from raw little-endian float32 tables (lengths already checked), cached
+    so a series of streams with the same embedded transform rebuilds it once."""
+    from .transform import Transform
+
+    tables = []
+    for name, raw in (("levels", levels), ("thresholds", thresholds)):
+        if raw is None:
+            continue
+        a = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        if not np.isfinite(a).all():
+            raise InputError(f"its {name} are not finite")
+        tables.append(a if channels is None else a.reshape(channels, -1))
+    return Transform(*tables, channel_axis=channel_axis, kind="embedded")
+
+
+def _transform_from_stream(h: dict, sections: dict[str, memoryview], given: Any) -> Any:
+    """The stream's transform: rebuilt from its embedded tables (checked against the id),
+    or the one passed / registered under the referenced id."""
+    t = h["transform"]
+    if not t["embedded"]:
+        tr = given if given is not None else registered_transforms().get(t["id"])
+        if tr is None:
+            raise MissingTransformError(
+                f"this stream references transform {t['id']!r}, which is not embedded; pass it as "
+                f"decode(blob, transform=t) or call featcodec.register_transform(t) first."
+            )
+        if tr.id != t["id"]:
+            raise InputError(f"the stream needs transform {t['id']}, but transform={tr.id} was passed.")
+        return tr
+    C = 1 if t["channels"] is None else t["channels"]
+    K = 2 ** h["bits"]
+    for name, count in (("levels", C * K), ("thresholds", C * (K - 1))):
+        if name in sections and len(sections[name]) != 4 * count:
+            raise FormatError(f"featcodec stream's {name} section has {len(sections[name])} bytes, not {4 * count}.")
+    thr = sections.get("thresholds")
+    try:
+        tr = _rebuild(bytes(sections["levels"]), None if thr is None else bytes(thr), t["channel_axis"],
+                      t["channels"], h["bits"])
+    except InputError as e:
+        raise FormatError(f"featcodec stream's embedded transform is invalid: {e}") from None
+    if tr.id != t["id"]:
+        raise FormatError("featcodec stream's embedded transform does not match its id: corrupt.")
+    if given is not None and given.id != tr.id:
+        raise InputError(f"the stream embeds transform {tr.id}, but transform={given.id} was passed.")
+    return tr
+
+
+def decode(
+    blob: Any,
+    *,
+    transform: Any = None,
+    device: Any = None,
+    dtype: str | None = None,
+    max_values: int | None = None,
+) -> Any:
+    """Decode a stream from :func:`encode` into a tensor like the one encoded.
+
+    Returns a torch tensor (on ``device``, default CPU) if a torch tensor was encoded, a
+    numpy array if a numpy array was, with the original shape and dtype (``dtype``
+    overrides it, e.g. ``"float32"``). ``transform`` supplies a transform the stream only
+    references by id (see :func:`register_transform`). ``max_values`` caps the values a
+    stream may declare (default: ``featcodec.limits.MAX_ELEMENTS``, 2**31), for services
+    that decode untrusted streams and cannot afford a large allocation; a stream above it
+    raises :class:`featcodec.FormatError` before anything is allocated.
+
+    Raises a :class:`featcodec.FormatError` subclass for corrupt, truncated or foreign
+    bytes, :class:`featcodec.MissingTransformError` for an unknown referenced transform,
+    :class:`featcodec.UnknownCodecError` for an unregistered codec.
+    """
+    from .transform import Transform
+
+    if transform is not None and not isinstance(transform, Transform):
+        raise InputError(f"transform must be a featcodec Transform, not {type(transform).__name__}.")
+    s = bitstream.read_stream(blob)
+    h = bitstream.validate_header(s.header, len(s.sections))
+    _check_transform_fields(h)
+    if max_values is not None and math.prod(h["shape"]) > max_values:
+        raise FormatError(
+            f"this stream declares {math.prod(h['shape'])} values, more than max_values={max_values}."
+        )
+    sections = dict(zip(h["sections"], s.sections))
+    if "payload" not in sections:
+        raise FormatError("featcodec stream has no payload section.")
+    origin = Origin(h["framework"], h["dtype"])
+    want = dtype or origin.dtype
+    if want not in _DTYPES or (want == "bfloat16" and origin.framework != "torch"):
+        raise InputError(
+            f"dtype must be one of {', '.join(_DTYPES)} (bfloat16 only for torch streams), not {want!r}."
+        )
+    if device is not None and origin.framework != "torch" and str(device) != "cpu":
+        raise InputError("this stream holds a numpy array; device= applies to torch tensors only.")
+    info = PackInfo.from_dict(h["pack"])
+    codec_obj = get_codec(h["codec"])
+    tr = _transform_from_stream(h, sections, transform)
+    bits = h["bits"]
+    try:
+        plane = codec_obj.decode_plane(bytes(sections["payload"]), info.plane_shape, bits, h["codec_params"])
+    except FeatcodecError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError, MemoryError) as e:
+        raise FormatError(f"featcodec stream payload is corrupt ({type(e).__name__}: {e}).") from None
+    plane = np.asarray(plane)
+    if plane.shape != info.plane_shape or plane.dtype not in (np.uint8, np.uint16):
+        raise FormatError(f"codec {h['codec']!r} returned a plane of the wrong shape or dtype.")
+    idx = unpack(plane, info)
+    if origin.framework == "torch":
+        import torch
+
+        idx = torch.from_numpy(idx)
+    try:
+        out = tr.inverse(idx, dtype=want)
+    except InputError as e:  # arguments were checked: only an index beyond the levels is left
+        raise FormatError(f"featcodec stream payload is corrupt: {e}") from None
+    return out.to(device) if device is not None and str(device) != "cpu" else out
