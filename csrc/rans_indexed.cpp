@@ -180,6 +180,25 @@ void IndexedDecoder::decode(const int32_t* indexes, uint64_t n, const CdfTables&
   LaneReader rd{p, end};
   const uint64_t lane_mask = uint64_t(lanes_ - 1);
   constexpr uint64_t mask = (1u << kPrec) - 1;
+  // For long calls, a coarse index per table: bucket[r][b] = the last value whose CDF
+  // entry is <= b * 256, so a slot in bucket b lies in [bucket[b], bucket[b + 1]] and the
+  // search covers a few values instead of the whole table.
+  constexpr int kBuckets = 256, kBucketShift = kPrec - 8;
+  std::vector<int32_t> bucket;
+  if (n >= uint64_t(8 * kBuckets) * uint64_t(t.num_tables)) {
+    bucket.resize(size_t(t.num_tables) * (kBuckets + 1));
+    for (int64_t r = 0; r < t.num_tables; ++r) {
+      const int32_t* c = t.cdfs + r * t.stride;
+      const int32_t max_value = t.lengths[r] - 2;
+      int32_t* bk = bucket.data() + r * (kBuckets + 1);
+      int32_t lo = 0;
+      for (int b = 0; b <= kBuckets; ++b) {
+        const int32_t edge = std::min(b << kBucketShift, (1 << kPrec) - 1);
+        while (lo < max_value && c[lo + 1] <= edge) ++lo;
+        bk[b] = lo;
+      }
+    }
+  }
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t& x = st_[(done_ + i) & lane_mask];
     const int32_t r = indexes[i];
@@ -191,14 +210,27 @@ void IndexedDecoder::decode(const int32_t* indexes, uint64_t n, const CdfTables&
     const uint32_t slot = uint32_t(x & mask);
     // Branch-free search of the last lo in [0, max_value] with c[lo] <= slot; since
     // c[0] = 0 <= slot < 65536 = c[max_value + 1], the interval found is never empty.
-    int32_t lo = 0;
-    for (int32_t len = max_value + 1; len > 1;) {
+    int32_t lo = 0, len = max_value + 1;
+    if (!bucket.empty()) {
+      const int32_t* bk = bucket.data() + int64_t(r) * (kBuckets + 1) + (slot >> kBucketShift);
+      lo = bk[0];
+      len = bk[1] - bk[0] + 1;
+    }
+    for (; len > 1;) {
       const int32_t half = len >> 1;
       lo = uint32_t(c[lo + half]) <= slot ? lo + half : lo;
       len -= half;
     }
     x = uint64_t(c[lo + 1] - c[lo]) * (x >> kPrec) + slot - uint32_t(c[lo]);
-    rd.renorm(x);
+    if (end - p >= 4) {  // branch-free renormalisation while a word is left to read
+      const uint64_t w = load_le32(p);
+      const uint64_t rn = uint64_t(x < kL);
+      const uint64_t m = 0 - rn;
+      x = (x & ~m) | (((x << 32) | w) & m);
+      p += rn << 2;
+    } else {
+      rd.renorm(x);
+    }
     int64_t value = lo;
     if (lo == max_value) {
       uint32_t v = rd.bits(x);

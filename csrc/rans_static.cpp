@@ -11,8 +11,8 @@
 //                                                 (skip to the hash when k == 1)
 //   varint   symbols per chunk
 //   per chunk: varint payload size
-//   u32      FNV-1a hash of every byte above (the payload is guarded by the final states,
-//            the table by this hash: a flipped bit is an error, never other symbols)
+//   u32      FNV-1a hash of every byte above: a flipped table bit would otherwise decode
+//            other symbols silently (the payload is checked by the final states)
 //   the chunk payloads, in order
 // A chunk payload is `lanes` 64-bit final states followed by 32-bit words; its symbols
 // are coded independently of the other chunks, so threads can share the work while
@@ -28,7 +28,7 @@ namespace {
 
 constexpr uint8_t kStaticTag = 0x10;
 constexpr int kMaxBits8 = 16;    // table precision cap, 8-bit alphabets
-constexpr int kMaxBits16 = 20;   // 16-bit alphabets: decode lookup <= 2 MiB
+constexpr int kMaxBits16 = 20;   // 16-bit alphabets: decode tables <= 10 MiB
 constexpr uint64_t kChunk = 1ull << 20;  // symbols per independently coded chunk
 constexpr uint64_t kMaxCount = 1ull << 40;
 

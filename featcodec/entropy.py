@@ -101,6 +101,8 @@ def encode_symbols(symbols: np.ndarray, *, threads: int | None = None) -> bytes:
         raise InputError(
             f"symbols must be a numpy array of uint8 or uint16, got {type(symbols).__name__}"
         )
+    if symbols.dtype.kind == "u" and symbols.dtype.itemsize <= 2 and not symbols.dtype.isnative:
+        symbols = symbols.astype(symbols.dtype.newbyteorder("="))  # big-endian input
     if symbols.dtype not in (np.uint8, np.uint16):
         raise InputError(
             f"symbols must be uint8 or uint16, got {symbols.dtype}; cast with "
