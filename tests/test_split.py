@@ -1,0 +1,167 @@
+"""featcodec.split: cutting models with torch.fx, and split inference with featcodec
+between the halves, on TAEF2 (and MobileNetV2 where its weights are installed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import featcodec
+from featcodec.split import SplitModel, cut
+
+
+class Residual(nn.Module):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(n, n, 3, padding=1), nn.ReLU(), nn.Conv2d(n, n, 3, padding=1))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + x)
+
+
+class Net(nn.Module):
+    """Residual blocks, a functional op, a parameter read directly, several outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.Sequential(Residual(8), Residual(8), Residual(8))
+        self.scale = nn.Parameter(torch.tensor(0.5))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = self.blocks(torch.relu(self.stem(x)))
+        z = h.mean(dim=(2, 3)) * self.scale
+        return self.head(z), z
+
+
+class TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.b(self.a(x)) + x  # x crosses any cut
+
+
+class Dynamic(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: fx cannot trace it
+            return self.a(x)
+        return x
+
+
+@pytest.mark.parametrize("at", ["stem", "blocks.0", "blocks.1", "blocks", "blocks.2.body"])
+def test_cut_reproduces_the_model_exactly(at):
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(2, 3, 12, 12)
+    if at == "blocks.2.body":
+        with pytest.raises(featcodec.InputError, match="crossing"):
+            cut(net, at)  # the residual's identity path goes around the body
+        return
+    head, tail = cut(net, at)
+    with torch.no_grad():
+        act = head(x)
+        got = tail(act)
+        want = net(x)
+    assert isinstance(act, torch.Tensor) and act.shape[0] == 2
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+    # the halves share the model's parameters rather than copying them
+    assert head.get_submodule("stem").weight is net.stem.weight
+    assert tail.get_parameter("scale") is net.scale
+
+
+def test_cut_errors_say_what_to_do():
+    net = Net()
+    with pytest.raises(featcodec.InputError, match="Did you mean blocks"):
+        cut(net, "block")
+    with pytest.raises(featcodec.InputError, match="crossing"):
+        cut(TwoInputs(), "a")
+    with pytest.raises(featcodec.InputError, match="cannot trace"):
+        cut(Dynamic(), "a")
+    shared = nn.Linear(4, 4)
+    twice = nn.Sequential(shared, nn.ReLU(), shared)
+    with pytest.raises(featcodec.InputError, match="called 2 times"):
+        cut(twice, "0")
+    with pytest.raises(featcodec.InputError, match="nn.Module"):
+        cut(lambda x: x, "a")  # type: ignore[arg-type]
+
+
+def test_split_model_round_trip_on_a_small_net():
+    torch.manual_seed(0)
+    net = Net().eval()
+    xs = [torch.randn(1, 3, 16, 16) for _ in range(4)]
+    split = SplitModel(net, "blocks", bits=8)
+    t = split.calibrate(xs[:2])
+    assert t.bits == 8
+    for x in xs[2:]:
+        blob = split.edge(x)
+        # the bytes are an ordinary featcodec stream of the cut activation
+        h = featcodec.header(blob)
+        assert h["shape"] == [1, 8, 16, 16] and h["transform"]["id"] == t.id
+        logits, _ = split.cloud(blob)
+        ref, _ = net(x)
+        assert torch.allclose(logits, ref, atol=0.05 * float(ref.abs().max()))
+    assert split.stats.requests == 2
+    assert split.stats.raw_bytes == 2 * 8 * 16 * 16 * 4
+    assert 0 < split.stats.bytes_moved < split.stats.raw_bytes
+
+
+def _taef2():
+    try:
+        from featcodec.features.latent import TAEF2
+
+        return TAEF2.load()
+    except Exception as e:
+        pytest.skip(f"TAEF2 not available: {e}")
+
+
+def test_taef2_split_at_the_latent():
+    m = _taef2()
+    model = nn.Sequential(m.encoder, m.decoder).eval()
+    images = [m.image_tensor(i, 256) for i in range(4)]
+    split = SplitModel(model, "0", bits=8)
+    split.calibrate(images[:2])
+    psnr = []
+    with torch.no_grad():
+        for img in images[2:]:
+            y = split(img)
+            ref = model(img)
+            psnr.append(10 * np.log10(1.0 / float(((y - ref) ** 2).mean())))
+    s = split.stats
+    assert s.raw_bytes == 2 * 32 * 32 * 32 * 4
+    assert s.ratio > 3.5
+    assert min(psnr) > 30
+    print(f"\nTAEF2 split: {s.bytes_per_request:.0f} bytes/request, {s.ratio:.2f}x smaller, PSNR vs uncut {psnr}")
+
+
+def test_mobilenet_v2_split_agrees_with_uncut():
+    try:
+        from featcodec.features.cnn import MobileNetV2Features  # noqa: F401  (loader and weights)
+        from featcodec.features.cnn import load_mobilenet_v2
+
+        model = load_mobilenet_v2()
+    except Exception as e:
+        pytest.skip(f"MobileNetV2 weights or torchvision not installed: {e}")
+    from featcodec.features.inputs import image_array
+
+    imgs = [torch.from_numpy(image_array(i, 224)).permute(2, 0, 1)[None].contiguous() for i in range(6)]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    imgs = [(x - mean) / std for x in imgs]
+    split = SplitModel(model, "features.13", bits=8)
+    split.calibrate(imgs[:2])
+    agree = 0
+    with torch.no_grad():
+        for x in imgs[2:]:
+            agree += int(split(x).argmax() == model(x).argmax())
+    assert agree == len(imgs) - 2
+    assert split.stats.ratio > 3.5
