@@ -20,6 +20,8 @@ from .errors import (
     VersionError,
 )
 
+from . import metrics
+from .transform import Transform, fit_transform, fit_uniform, load_transform
 from .packing import PackInfo, pack, unpack
 from .api import decode, encode, header, register_transform
 from .codecs import available_codecs

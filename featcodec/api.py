@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import bitstream
-from ._arrays import Origin, float_view, from_float32
+from ._arrays import Origin, float_view
 from .codecs import get_codec
 from .errors import FeatcodecError, FormatError, InputError, MissingTransformError
 from .packing import PackInfo, pack, unpack
@@ -288,14 +288,31 @@ def decode(blob: Any, *, transform: Any = None, device: Any = None, dtype: str |
     if plane.shape != info.plane_shape or plane.dtype not in (np.uint8, np.uint16):
         raise FormatError(f"codec {h['codec']!r} returned a plane of the wrong shape or dtype.")
     idx = unpack(plane, info)
-    values = _dequantize(idx, levels, h["transform"]["channel_axis"])
-    return from_float32(values, origin, dtype=dtype or origin.dtype, device=device)
+    return _dequantize(idx, levels, h["transform"]["channel_axis"], origin, dtype, device)
 
 
-def _dequantize(idx: np.ndarray, levels: np.ndarray, channel_axis: int | None) -> np.ndarray:
+def _dequantize(idx: np.ndarray, levels: np.ndarray, channel_axis: int | None, origin: Origin,
+                dtype: str | None, device: Any) -> Any:
+    """levels[idx] straight into the output dtype, as ``origin``'s framework."""
     from .kernels import dequantize
 
+    want = dtype or origin.dtype
+    if want not in ("float16", "bfloat16", "float32", "float64"):
+        raise InputError(f"dtype must be float16, bfloat16, float32 or float64, not {want!r}.")
+    if want == "bfloat16" and origin.framework != "torch":
+        raise InputError("numpy has no bfloat16; ask for float32 or float16, or encode a torch tensor.")
+    kdt = "float32" if want == "float64" else want
     try:
-        return dequantize(idx, levels, channel_axis=channel_axis, dtype="float32")
+        a = dequantize(idx, levels, channel_axis=channel_axis, dtype=kdt)
     except InputError as e:  # an index beyond the levels can only come from a corrupt stream
         raise FormatError(f"featcodec stream payload is corrupt: {e}") from None
+    if want == "float64":
+        a = a.astype(np.float64)
+    if origin.framework == "numpy":
+        return a
+    import torch
+
+    t = torch.from_numpy(a)
+    if want == "bfloat16":
+        t = t.view(torch.bfloat16)
+    return t.to(device) if device is not None and str(device) != "cpu" else t
