@@ -46,24 +46,23 @@ class MissingPart(Exception):
 
 
 def distortion(x: Any, y: Any) -> dict[str, float]:
-    """MSE, PSNR and max abs error of reconstruction ``y`` against original ``x``.
-
-    PSNR uses the original's value range as the peak: ``10 log10((max-min)^2 / MSE)``
-    (infinite when MSE is 0).
+    """MSE, PSNR and max abs error of reconstruction ``y`` against original ``x``
+    (:func:`featcodec.metrics.mse` / :func:`featcodec.metrics.psnr`: the peak is the
+    original's value range; a constant original gets ``nan`` PSNR).
 
     >>> d = distortion(np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 2.5]))
     >>> round(d["mse"], 4), round(d["psnr"], 2), d["max_abs"]
     (0.0833, 16.81, 0.5)
     """
-    a = _as_f64(x)
-    b = _as_f64(y)
-    if a.shape != b.shape:
-        raise InputError(f"cannot compare shapes {a.shape} and {b.shape}.")
-    err = a - b
-    mse = float(np.mean(err * err)) if a.size else 0.0
-    peak = float(a.max() - a.min()) if a.size else 0.0
-    psnr = math.inf if mse == 0 else (10 * math.log10(peak * peak / mse) if peak > 0 else -math.inf)
-    return {"mse": mse, "psnr": psnr, "max_abs": float(np.abs(err).max()) if a.size else 0.0}
+    from . import metrics
+
+    mse = metrics.mse(x, y)
+    try:
+        psnr = metrics.psnr(x, y)
+    except InputError:  # constant original: no value range to measure against
+        psnr = math.nan
+    a, b = _as_f64(x), _as_f64(y)
+    return {"mse": mse, "psnr": psnr, "max_abs": float(np.abs(a - b).max())}
 
 
 def _as_f64(x: Any) -> np.ndarray:
@@ -436,7 +435,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.files:
         tensors = [(f, load_tensor(f, key=args.key)) for f in args.files]
     else:
-        tensors = [(f"{name}", x) for name, x in _demo_tensors("test")]
+        tensors = _demo_tensors()
     rows = []
     jobs = [(name, x, c, o) for name, x in tensors for c, o in grid]
     for name, x, codec, opts in _progress(jobs, args, "benchmarking", total=len(jobs)):
@@ -462,95 +461,66 @@ def _threads() -> str:
         return "default"
 
 
-def _demo_tensors(split: str) -> list[tuple[str, np.ndarray]]:
-    """``(name, array)`` pairs of the bundled demo features of one split."""
-    demo = _load_demo()
-    return [(f"{r['family']}/{r['tap']}", r["array"]) for r in demo if r["split"] == split]
-
-
-def _load_demo() -> list[dict[str, Any]]:
+def _demo_tensors() -> list[tuple[str, np.ndarray]]:
+    """``(name, array)`` pairs of the bundled demo features (``family/tap``)."""
     try:
         from .datasets import load_demo
     except ImportError as e:
         raise MissingPart(f"the demo data module is missing from this install ({e}).") from None
-    return list(_demo_records(load_demo()))
+    try:
+        demo = load_demo()
+    except (OSError, ValueError) as e:
+        raise MissingPart(f"the bundled demo data cannot be read ({e}); reinstall featcodec.") from None
+    if not demo:
+        raise MissingPart("the bundled demo data is empty; reinstall featcodec.")
+    return sorted(demo.items())
 
 
-def _demo_records(demo: Any) -> Iterable[dict[str, Any]]:
-    """Normalise :func:`featcodec.datasets.load_demo` output to dicts with family, tap,
-    split and array."""
-    for r in demo:
-        yield {
-            "family": r["family"],
-            "tap": r.get("tap", r.get("model", "")),
-            "split": r["split"],
-            "array": np.asarray(r["array"]),
-        }
+_TRANSFORM_KINDS = {"lloyd-max": "fit_transform", "uniform": "fit_uniform"}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Fit a transform per family on the demo's train features, code its test features."""
-    from . import api
-    from .transform import fit_transform
+    """For each bundled real feature: fit a transform, encode, decode, measure."""
+    from . import transform as transform_mod
 
     t_start = time.perf_counter()
-    records = _load_demo()
-    families = sorted({r["family"] for r in records})
-    codecs = _split_list(args.codec, str)
+    kinds = _split_list(args.transforms, str)
+    for k in kinds:
+        if k not in _TRANSFORM_KINDS:
+            raise InputError(f"--transforms: unknown kind {k!r}; choose from {', '.join(_TRANSFORM_KINDS)}.")
+    feats = _demo_tensors()
     rows = []
-    jobs = [(fam, c) for fam in families for c in codecs]
-    for fam, codec in _progress(jobs, args, "demo", total=len(jobs)):
-        train = [r["array"] for r in records if r["family"] == fam and r["split"] == "train"]
-        test = [r for r in records if r["family"] == fam and r["split"] == "test"]
-        if not train or not test:
-            continue
+    jobs = [(name, x, k) for name, x in feats for k in kinds]
+    for name, x, kind in _progress(jobs, args, "demo", total=len(jobs)):
+        fit = getattr(transform_mod, _TRANSFORM_KINDS[kind])
         t0 = time.perf_counter()
-        t = fit_transform(np.concatenate([a.ravel() for a in train]).astype(np.float32), bits=args.bits)
+        t = fit(x, bits=args.bits)
         fit_s = time.perf_counter() - t0
-        api.register_transform(t)
-        acc: dict[str, float] = {"values": 0, "bytes": 0, "sq": 0.0, "enc": 0.0, "dec": 0.0, "raw": 0}
-        psnrs = []
-        for r in test:
-            m = _measure(r["array"], codec, {"transform": t, "embed_transform": False})
-            acc["values"] += m["values"]
-            acc["bytes"] += m["bytes"]
-            acc["raw"] += m["raw_bytes"]
-            acc["sq"] += m["mse"] * m["values"]
-            acc["enc"] += m["encode_s"]
-            acc["dec"] += m["decode_s"]
-            psnrs.append(m["psnr"])
+        m = _measure(x, args.codec, {"transform": t}, repeat=2)
         rows.append({
-            "family": fam,
-            "codec": codec,
-            "tensors": len(test),
-            "values": int(acc["values"]),
-            "raw_bytes": int(acc["raw"]),
-            "bytes": int(acc["bytes"]),
-            "bits_per_value": 8 * acc["bytes"] / acc["values"],
-            "ratio": acc["raw"] / acc["bytes"],
-            "mse": acc["sq"] / acc["values"],
-            "psnr": float(np.mean(psnrs)),
-            "fit_s": fit_s,
-            "encode_MBps": acc["raw"] / 1e6 / acc["enc"],
-            "decode_MBps": acc["raw"] / 1e6 / acc["dec"],
+            "family": name.split("/")[0],
+            "feature": name,
+            "shape": "x".join(map(str, x.shape)),
+            "transform": kind,
+            **m,
+            "ratio": m["raw_bytes"] / m["bytes"],
+            "fit_ms": 1e3 * fit_s,
         })
-    if not rows:
-        raise MissingPart("the demo data holds no family with both train and test features.")
     elapsed = time.perf_counter() - t_start
     if args.json:
-        _print_json({"bits": args.bits, "seconds": elapsed, "rows": rows})
+        _print_json({"bits": args.bits, "codec": args.codec, "seconds": elapsed, "rows": rows})
         return EXIT_OK
-    print(f"featcodec demo: {args.bits}-bit transform fitted per family on the train features,"
-          f" test features coded with it")
+    print(f"featcodec demo: real features bundled with featcodec; a {args.bits}-bit transform "
+          f"fitted to each, then encode -> decode with codec {args.codec!r}")
     print(_table(rows, [
-        ("family", "family", ""), ("codec", "codec", ""), ("tensors", "tensors", "d"),
+        ("feature", "feature", ""), ("shape", "shape", ""), ("transform", "transform", ""),
         ("raw_bytes", "raw bytes", ",d"), ("bytes", "coded bytes", ",d"),
         ("bits_per_value", "bits/value", ".3f"), ("ratio", "ratio", ".2f"),
-        ("mse", "MSE", ".3e"), ("psnr", "PSNR dB", ".2f"),
+        ("mse", "MSE", ".3e"), ("psnr", "PSNR dB", ".2f"), ("fit_ms", "fit ms", ".1f"),
         ("encode_MBps", "enc MB/s", ".1f"), ("decode_MBps", "dec MB/s", ".1f"),
     ]))
-    print(f"PSNR: peak = value range of each original tensor, averaged over tensors. "
-          f"Done in {elapsed:.1f} s.")
+    print(f"Streams are self-contained (they carry the transform's levels). PSNR peak = value range "
+          f"of the original. MB/s of float32 input, best of 2. Done in {elapsed:.1f} s.")
     return EXIT_OK
 
 
@@ -593,11 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="fit, encode and decode the bundled real features; print a table",
-                       description="Fit a transform per feature family on the bundled train features, "
-                                   "encode and decode the test features, and print bytes, bits per "
-                                   "value, MSE/PSNR and speed per family.")
+                       description="For each real feature bundled with featcodec (CNN, ViT, LLM, latent): "
+                                   "fit a transform, encode, decode, and print bytes, bits per value, "
+                                   "MSE/PSNR and speed, for the peaky-to-balanced (Lloyd-Max) transform "
+                                   "and the uniform baseline.")
     d.add_argument("--bits", type=int, default=8, help="transform bits (default: 8)")
-    d.add_argument("--codec", default="index", help="codec name(s), comma-separated (default: index)")
+    d.add_argument("--codec", default="index", help="codec name (default: index)")
+    d.add_argument("--transforms", default="lloyd-max,uniform",
+                   help="transform kinds to compare, comma-separated (default: lloyd-max,uniform)")
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
     d.set_defaults(func=cmd_demo)
 
@@ -652,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="encode/decode speed on tensor files (or the demo data)",
                        description="Time encode and decode (best of --repeat) on tensor files, or on the "
-                                   "bundled demo test features when no file is given.")
+                                   "bundled demo features when no file is given.")
     b.add_argument("files", nargs="*", help="tensor files (default: the demo test features)")
     _add_codec_options(b, many=True)
     b.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best counts (default: 3)")

@@ -21,6 +21,7 @@ Example (two processes, ranks 0 and 1, after ``dist.init_process_group("gloo", .
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,11 +116,14 @@ def recv(
 ) -> Any:
     """Receive one message sent by :func:`send` and decode it.
 
-    ``src=None`` receives from any rank. ``transform`` and ``device`` go to
+    ``src=None`` receives from any rank (do not mix it with pending :func:`irecv` handles
+    on the same tag: it could take their message). ``transform`` and ``device`` go to
     :func:`featcodec.decode`. Returns a torch tensor (or numpy array, if a numpy array was
     sent) of the sender's shape and dtype.
     """
     _check_initialized()
+    if src is not None:  # keep order with any irecv() pending on the same channel
+        return irecv(src, group=group, tag=tag, transform=transform, device=device).wait()
     wire = _wire_device(group)
     header = torch.empty(2, dtype=torch.int64, device=wire)
     sender = dist.recv(header, src=src, group=group, tag=tag)
@@ -175,9 +179,11 @@ def isend(
 class RecvHandle:
     """A receive in flight, from :func:`irecv`.
 
-    The 16-byte length header is received asynchronously as soon as it arrives; the payload,
-    whose size the header gives, is received and decoded in :meth:`wait`, which returns the
-    tensor. ``wait()`` may be called again and returns the same tensor.
+    Messages from one source with one tag (a *channel*) arrive in the order they were sent,
+    and the handles of a channel take them in the order the handles were made, whatever
+    order ``wait()`` is called in. The first pending handle of a channel posts its 16-byte
+    header receive at once; the payload, whose size the header gives, is received and
+    decoded when a ``wait()`` needs it. ``wait()`` returns the tensor (again on later calls).
     """
 
     def __init__(self, src: int, group: Any, tag: int, transform: Any, device: Any) -> None:
@@ -185,24 +191,51 @@ class RecvHandle:
         self._transform, self._device = transform, device
         self._wire = _wire_device(group)
         self._header = torch.empty(2, dtype=torch.int64, device=self._wire)
-        self._work = dist.irecv(self._header, src=src, group=group, tag=tag)
+        self._work: Any = None
         self._result: Any = None
+        self._error: BaseException | None = None
         self._done = False
+        self._queue = _PENDING.setdefault((id(group), src, tag), deque())
+        self._queue.append(self)
+        if len(self._queue) == 1:
+            self._post_header()
+
+    def _post_header(self) -> None:
+        if self._work is None:
+            self._work = dist.irecv(self._header, src=self._src, group=self._group, tag=self._tag)
+
+    def _complete(self) -> None:
+        """Receive this handle's message (it must be the channel's oldest)."""
+        try:
+            self._post_header()
+            self._work.wait()
+            n = _check_header(self._header, self._src)
+            buf = torch.empty(n, dtype=torch.uint8, device=self._wire)
+            dist.recv(buf, src=self._src, group=self._group, tag=self._tag)
+            self._result = _decode(buf.cpu().numpy().tobytes(), self._transform, self._device)
+        except BaseException as e:  # kept for this handle's wait(); later handles go on
+            self._error = e
+        finally:
+            self._done = True
+            self._queue.popleft()
+            if self._queue:
+                self._queue[0]._post_header()
 
     def is_completed(self) -> bool:
-        """True once :meth:`wait` has produced the tensor."""
+        """True once the message of this handle has been received and decoded."""
         return self._done
 
     def wait(self) -> Any:
-        if self._done:
-            return self._result
-        self._work.wait()
-        n = _check_header(self._header, self._src)
-        buf = torch.empty(n, dtype=torch.uint8, device=self._wire)
-        dist.recv(buf, src=self._src, group=self._group, tag=self._tag)
-        self._result = _decode(buf.cpu().numpy().tobytes(), self._transform, self._device)
-        self._done = True
+        if not self._done:
+            while self._queue[0] is not self:
+                self._queue[0]._complete()
+            self._complete()
+        if self._error is not None:
+            raise self._error
         return self._result
+
+
+_PENDING: dict[tuple[int, int, int], deque[RecvHandle]] = {}
 
 
 def irecv(

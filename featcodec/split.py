@@ -198,7 +198,11 @@ class SplitModel(nn.Module):
     def calibrate(self, inputs: Iterable[Any], **fit_options: Any) -> Any:
         """Fit a transform to head activations of ``inputs`` (each one input, or a tuple
         of inputs), register it, and use it from now on. ``fit_options`` go to
-        :func:`featcodec.fit_transform` (``bits`` defaults to this model's ``bits``)."""
+        :func:`featcodec.fit_transform` (``bits`` defaults to this model's ``bits``).
+
+        From then on streams carry only the transform's id (unless ``embed_transform=True``
+        was given): the receiving side needs the transform, e.g.
+        ``split.transform.save("t.json")`` here and ``featcodec.load_transform`` there."""
         from . import api
         from .transform import fit_transform
 
@@ -208,10 +212,13 @@ class SplitModel(nn.Module):
             acts.append(self.activation(*args).float().cpu().numpy().ravel())
         if not acts:
             raise InputError("calibrate needs at least one input.")
-        fit_options.setdefault("bits", self.encode_options.get("bits", 8))
+        fit_options.setdefault("bits", self.encode_options.get("bits") or 8)
         t = fit_transform(np.concatenate(acts), **fit_options)
         api.register_transform(t)
         self.transform = t
+        self.encode_options["bits"] = t.bits
+        # both sides know the transform now: send its id, not its levels, with every request
+        self.encode_options.setdefault("embed_transform", False)
         return t
 
     @torch.no_grad()

@@ -109,7 +109,7 @@ def test_split_model_round_trip_on_a_small_net():
         assert h["shape"] == [1, 8, 16, 16] and h["transform"]["id"] == t.id
         logits, _ = split.cloud(blob)
         ref, _ = net(x)
-        assert torch.allclose(logits, ref, atol=0.05 * float(ref.abs().max()))
+        assert torch.allclose(logits, ref, atol=0.05 * float(ref.abs().max().detach()))
     assert split.stats.requests == 2
     assert split.stats.raw_bytes == 2 * 8 * 16 * 16 * 4
     assert 0 < split.stats.bytes_moved < split.stats.raw_bytes
@@ -120,48 +120,40 @@ def _taef2():
         from featcodec.features.latent import TAEF2
 
         return TAEF2.load()
-    except Exception as e:
+    except Exception as e:  # the weights live beside the repository, not in the package
         pytest.skip(f"TAEF2 not available: {e}")
 
 
 def test_taef2_split_at_the_latent():
     m = _taef2()
     model = nn.Sequential(m.encoder, m.decoder).eval()
-    images = [m.image_tensor(i, 256) for i in range(4)]
-    split = SplitModel(model, "0", bits=8)
-    split.calibrate(images[:2])
-    psnr = []
+    calib, img = m.image_tensor(0, 128), m.image_tensor(1, 128)
+    split = SplitModel(model, "0", bits=6)
+    split.calibrate([calib])
     with torch.no_grad():
-        for img in images[2:]:
-            y = split(img)
-            ref = model(img)
-            psnr.append(10 * np.log10(1.0 / float(((y - ref) ** 2).mean())))
+        y = split(img)
+        ref = model(img)  # the uncut model
+    psnr = 10 * np.log10(1.0 / float(((y - ref) ** 2).mean()))  # images are in [0, 1]
     s = split.stats
-    assert s.raw_bytes == 2 * 32 * 32 * 32 * 4
-    assert s.ratio > 3.5
-    assert min(psnr) > 30
-    print(f"\nTAEF2 split: {s.bytes_per_request:.0f} bytes/request, {s.ratio:.2f}x smaller, PSNR vs uncut {psnr}")
+    assert s.raw_bytes == 32 * 16 * 16 * 4
+    assert s.ratio > 4.5  # 6-bit codes of 32-bit floats, the transform sent by id
+    assert psnr > 30
+    print(f"\nTAEF2 split: {s.bytes_per_request:.0f} bytes/request, {s.ratio:.2f}x smaller, PSNR vs uncut {psnr:.1f}")
 
 
 def test_mobilenet_v2_split_agrees_with_uncut():
     try:
-        from featcodec.features.cnn import MobileNetV2Features  # noqa: F401  (loader and weights)
-        from featcodec.features.cnn import load_mobilenet_v2
+        from featcodec.features.cnn import MobileNetV2, imagenet_tensor
 
-        model = load_mobilenet_v2()
+        model = MobileNetV2.load().net
     except Exception as e:
         pytest.skip(f"MobileNetV2 weights or torchvision not installed: {e}")
-    from featcodec.features.inputs import image_array
-
-    imgs = [torch.from_numpy(image_array(i, 224)).permute(2, 0, 1)[None].contiguous() for i in range(6)]
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    imgs = [(x - mean) / std for x in imgs]
-    split = SplitModel(model, "features.13", bits=8)
-    split.calibrate(imgs[:2])
+    imgs = [imagenet_tensor(i, 224) for i in range(3)]
+    split = SplitModel(model, "features.13", bits=6)
+    split.calibrate(imgs[:1])
     agree = 0
     with torch.no_grad():
-        for x in imgs[2:]:
+        for x in imgs[1:]:
             agree += int(split(x).argmax() == model(x).argmax())
-    assert agree == len(imgs) - 2
-    assert split.stats.ratio > 3.5
+    assert agree == len(imgs) - 1
+    assert split.stats.ratio > 4.5
