@@ -204,10 +204,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     arrays = []
     for p in _progress(args.files, args, "reading"):
         arrays.append(_as_f32_numpy(load_tensor(p, key=args.key), p))
-    samples = _merge_samples(arrays, args.channel_axis)
-    if args.max_values and samples.size > args.max_values and args.channel_axis is None:
+    total = sum(a.size for a in arrays)
+    samples: Any = arrays[0] if len(arrays) == 1 else arrays  # fit_transform pools a list
+    if args.max_values and total > args.max_values:
+        if args.channel_axis is not None:
+            raise InputError("--max-values subsamples pooled values; it cannot be combined with --channel-axis.")
         rng = np.random.default_rng(0)
-        samples = rng.choice(samples.ravel(), size=args.max_values, replace=False)
+        samples = rng.choice(np.concatenate([a.ravel() for a in arrays]), size=args.max_values, replace=False)
+        total = args.max_values
     opts: dict[str, Any] = {"bits": args.bits}
     if args.clip:
         opts["clip"] = tuple(args.clip)
@@ -219,7 +223,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     t = fit_transform(samples, **opts)
     dt = time.perf_counter() - t0
     t.save(out)
-    _say(args, f"fitted a {t.bits}-bit transform on {samples.size:,} values in {dt:.2f} s")
+    _say(args, f"fitted a {t.bits}-bit transform on {total:,} values in {dt:.2f} s")
     print(f"{out}  id={t.id}")
     return EXIT_OK
 
@@ -232,35 +236,6 @@ def _as_f32_numpy(x: Any, src: Any) -> np.ndarray:
     except InputError as e:
         raise InputError(f"{src}: {e}") from None
     return to_float32(a, origin.dtype)
-
-
-def _merge_samples(arrays: list[np.ndarray], channel_axis: int | None) -> np.ndarray:
-    """One sample array from several files: flat values, or with ``channel_axis`` kept
-    (all files need the same rank and channel count)."""
-    if len(arrays) == 1:
-        return arrays[0]
-    if channel_axis is None:
-        return np.concatenate([a.ravel() for a in arrays])
-    ndims = {a.ndim for a in arrays}
-    if len(ndims) != 1:
-        raise InputError("with --channel-axis, all files need the same number of dimensions.")
-    ndim = ndims.pop()
-    if ndim < 2:
-        raise InputError("--channel-axis needs tensors with at least 2 dimensions.")
-    if not -ndim <= channel_axis < ndim:
-        raise InputError(f"--channel-axis {channel_axis} is out of range for {ndim}-d tensors.")
-    ax = channel_axis % ndim
-    chans = {a.shape[ax] for a in arrays}
-    if len(chans) != 1:
-        raise InputError(f"with --channel-axis, all files need the same channel count, not {sorted(chans)}.")
-    c = chans.pop()
-    flat = np.concatenate([np.moveaxis(a, ax, 0).reshape(c, -1) for a in arrays], axis=1)
-    other = 0 if ax != 0 else 1
-    shape = [1] * ndim
-    shape[ax] = c
-    shape[other] = flat.shape[1]
-    # only two dimensions are not 1, so a reshape puts them in place (transposed if needed)
-    return (flat if ax < other else np.ascontiguousarray(flat.T)).reshape(shape)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:

@@ -213,3 +213,19 @@ def test_distortion_reference():
     assert d["psnr"] == pytest.approx(10 * math.log10(36 / d["mse"]))
     assert d["max_abs"] == 1.0
     assert distortion(x, x)["psnr"] == math.inf
+
+
+def test_fit_per_channel_and_subsampled(capsys, feat, tmp_path):
+    path, x = feat
+    other = tmp_path / "other.npy"
+    np.save(other, x * 2)
+    rc, _, err = run(capsys, "fit", path, other, "-o", tmp_path / "c.json", "--bits", 3, "--channel-axis", 1)
+    assert rc == EXIT_OK, err
+    t = featcodec.load_transform(tmp_path / "c.json")
+    assert t.channel_axis == 1 and np.asarray(t.levels).shape == (32, 8)
+    # pooled per channel: the same transform as fitting the list directly
+    assert t.id == featcodec.fit_transform([x, x * 2], bits=3, channel_axis=1).id
+    rc, _, err = run(capsys, "fit", path, "-o", tmp_path / "s.json", "--max-values", 1000)
+    assert rc == EXIT_OK, err
+    rc, _, err = run(capsys, "fit", path, other, "-o", tmp_path / "x.json", "--max-values", 10, "--channel-axis", 1)
+    assert rc == EXIT_ERROR and "--max-values" in err
