@@ -33,6 +33,8 @@ def feat(tmp_path):
 def test_version_and_help(capsys):
     assert main(["--version"]) == EXIT_OK
     assert featcodec.__version__ in capsys.readouterr().out
+    assert main(["--codecs"]) == EXIT_OK
+    assert "index" in capsys.readouterr().out.split()
     assert main(["--help"]) == EXIT_OK
     out = capsys.readouterr().out
     for cmd in ("demo", "fit", "encode", "decode", "info", "eval", "bench", "train"):
