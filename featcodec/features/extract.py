@@ -68,20 +68,27 @@ def _save(path: Path, arr: np.ndarray) -> None:
 
 
 def extract_family(model, root: str | os.PathLike, ids: Iterable[int], *,
-                   progress: bool = True, on_progress=None) -> int:
+                   progress: bool = True, on_progress=None,
+                   heavy_train_limit: int | None = None) -> int:
     """Extract all taps of ``model`` for ``ids`` into ``root``; returns inputs processed.
 
-    Inputs whose tap files all exist are skipped. ``on_progress(done)`` is called every
-    20 inputs (the CLI uses it to refresh the manifest while a long family runs).
+    Inputs whose tap files all exist are skipped. The model's ``heavy_taps`` (if any) are
+    extracted only for the first ``heavy_train_limit`` train inputs (and all val/test ones)
+    when a limit is given. ``on_progress(done)`` is called every 20 inputs (the CLI uses it
+    to refresh the manifest while a long family runs).
     """
     from tqdm import tqdm
 
     ids = list(ids)
+    heavy = set(getattr(model, "heavy_taps", ()))
     done = 0
     bar = tqdm(ids, desc=model.family, disable=not progress, mininterval=5.0)
     for input_id in bar:
+        skip_heavy = (heavy_train_limit is not None and split_of(input_id) == "train"
+                      and input_id >= heavy_train_limit)
         missing = tuple(t for t in model.taps
-                        if not feature_path(root, model.family, t, input_id).is_file())
+                        if not (skip_heavy and t in heavy)
+                        and not feature_path(root, model.family, t, input_id).is_file())
         if not missing:
             continue
         feats = model.extract(input_id, missing)
@@ -135,8 +142,12 @@ def load_manifest(root: str | os.PathLike, **where: str) -> list[dict]:
 
 
 def extract_corpus(root: str | os.PathLike, families: Iterable[str], n_train: int = 120,
-                   n_val: int = 16, n_test: int = 24, *, progress: bool = True) -> None:
-    """Extract ``families`` into ``root`` (test split first, then val, then train)."""
+                   n_val: int = 16, n_test: int = 24, *, progress: bool = True,
+                   heavy_train_limit: int | None = 48) -> None:
+    """Extract ``families`` into ``root`` (test split first, then val, then train).
+
+    Heavy taps (TAEF2 ``latent512``) get only ``heavy_train_limit`` train inputs.
+    """
     from .models import load_model
 
     root = Path(root)
@@ -150,7 +161,8 @@ def extract_corpus(root: str | os.PathLike, families: Iterable[str], n_train: in
         log.info("%s loaded in %.1f s; extracting %d inputs", family, time.time() - t0, len(order))
         t1 = time.time()
         n = extract_family(model, root, order, progress=progress,
-                           on_progress=lambda _d: build_manifest(root))
+                           on_progress=lambda _d: build_manifest(root),
+                           heavy_train_limit=heavy_train_limit)
         entries = build_manifest(root)
         log.info("%s: %d inputs extracted in %.1f s; manifest holds %d files", family, n,
                  time.time() - t1, len(entries))

@@ -108,6 +108,8 @@ class TAEF2(FeatureModel):
     family = "latent"
     model = "taef2"
     taps = ("latent256", "latent512")
+    #: Taps costly enough that the corpus keeps fewer train inputs of them.
+    heavy_taps = ("latent512",)
     sizes = {"latent256": 256, "latent512": 512}
 
     def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential) -> None:
