@@ -305,7 +305,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             h = api.header(blob)
         except FeatcodecError as e:
             raise type(e)(f"{p}: {e}") from None
-        n = _numel(np.empty(tuple(h["shape"]), dtype=np.uint8)) if h["shape"] else 1
+        n = math.prod(h["shape"])
         infos.append({"file": str(p), "bytes": len(blob), "bits_per_value": 8 * len(blob) / n, **h})
     if args.json:
         _print_json(infos if len(infos) > 1 else infos[0])
@@ -362,8 +362,8 @@ _EVAL_COLUMNS = [
 
 
 def _codec_grid(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
-    from . import api
-
+    """Every (codec, encode options) pair of the comma lists --codec and --bits; unknown
+    codec names surface from encode as UnknownCodecError, which lists the known ones."""
     codecs = _split_list(args.codec, str)
     bits_list = _split_list(args.bits, int) if args.bits else [None]
     grid = []
@@ -376,7 +376,6 @@ def _codec_grid(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
                     raise InputError("--bits lists and --transform FILE exclude each other: the file fixes the bits.")
                 opts["bits"] = b
             grid.append((c, opts))
-    _ = api  # codecs are checked by encode itself (UnknownCodecError names the known ones)
     return grid
 
 

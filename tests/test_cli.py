@@ -231,3 +231,11 @@ def test_fit_per_channel_and_subsampled(capsys, feat, tmp_path):
     assert rc == EXIT_OK, err
     rc, _, err = run(capsys, "fit", path, other, "-o", tmp_path / "x.json", "--max-values", 10, "--channel-axis", 1)
     assert rc == EXIT_ERROR and "--max-values" in err
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module("featcodec.cli"), optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0 and res.failed == 0

@@ -132,3 +132,11 @@ def test_pickle_error_type_is_featcodec_error(tmp_path):
     (tmp_path / "p.pt").write_bytes(pickle.dumps(Evil()))
     with pytest.raises(featcodec.FeatcodecError):
         load_tensor(tmp_path / "p.pt")
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module("featcodec.io"), optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0 and res.failed == 0

@@ -157,3 +157,11 @@ def test_mobilenet_v2_split_agrees_with_uncut():
             agree += int(split(x).argmax() == model(x).argmax())
     assert agree == len(imgs) - 1
     assert split.stats.ratio > 4.5
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module("featcodec.split"), optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0 and res.failed == 0
