@@ -185,6 +185,14 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(clean(obj), indent=2))
 
 
+def _number(text: str) -> int | float:
+    """An int if the text is one (quality levels), else a float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def _split_list(text: str, cast: Callable[[str], Any]) -> list[Any]:
     try:
         return [cast(s.strip()) for s in text.split(",") if s.strip()]
@@ -511,7 +519,8 @@ def _add_codec_options(p: argparse.ArgumentParser, *, many: bool) -> None:
     p.add_argument("--transform", default="auto", metavar="auto|uniform|FILE",
                    help="auto: fit per tensor (default); uniform: min-max uniform levels; "
                         "FILE: a transform from `featcodec fit`")
-    p.add_argument("--quality", type=float, default=None, help="quality knob of learned codecs")
+    p.add_argument("--quality", type=_number, default=None,
+                   help="quality of learned codecs (an int level, or a number where the codec takes one)")
     p.add_argument("--target-bpfp", type=float, default=None, dest="target_bpfp",
                    help="target bits per feature value (learned codecs)")
     p.add_argument("--layout", default=None, help="plane layout (default: auto)")
