@@ -29,6 +29,17 @@ def _free_port() -> int:
 def _run(scenario: str, tmp_path: Path, env: dict | None = None) -> list[dict]:
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
+    try:
+        return _run_once(scenario, tmp_path, env)
+    except _PortTaken:  # another process took the free port between probe and bind
+        return _run_once(scenario, tmp_path, env)
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def _run_once(scenario: str, tmp_path: Path, env: dict | None) -> list[dict]:
     port = _free_port()
     outs = [tmp_path / f"rank{r}.json" for r in range(2)]
     e = {**os.environ, **(env or {})}
@@ -52,6 +63,8 @@ def _run(scenario: str, tmp_path: Path, env: dict | None = None) -> list[dict]:
                 p.kill()
                 p.wait()
     codes = [p.returncode for p in procs]
+    if codes != [0, 0] and any("Address already in use" in log for log in logs):
+        raise _PortTaken()
     assert codes == [0, 0], "\n".join(f"rank {r} exit {c}:\n{logs[r][-2500:]}" for r, c in enumerate(codes))
     return [json.loads(o.read_text()) for o in outs]
 
