@@ -46,8 +46,12 @@ FC_HOSTDEV uint32_t f16_to_f32_bits(uint16_t h) {
   uint32_t normal = (em << 13) + ((127u - 15u) << 23);
   normal += em >= 0x7C00u ? ((128u - 16u) << 23) : 0u;  // Inf / NaN: exponent all ones
   const float sub_f = static_cast<float>(static_cast<int32_t>(em)) * 5.9604644775390625e-08f;
+#if defined(__CUDA_ARCH__)
+  const uint32_t sub = __float_as_uint(sub_f);
+#else
   uint32_t sub;
   std::memcpy(&sub, &sub_f, 4);
+#endif
   return sign | (em < 0x400u ? sub : normal);
 }
 
@@ -125,6 +129,31 @@ FC_HOSTDEV uint32_t f64_floor_to_f32_bits(uint64_t d) {
   if (inexact) fmag += 1;  // FLT_MAX + 1 ulp -> Inf bits: key of -Inf, below every threshold
   return sign | fmag;
 }
+
+// Element types by their raw bits: non-finite test and monotone key, for the kernels'
+// templates (CPU: csrc/quantize.cpp, CUDA: csrc/cuda/kernels.cu).
+struct KeyF32 {
+  using Raw = uint32_t;
+  static FC_HOSTDEV bool nonfinite(Raw u) { return f32_bits_nonfinite(u); }
+  static FC_HOSTDEV uint32_t key(Raw u) { return f32_key(u); }
+};
+struct KeyF16 {
+  using Raw = uint16_t;
+  static FC_HOSTDEV bool nonfinite(Raw h) { return f16_bits_nonfinite(h); }
+  static FC_HOSTDEV uint32_t key(Raw h) { return f32_key(f16_to_f32_bits(h)); }
+};
+struct KeyBF16 {
+  using Raw = uint16_t;
+  static FC_HOSTDEV bool nonfinite(Raw b) { return bf16_bits_nonfinite(b); }
+  static FC_HOSTDEV uint32_t key(Raw b) { return f32_key(bf16_to_f32_bits(b)); }
+};
+struct KeyF64 {
+  using Raw = uint64_t;
+  static FC_HOSTDEV bool nonfinite(Raw d) {
+    return (d & 0x7FF0000000000000ull) == 0x7FF0000000000000ull;
+  }
+  static FC_HOSTDEV uint32_t key(Raw d) { return f32_key(f64_floor_to_f32_bits(d)); }
+};
 
 // Number of keys in sorted keys[0..n) that are <= k. Branchless: a fixed sequence of
 // halvings, the same number of steps for every k.

@@ -33,42 +33,20 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // Input element readers: load one element, return its float32 key and a non-finite flag.
 
-struct InF32 {
-  static constexpr size_t size = 4;
+template <class KeyT>
+struct In {
+  static constexpr size_t size = sizeof(typename KeyT::Raw);
   static inline uint32_t key(const char* p, uint32_t& bad) {
-    uint32_t u;
-    std::memcpy(&u, p, 4);
-    bad |= static_cast<uint32_t>((u & 0x7FFFFFFFu) >= qm::kF32ExpMask);
-    return qm::f32_key(u);
+    typename KeyT::Raw r;
+    std::memcpy(&r, p, size);
+    bad |= static_cast<uint32_t>(KeyT::nonfinite(r));
+    return KeyT::key(r);
   }
 };
-struct InF16 {
-  static constexpr size_t size = 2;
-  static inline uint32_t key(const char* p, uint32_t& bad) {
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    bad |= static_cast<uint32_t>(qm::f16_bits_nonfinite(h));
-    return qm::f32_key(qm::f16_to_f32_bits(h));
-  }
-};
-struct InBF16 {
-  static constexpr size_t size = 2;
-  static inline uint32_t key(const char* p, uint32_t& bad) {
-    uint16_t b;
-    std::memcpy(&b, p, 2);
-    bad |= static_cast<uint32_t>(qm::bf16_bits_nonfinite(b));
-    return qm::f32_key(qm::bf16_to_f32_bits(b));
-  }
-};
-struct InF64 {
-  static constexpr size_t size = 8;
-  static inline uint32_t key(const char* p, uint32_t& bad) {
-    uint64_t d;
-    std::memcpy(&d, p, 8);
-    bad |= static_cast<uint32_t>((d & 0x7FF0000000000000ull) == 0x7FF0000000000000ull);
-    return qm::f32_key(qm::f64_floor_to_f32_bits(d));
-  }
-};
+using InF32 = In<qm::KeyF32>;
+using InF16 = In<qm::KeyF16>;
+using InBF16 = In<qm::KeyBF16>;
+using InF64 = In<qm::KeyF64>;
 
 // ---------------------------------------------------------------------------------------
 // The lookup plan: per channel, sorted threshold keys (padded with sentinels) and a table
@@ -272,10 +250,17 @@ uint32_t run_table(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t
   const TableT* tab = p.table.data() + c0 * p.tsize;
   const uint32_t* keys = p.keys.data() + c0 * p.kstride;
   if (is == static_cast<ptrdiff_t>(In::size) && os == static_cast<ptrdiff_t>(sizeof(Out))) {
+    // Two passes per block: keys and the NaN/Inf test (straight-line integer code the
+    // compiler vectorises), then the table lookups (scalar loads).
     Out* o = reinterpret_cast<Out*>(out);
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t k = In::key(in + i * In::size, bad);
-      o[i] = static_cast<Out>(Finish<TableT, K>::count(tab, keys, shift, Kd, k));
+    constexpr size_t kBlockElems = 256;
+    uint32_t kb[kBlockElems];
+    for (size_t i0 = 0; i0 < n; i0 += kBlockElems) {
+      const size_t m = n - i0 < kBlockElems ? n - i0 : kBlockElems;
+      const char* src = in + i0 * In::size;
+      for (size_t j = 0; j < m; ++j) kb[j] = In::key(src + j * In::size, bad);
+      for (size_t j = 0; j < m; ++j)
+        o[i0 + j] = static_cast<Out>(Finish<TableT, K>::count(tab, keys, shift, Kd, kb[j]));
     }
   } else {
     for (size_t i = 0; i < n; ++i) {

@@ -58,12 +58,13 @@ __all__ = [
     "midpoint_thresholds",
 ]
 
-#: Inputs with more values than this are summarised by a histogram of 2**20 bins per
-#: channel in the monotone float32 key space (relative bin width 2**-11) instead of
-#: their exact distinct values.
+#: Inputs with more values than this (and at most 2 channels) are summarised by a
+#: histogram of 2**22 bins per channel in the monotone float32 key space (relative bin
+#: width 2**-13) instead of their exact distinct values. On 8M Student-t(3) values its
+#: fit has 0.1% more error than the exact one (2**20 bins: 2.3%) at a fifth of the time.
 EXACT_LIMIT = 1 << 22
-_HIST_SHIFT = 12  # 32 - 20 key bits kept per channel
-_HIST_MAX_CHANNELS = 16
+_HIST_SHIFT = 10  # 32 - 22 key bits kept per channel
+_HIST_MAX_CHANNELS = 2
 _CHUNK = 1 << 22
 
 
@@ -144,7 +145,7 @@ def _run_lengths(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def points_from_values(x: np.ndarray) -> WeightedPoints:
     """Summarise float32 values ``x`` of shape (C, n) into :class:`WeightedPoints`.
 
-    Up to :data:`EXACT_LIMIT` values (or more than 16 channels) the points are the exact
+    Up to :data:`EXACT_LIMIT` values (or more than 2 channels) the points are the exact
     distinct values with their counts; above, fine histogram bins (deterministic: bins are
     accumulated in a fixed order).
     """

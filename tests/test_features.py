@@ -188,6 +188,10 @@ def test_extraction_is_resumable_and_manifest_matches(taef2, tmp_path):
                                                              ("test", "200000")}
     test = load_manifest(tmp_path, split="test")
     assert len(test) == 1 and test[0]["shape"] == [1, 32, 32, 32]
+    # heavy taps are skipped for train inputs past the limit, never for test inputs
+    Small.heavy_taps = ("latent256",)
+    assert extract_family(Small, tmp_path / "h", [5], progress=False, heavy_train_limit=5) == 0
+    assert not (tmp_path / "h").exists()
     # the same input extracted by the corpus run (another process, one thread) gave the fixture
     np.testing.assert_allclose(np.load(test[0]["path"]), np.load(FIXTURES / "latent__latent256.npy"),
                                rtol=0, atol=1e-5)

@@ -265,6 +265,7 @@ def test_torch_cpu_tensors_are_accepted():
     np.testing.assert_array_equal(kernels.quantize(x, t), np.searchsorted(t, x.numpy(), side="right"))
     xb = x.bfloat16()
     np.testing.assert_array_equal(kernels.quantize(xb, t), np.searchsorted(t, xb.float().numpy(), side="right"))
+    np.testing.assert_array_equal(kernels.quantize(xb.view(torch.uint16), t, bfloat16=True), kernels.quantize(xb, t))
     idx = torch.from_numpy(kernels.quantize(x, t))
     np.testing.assert_array_equal(kernels.dequantize(idx, np.float32([1, 2, 3, 4])),
                                   np.float32([1, 2, 3, 4])[idx.numpy()])

@@ -399,6 +399,22 @@ def test_save_load_roundtrip(tmp_path):
         assert Transform.from_dict(json.loads(json.dumps(t.to_dict()))) == t
 
 
+def test_to_dict_is_compact_and_explicit_where_needed():
+    t = featcodec.fit_transform(HEAVY, bits=8)
+    d = t.to_dict()
+    assert d["thresholds"] == "midpoint" and len(json.dumps(d)) < 1600
+    r = Transform.from_points(t.levels, assignment="round_down")
+    assert r.to_dict()["thresholds"] == "round_down"
+    assert Transform.from_dict(r.to_dict()) == r
+    custom = Transform(t.levels, np.concatenate([t.thresholds[:-1], t.levels[-1:]]))
+    dc = custom.to_dict()
+    assert dc["thresholds"] not in ("midpoint", "round_down")
+    back = Transform.from_dict(dc)
+    np.testing.assert_array_equal(back.thresholds, custom.thresholds)
+    with pytest.raises(featcodec.FormatError, match="base64"):
+        Transform.from_dict(_tampered(dc, thresholds="nearest"))
+
+
 def test_id_is_a_content_hash():
     t = featcodec.fit_transform(HEAVY, bits=4)
     assert len(t.id) == 16 and int(t.id, 16) >= 0

@@ -74,10 +74,10 @@ class SmolLM2(FeatureModel):
         """Load the model (offline).
 
         Reading the GGUF file (dequantising, building the tokenizer) takes about a minute, so
-        with ``cache=True`` the float32 model and the tokenizer are saved once with
-        ``save_pretrained`` under ``$FEATCODEC_CACHE`` (default ``~/.cache/featcodec``) and
-        later loads read that copy in seconds. The cache folder is named after the GGUF
-        file's size and modification time and the transformers version.
+        with ``cache=True`` the float32 weights (``model.pt``), the config and the tokenizer
+        are saved once under ``$FEATCODEC_CACHE`` (default ``~/.cache/featcodec``) and later
+        loads read that copy in seconds. The cache folder is named after the GGUF file's
+        size and modification time and the transformers version.
         """
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         tf = require("transformers")
@@ -89,22 +89,34 @@ class SmolLM2(FeatureModel):
         cached = root / f"smollm2-{st.st_size}-{int(st.st_mtime)}-tf{tf.__version__}"
         if cache and (cached / "done").is_file():
             tok = tf.AutoTokenizer.from_pretrained(cached)
-            lm = tf.AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
-            return cls(lm, tok)
+            config = tf.AutoConfig.from_pretrained(cached)
+            lm = tf.AutoModelForCausalLM.from_config(config)
+            state = torch.load(cached / "model.pt", map_location="cpu", weights_only=True)
+            lm.load_state_dict(state, strict=True)
+            return cls(lm.float(), tok)
         for lib in ("gguf", "accelerate"):
             require(lib)
         folder = str(gguf_path.parent)
         tok = tf.AutoTokenizer.from_pretrained(folder, gguf_file=_GGUF)
         lm = tf.AutoModelForCausalLM.from_pretrained(folder, gguf_file=_GGUF, dtype=torch.float32)
         if cache:
+            tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
             try:
-                tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
-                lm.save_pretrained(tmp)
+                tmp.mkdir(parents=True, exist_ok=True)
+                config = copy.deepcopy(lm.config)
+                if hasattr(config, "quantization_config"):
+                    del config.quantization_config  # the weights are plain float32 now
+                config.save_pretrained(tmp)
                 tok.save_pretrained(tmp)
+                torch.save(lm.state_dict(), tmp / "model.pt")
                 (tmp / "done").write_text("ok\n")
                 os.replace(tmp, cached)
-            except OSError:  # pragma: no cover - read-only home: just do without the cache
-                pass
+            except Exception as exc:  # noqa: BLE001 - the cache is an optimisation only
+                import logging
+                import shutil
+
+                logging.getLogger(__name__).warning("SmolLM2 cache not written: %s", exc)
+                shutil.rmtree(tmp, ignore_errors=True)
         return cls(lm, tok)
 
     def token_ids(self, input_id: int) -> torch.Tensor:
