@@ -523,7 +523,10 @@ def _add_codec_options(p: argparse.ArgumentParser, *, many: bool) -> None:
                    help="quality of learned codecs (an int level, or a number where the codec takes one)")
     p.add_argument("--target-bpfp", type=float, default=None, dest="target_bpfp",
                    help="target bits per feature value (learned codecs)")
-    p.add_argument("--layout", default=None, help="plane layout (default: auto)")
+    from .packing import LAYOUTS
+
+    p.add_argument("--layout", default=None, choices=("auto", *LAYOUTS),
+                   help="how the tensor is packed into a 2-D plane (default: auto, chosen from the shape)")
     p.add_argument("--no-embed", action="store_true",
                    help="store only the transform's id, not its levels (decoders need the transform file)")
     p.add_argument("--key", default=None, help="tensor name inside .pt/.safetensors files holding several")
@@ -544,8 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codecs", action="store_true", help="list the available codecs and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes on stderr")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress bars or notes on stderr")
 
-    d = sub.add_parser("demo", help="fit, encode and decode the bundled real features; print a table",
+    d = sub.add_parser("demo", parents=[common], help="fit, encode and decode the bundled real features; print a table",
                        description="For each real feature bundled with featcodec (CNN, ViT, LLM, latent): "
                                    "fit a transform, encode, decode, and print bytes, bits per value, "
                                    "MSE/PSNR and speed, for the peaky-to-balanced (Lloyd-Max) transform "
@@ -557,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
     d.set_defaults(func=cmd_demo)
 
-    f = sub.add_parser("fit", help="fit a transform to sample feature files",
+    f = sub.add_parser("fit", parents=[common], help="fit a transform to sample feature files",
                        description="Fit the peaky-to-balanced (Lloyd-Max) transform to the values of "
                                    "one or more tensor files and save it as JSON.")
     f.add_argument("files", nargs="+", help="tensor files (.npy, .pt, .safetensors)")
@@ -572,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--force", action="store_true", help="overwrite the output")
     f.set_defaults(func=cmd_fit)
 
-    e = sub.add_parser("encode", help="compress tensor files to .fc streams",
+    e = sub.add_parser("encode", parents=[common], help="compress tensor files to .fc streams",
                        description="Compress tensor files to featcodec streams (.fc).")
     e.add_argument("files", nargs="+", help="tensor files (.npy, .pt, .safetensors)")
     e.add_argument("-o", "--output", help="output file (one input) or directory (default: beside the input, .fc)")
@@ -580,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="overwrite existing outputs")
     e.set_defaults(func=cmd_encode)
 
-    dd = sub.add_parser("decode", help="decompress .fc streams to tensor files",
+    dd = sub.add_parser("decode", parents=[common], help="decompress .fc streams to tensor files",
                         description="Decompress featcodec streams to tensor files.")
     dd.add_argument("files", nargs="+", help=".fc stream files")
     dd.add_argument("-o", "--output", help="output file (one input) or directory "
@@ -592,13 +598,13 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--force", action="store_true", help="overwrite existing outputs")
     dd.set_defaults(func=cmd_decode)
 
-    i = sub.add_parser("info", help="print the header of .fc streams",
+    i = sub.add_parser("info", parents=[common], help="print the header of .fc streams",
                        description="Print a stream's header: codec, shape, dtype, transform, packing.")
     i.add_argument("files", nargs="+", help=".fc stream files")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=cmd_info)
 
-    ev = sub.add_parser("eval", help="rate and distortion of codecs on tensor files",
+    ev = sub.add_parser("eval", parents=[common], help="rate and distortion of codecs on tensor files",
                         description="Encode and decode each file with each codec and bits setting; "
                                     "report bytes, bits per value, MSE, PSNR (peak = value range) and max error.")
     ev.add_argument("files", nargs="+", help="tensor files")
@@ -606,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=cmd_eval)
 
-    b = sub.add_parser("bench", help="encode/decode speed on tensor files (or the demo data)",
+    b = sub.add_parser("bench", parents=[common], help="encode/decode speed on tensor files (or the demo data)",
                        description="Time encode and decode (best of --repeat) on tensor files, or on the "
                                    "bundled demo features when no file is given.")
     b.add_argument("files", nargs="*", help="tensor files (default: the demo test features)")
