@@ -16,6 +16,11 @@ refuses and names what crosses, because then the one activation is not enough.
     logits = split.cloud(blob)              # server side: the model's output
     split.stats                             # requests, bytes moved, raw bytes
 
+For models ``torch.fx`` cannot trace (most Hugging Face transformers, models with
+data-dependent control flow), :class:`CompressAt` measures the same thing in one process:
+a forward hook replaces the output of the named layer with ``decode(encode(output))`` and
+counts the bytes, while the model runs as usual.
+
 Example:
     >>> import torch
     >>> from torch import nn
@@ -39,7 +44,7 @@ from torch import nn
 
 from .errors import InputError
 
-__all__ = ["cut", "SplitModel", "SplitStats"]
+__all__ = ["cut", "SplitModel", "SplitStats", "CompressAt"]
 
 
 class _LeafTracer(fx.Tracer):
@@ -244,3 +249,93 @@ class SplitModel(nn.Module):
 
     def forward(self, *inputs: Any) -> Any:
         return self.cloud(self.edge(*inputs))
+
+
+class CompressAt:
+    """Run a model as if it were split after submodule ``at``: a forward hook replaces
+    that layer's output by ``featcodec.decode(featcodec.encode(output))``.
+
+    For measuring what a split would cost and change (bytes per call, output agreement)
+    on any model, traceable or not. Tuple outputs (e.g. a transformer block's
+    ``(hidden, ...)``) have their first element compressed. Use as a context manager or
+    call :meth:`remove`. ``codec``/``transform``/``encode_options`` as for
+    :class:`SplitModel`; :meth:`calibrate` fits and registers a transform from the
+    layer's outputs on sample inputs.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 4))
+    >>> with CompressAt(net, "1", bits=6) as c:
+    ...     y = net(torch.randn(8, 16))
+    >>> c.stats.requests, c.stats.raw_bytes
+    (1, 2048)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        at: str,
+        *,
+        codec: str = "index",
+        transform: Any = "auto",
+        **encode_options: Any,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputError(f"CompressAt needs a torch.nn.Module, not {type(model).__name__}.")
+        _check_name(model, at)
+        self.model, self.at = model, at
+        self.codec, self.transform, self.encode_options = codec, transform, encode_options
+        self.stats = SplitStats()
+        self._capture: list[np.ndarray] | None = None
+        self._handle = model.get_submodule(at).register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, args: Any, output: Any) -> Any:
+        from . import api
+
+        first = output[0] if isinstance(output, tuple) else output
+        if not isinstance(first, torch.Tensor):
+            raise InputError(f"the output of {self.at!r} is a {type(first).__name__}, not a tensor.")
+        if self._capture is not None:  # calibrating: record, do not compress
+            self._capture.append(first.detach().float().cpu().numpy().ravel())
+            return output
+        with torch.no_grad():
+            blob = api.encode(first.detach(), codec=self.codec, transform=self.transform, **self.encode_options)
+            transform = self.transform if not isinstance(self.transform, str) else None
+            rec = api.decode(blob, transform=transform, device=first.device)
+        self.stats.requests += 1
+        self.stats.bytes_moved += len(blob)
+        self.stats.raw_bytes += first.numel() * first.element_size()
+        return (rec, *output[1:]) if isinstance(output, tuple) else rec
+
+    @torch.no_grad()
+    def calibrate(self, run: Any, **fit_options: Any) -> Any:
+        """Call ``run()`` (which runs the model on sample inputs) while recording the
+        layer's outputs uncompressed, then fit, register and use a transform on them."""
+        from . import api
+        from .transform import fit_transform
+
+        self._capture = []
+        try:
+            run()
+            acts = self._capture
+        finally:
+            self._capture = None
+        if not acts:
+            raise InputError(f"calibrate: running the model never reached {self.at!r}.")
+        fit_options.setdefault("bits", self.encode_options.get("bits") or 8)
+        t = fit_transform(np.concatenate(acts), **fit_options)
+        api.register_transform(t)
+        self.transform = t
+        self.encode_options["bits"] = t.bits
+        self.encode_options.setdefault("embed_transform", False)
+        return t
+
+    def remove(self) -> None:
+        """Take the hook off: the model runs uncompressed again."""
+        self._handle.remove()
+
+    def __enter__(self) -> "CompressAt":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import featcodec
-from featcodec.split import SplitModel, cut
+from featcodec.split import CompressAt, SplitModel, cut
 
 
 class Residual(nn.Module):
@@ -113,6 +113,71 @@ def test_split_model_round_trip_on_a_small_net():
     assert split.stats.requests == 2
     assert split.stats.raw_bytes == 2 * 8 * 16 * 16 * 4
     assert 0 < split.stats.bytes_moved < split.stats.raw_bytes
+
+
+class TupleBlock(nn.Module):
+    """Returns (hidden, extra) like a transformer block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.lin(x), x.sum()
+
+
+class TupleNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = TupleBlock()
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x):
+        h, extra = self.block(x)
+        if extra > 1e9:  # data-dependent branch: not traceable by torch.fx
+            h = h * 0
+        return self.out(h)
+
+
+def test_compress_at_agrees_with_the_traced_split():
+    torch.manual_seed(0)
+    net = Net().eval()
+    xs = [torch.randn(1, 3, 16, 16) for _ in range(3)]
+    with torch.no_grad():
+        exact = net(xs[1])[0]
+    split = SplitModel(net, "blocks", bits=5)
+    t = split.calibrate(xs[:1])
+    with torch.no_grad():
+        want = [split(x)[0] for x in xs[1:]]
+    with CompressAt(net, "blocks", transform=t, embed_transform=False) as hook:
+        with torch.no_grad():
+            got = [net(x)[0] for x in xs[1:]]
+    # the hook and the fx cut code the same activation with the same transform
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+    assert hook.stats.bytes_moved == split.stats.bytes_moved
+    assert not torch.equal(got[0], exact)
+    with torch.no_grad():  # the hook is gone: the model is exact again
+        assert torch.equal(net(xs[1])[0], exact)
+
+
+def test_compress_at_on_an_untraceable_model_with_tuple_outputs():
+    torch.manual_seed(0)
+    net = TupleNet().eval()
+    with pytest.raises(featcodec.InputError, match="cannot trace"):
+        cut(net, "block")
+    xs = [torch.randn(4, 8) for _ in range(3)]
+    hook = CompressAt(net, "block", bits=8)
+    t = hook.calibrate(lambda: [net(x) for x in xs[:2]])
+    assert hook.stats.requests == 0 and t.bits == 8
+    with torch.no_grad():
+        y = net(xs[2])
+    hook.remove()
+    with torch.no_grad():
+        ref = net(xs[2])
+    assert hook.stats.requests == 1 and hook.stats.raw_bytes == 4 * 8 * 4
+    assert not torch.equal(y, ref) and torch.allclose(y, ref, atol=0.05)
+    with pytest.raises(featcodec.InputError, match="Did you mean"):
+        CompressAt(net, "blok")
 
 
 def _taef2():
