@@ -200,10 +200,11 @@ class SplitModel(nn.Module):
         return out
 
     @torch.no_grad()
-    def calibrate(self, inputs: Iterable[Any], **fit_options: Any) -> Any:
+    def calibrate(self, inputs: Iterable[Any], *, fit: Any = None, **fit_options: Any) -> Any:
         """Fit a transform to head activations of ``inputs`` (each one input, or a tuple
-        of inputs), register it, and use it from now on. ``fit_options`` go to
-        :func:`featcodec.fit_transform` (``bits`` defaults to this model's ``bits``).
+        of inputs), register it, and use it from now on. ``fit`` is the fitting function,
+        :func:`featcodec.fit_transform` (Lloyd-Max, default) or :func:`featcodec.fit_uniform`;
+        ``fit_options`` go to it (``bits`` defaults to this model's ``bits``).
 
         From then on streams carry only the transform's id (unless ``embed_transform=True``
         was given): the receiving side needs the transform, e.g.
@@ -218,7 +219,7 @@ class SplitModel(nn.Module):
         if not acts:
             raise InputError("calibrate needs at least one input.")
         fit_options.setdefault("bits", self.encode_options.get("bits") or 8)
-        t = fit_transform(np.concatenate(acts), **fit_options)
+        t = (fit or fit_transform)(np.concatenate(acts), **fit_options)
         api.register_transform(t)
         self.transform = t
         self.encode_options["bits"] = t.bits
@@ -308,9 +309,10 @@ class CompressAt:
         return (rec, *output[1:]) if isinstance(output, tuple) else rec
 
     @torch.no_grad()
-    def calibrate(self, run: Any, **fit_options: Any) -> Any:
+    def calibrate(self, run: Any, *, fit: Any = None, **fit_options: Any) -> Any:
         """Call ``run()`` (which runs the model on sample inputs) while recording the
-        layer's outputs uncompressed, then fit, register and use a transform on them."""
+        layer's outputs uncompressed, then fit, register and use a transform on them.
+        ``fit`` and ``fit_options`` as for :meth:`SplitModel.calibrate`."""
         from . import api
         from .transform import fit_transform
 
@@ -323,7 +325,7 @@ class CompressAt:
         if not acts:
             raise InputError(f"calibrate: running the model never reached {self.at!r}.")
         fit_options.setdefault("bits", self.encode_options.get("bits") or 8)
-        t = fit_transform(np.concatenate(acts), **fit_options)
+        t = (fit or fit_transform)(np.concatenate(acts), **fit_options)
         api.register_transform(t)
         self.transform = t
         self.encode_options["bits"] = t.bits

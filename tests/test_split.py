@@ -178,6 +178,10 @@ def test_compress_at_on_an_untraceable_model_with_tuple_outputs():
     assert not torch.equal(y, ref) and torch.allclose(y, ref, atol=0.05)
     with pytest.raises(featcodec.InputError, match="Did you mean"):
         CompressAt(net, "blok")
+    with CompressAt(net, "block", bits=4) as uni:
+        assert uni.calibrate(lambda: net(xs[0]), fit=featcodec.fit_uniform).kind == "uniform"
+    assert SplitModel(Net(), "blocks").calibrate([torch.randn(1, 3, 8, 8)], fit=featcodec.fit_uniform,
+                                                 bits=3).kind == "uniform"
 
 
 def _taef2():
