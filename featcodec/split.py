@@ -215,11 +215,11 @@ class SplitModel(nn.Module):
         acts = []
         for x in inputs:
             args = x if isinstance(x, tuple) else (x,)
-            acts.append(self.activation(*args).float().cpu().numpy().ravel())
+            acts.append(self.activation(*args).float().cpu().numpy())
         if not acts:
             raise InputError("calibrate needs at least one input.")
         fit_options.setdefault("bits", self.encode_options.get("bits") or 8)
-        t = (fit or fit_transform)(np.concatenate(acts), **fit_options)
+        t = (fit or fit_transform)(acts, **fit_options)  # pooled; per channel with channel_axis
         api.register_transform(t)
         self.transform = t
         self.encode_options["bits"] = t.bits
@@ -297,7 +297,7 @@ class CompressAt:
         if not isinstance(first, torch.Tensor):
             raise InputError(f"the output of {self.at!r} is a {type(first).__name__}, not a tensor.")
         if self._capture is not None:  # calibrating: record, do not compress
-            self._capture.append(first.detach().float().cpu().numpy().ravel())
+            self._capture.append(first.detach().float().cpu().numpy())
             return output
         with torch.no_grad():
             blob = api.encode(first.detach(), codec=self.codec, transform=self.transform, **self.encode_options)
@@ -325,7 +325,7 @@ class CompressAt:
         if not acts:
             raise InputError(f"calibrate: running the model never reached {self.at!r}.")
         fit_options.setdefault("bits", self.encode_options.get("bits") or 8)
-        t = (fit or fit_transform)(np.concatenate(acts), **fit_options)
+        t = (fit or fit_transform)(acts, **fit_options)  # pooled; per channel with channel_axis
         api.register_transform(t)
         self.transform = t
         self.encode_options["bits"] = t.bits

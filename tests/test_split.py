@@ -182,6 +182,12 @@ def test_compress_at_on_an_untraceable_model_with_tuple_outputs():
         assert uni.calibrate(lambda: net(xs[0]), fit=featcodec.fit_uniform).kind == "uniform"
     assert SplitModel(Net(), "blocks").calibrate([torch.randn(1, 3, 8, 8)], fit=featcodec.fit_uniform,
                                                  bits=3).kind == "uniform"
+    # per-channel transforms: the activations keep their shape for the fit
+    per_channel = SplitModel(Net().eval(), "blocks", bits=4)
+    t = per_channel.calibrate([torch.randn(1, 3, 8, 8)], channel_axis=1)
+    assert np.asarray(t.levels).shape == (8, 16)
+    blob = per_channel.edge(torch.randn(1, 3, 8, 8))
+    assert featcodec.header(blob)["transform"]["channel_axis"] == 1
 
 
 def _taef2():
