@@ -26,6 +26,8 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=4)
     ap.add_argument("--bits", default="4,6,8")
     ap.add_argument("--transforms", default="lloyd-max,uniform")
+    ap.add_argument("--channel-axis", type=int, default=None,
+                    help="fit one transform per hidden channel (e.g. -1); default: one for all values")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from featcodec.features.llm import SmolLM2
@@ -42,8 +44,9 @@ def main() -> None:
     for kind in args.transforms.split(","):
         for bits in (int(b) for b in args.bits.split(",")):
             hook = CompressAt(lm, "model.layers.14", bits=bits)
+            opts = {} if args.channel_axis is None else {"channel_axis": args.channel_axis}
             hook.calibrate(lambda: [lm(input_ids=ids, use_cache=False) for ids in calib],
-                           fit=fit_uniform if kind == "uniform" else fit_transform)
+                           fit=fit_uniform if kind == "uniform" else fit_transform, **opts)
             agree = top5 = n = 0
             with torch.no_grad():
                 for ids, r in zip(texts, ref):
@@ -54,7 +57,8 @@ def main() -> None:
                     n += b.numel()
             hook.remove()
             s = hook.stats
-            print(f"| SmolLM2-135M | after layers.14 (1xTx576) | {kind} | {bits} | {n} | "
+            kind_txt = kind if args.channel_axis is None else f"{kind}, per channel"
+            print(f"| SmolLM2-135M | after layers.14 (1xTx576) | {kind_txt} | {bits} | {n} | "
                   f"{s.raw_bytes // s.requests:,} | {s.bytes_per_request:,.0f} | {s.ratio:.2f} | "
                   f"{100 * agree / n:.1f}% | {100 * top5 / n:.1f}% |", flush=True)
 
