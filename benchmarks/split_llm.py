@@ -26,6 +26,8 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=4)
     ap.add_argument("--bits", default="4,6,8")
     ap.add_argument("--transforms", default="lloyd-max,uniform")
+    ap.add_argument("--percentiles", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="clip the calibration values at these percentiles before fitting")
     ap.add_argument("--channel-axis", type=int, default=None,
                     help="fit one transform per hidden channel (e.g. -1); default: one for all values")
     args = ap.parse_args()
@@ -45,6 +47,8 @@ def main() -> None:
         for bits in (int(b) for b in args.bits.split(",")):
             hook = CompressAt(lm, "model.layers.14", bits=bits)
             opts = {} if args.channel_axis is None else {"channel_axis": args.channel_axis}
+            if args.percentiles:
+                opts["percentiles"] = tuple(args.percentiles)
             hook.calibrate(lambda: [lm(input_ids=ids, use_cache=False) for ids in calib],
                            fit=fit_uniform if kind == "uniform" else fit_transform, **opts)
             agree = top5 = n = 0
@@ -57,7 +61,8 @@ def main() -> None:
                     n += b.numel()
             hook.remove()
             s = hook.stats
-            kind_txt = kind if args.channel_axis is None else f"{kind}, per channel"
+            kind_txt = kind + ("" if args.channel_axis is None else ", per channel") + (
+                f", clipped at percentiles {args.percentiles[0]:g}-{args.percentiles[1]:g}" if args.percentiles else "")
             print(f"| SmolLM2-135M | after layers.14 (1xTx576) | {kind_txt} | {bits} | {n} | "
                   f"{s.raw_bytes // s.requests:,} | {s.bytes_per_request:,.0f} | {s.ratio:.2f} | "
                   f"{100 * agree / n:.1f}% | {100 * top5 / n:.1f}% |", flush=True)
