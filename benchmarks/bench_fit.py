@@ -9,6 +9,7 @@ round-down assignment), plus the CAUFC uniform alignment as a baseline.
     python benchmarks/bench_fit.py                 # 1M Student-t(3) values, ~30-100 s (KMeans)
     python benchmarks/bench_fit.py --no-sklearn    # ours only
     python benchmarks/bench_fit.py --large         # also 40M values (10 DINOv2-sized features)
+    python benchmarks/bench_fit.py --ablation      # also the error after each step of the fit
 
 Timings are single-process wall clock (the median of ``--repeat`` runs for featcodec);
 scikit-learn runs once, with its default threads.
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-sklearn", action="store_true")
     ap.add_argument("--large", action="store_true", help="also fit 40M values")
+    ap.add_argument("--ablation", action="store_true", help="also the error of partial fits")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
@@ -103,6 +105,24 @@ def main() -> None:
         }
         res["speedup"] = ksec / sec
         res["mse_ratio_vs_sklearn"] = res["featcodec"]["mse"] / res["sklearn_kmeans"]["mse"]
+
+    if args.ablation:  # what each step of the fit buys (same data, nearest assignment)
+        pts = lloydmax.points_from_values(x[None])
+        pre = lloydmax._Prefix(pts)
+        W = pre.W
+        q = np.searchsorted(W[1:], (np.arange(K) + 0.5) / K * W[-1], side="right")
+        quantile = pts.values[q][None]
+        abl = {"quantile start, no Lloyd": quantile}
+        abl["quantile start + 5000 Lloyd iterations"] = lloydmax._lloyd(pre, quantile, 5000, omega=1.0)
+        split = lloydmax._centroids(pre, lloydmax._split_bounds(pre, K), np.zeros((1, K)))
+        abl["greedy splitting, no Lloyd"] = split
+        abl["greedy splitting + Lloyd (to convergence)"] = lloydmax._lloyd(pre, split, 5000)
+        abl["atoms + DP + Lloyd (fit_transform)"] = t.levels[None].astype(np.float64)
+        ref = res.get("sklearn_kmeans", {}).get("mse")
+        res["ablation"] = {
+            name: {"mse": mse_nearest(x, lv[0]), **({"vs_sklearn": mse_nearest(x, lv[0]) / ref} if ref else {})}
+            for name, lv in abl.items()
+        }
 
     if args.large:  # 10 DINOv2-sized features: the histogram path, and the exact one
         big = heavy_tailed(40_000_000, seed=1)

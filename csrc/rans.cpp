@@ -134,31 +134,42 @@ void register_rans(py::module_& m) {
 
   m.def(
       "rans_decode_static",
-      [](const py::buffer& data, uint64_t count, int threads) -> py::array {
+      [](const py::buffer& data, uint64_t count, int threads, py::object out) -> py::array {
         ByteView v = byte_view(data);
         uint64_t stored = 0;
         const int bits = rans::static_alphabet_bits(v.ptr, v.size, &stored);
         if (stored != count)  // checked before allocating the output
           throw rans::FormatError("rANS stream holds " + std::to_string(stored) +
                                   " symbols, " + std::to_string(count) + " were asked for");
-        if (bits == 8) {
-          py::array_t<uint8_t> out{py::ssize_t(count)};
-          uint8_t* o = out.mutable_data();
-          {
-            py::gil_scoped_release release;
-            rans::decode_static8(v.ptr, v.size, o, count, threads_arg(threads));
-          }
-          return std::move(out);
+        py::array dst;
+        if (out.is_none()) {
+          if (bits == 8)
+            dst = py::array_t<uint8_t>{py::ssize_t(count)};
+          else
+            dst = py::array_t<uint16_t>{py::ssize_t(count)};
+        } else {
+          dst = py::reinterpret_borrow<py::array>(out);
+          const bool ok = bits == 8 ? py::isinstance<py::array_t<uint8_t>>(dst)
+                                    : py::isinstance<py::array_t<uint16_t>>(dst);
+          if (!ok || uint64_t(dst.size()) != count || !(dst.flags() & py::array::c_style) ||
+              !dst.writeable())
+            throw rans::InputError("out must be a writeable C-contiguous uint" +
+                                   std::to_string(bits) + " array of " +
+                                   std::to_string(count) + " elements");
         }
-        py::array_t<uint16_t> out{py::ssize_t(count)};
-        uint16_t* o = out.mutable_data();
+        void* o = dst.mutable_data();
         {
           py::gil_scoped_release release;
-          rans::decode_static16(v.ptr, v.size, o, count, threads_arg(threads));
+          if (bits == 8)
+            rans::decode_static8(v.ptr, v.size, static_cast<uint8_t*>(o), count,
+                                 threads_arg(threads));
+          else
+            rans::decode_static16(v.ptr, v.size, static_cast<uint16_t*>(o), count,
+                                  threads_arg(threads));
         }
-        return std::move(out);
+        return dst;
       },
-      py::arg("data"), py::arg("count"), py::arg("threads") = 1,
+      py::arg("data"), py::arg("count"), py::arg("threads") = 1, py::arg("out") = py::none(),
       "Static-model rANS: decode `count` symbols (uint8 or uint16, as encoded).");
 
   m.def(

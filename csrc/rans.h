@@ -115,11 +115,13 @@ inline EncSym make_enc_sym(uint32_t start, uint32_t freq, uint32_t bits) {
 // Encode one symbol into state x, writing at most one 32-bit word backwards at p.
 // Branch-free: the word is always stored below p (the caller keeps room for it) and p
 // moves only when the state really overflows.
+// Masks, not `?:`: compilers turn the ternary back into a branch that mispredicts.
 inline void enc_put(uint64_t& x, uint8_t*& p, const EncSym& s) {
-  const bool r = x >= s.x_max;
+  const uint64_t r = uint64_t(x >= s.x_max);
+  const uint64_t m = 0 - r;
   store_le32(p - 4, uint32_t(x));
-  p -= r ? 4 : 0;
-  x = r ? x >> 32 : x;
+  p -= r << 2;
+  x = (x & ~m) | ((x >> 32) & m);
   const uint64_t q = mulhi64(x, s.rcp) >> s.shift;
   x = x + s.bias + q * s.cmpl;
 }
@@ -170,18 +172,21 @@ class Reader {
 struct Encoded {
   std::vector<uint8_t> head;
   std::vector<std::unique_ptr<uint8_t[]>> bufs;  // not zero-filled
-  std::vector<std::pair<size_t, size_t>> spans;  // (offset, size) inside bufs[i]
+  struct Span {
+    size_t buf, offset, size;  // bytes [offset, offset + size) of bufs[buf]
+  };
+  std::vector<Span> spans;
   size_t size() const {
     size_t s = head.size();
-    for (const auto& sp : spans) s += sp.second;
+    for (const auto& sp : spans) s += sp.size;
     return s;
   }
   void write_to(uint8_t* dst) const {
     std::memcpy(dst, head.data(), head.size());
     dst += head.size();
-    for (size_t i = 0; i < spans.size(); ++i) {
-      std::memcpy(dst, bufs[i].get() + spans[i].first, spans[i].second);
-      dst += spans[i].second;
+    for (const auto& sp : spans) {
+      std::memcpy(dst, bufs[sp.buf].get() + sp.offset, sp.size);
+      dst += sp.size;
     }
   }
 };

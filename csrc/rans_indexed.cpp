@@ -144,7 +144,7 @@ Encoded encode_indexed(const int32_t* symbols, const int32_t* indexes, uint64_t 
     p -= 8;
     store_le64(p, st[j]);
   }
-  enc.spans.push_back({cap - size_t(end - p), size_t(end - p)});
+  enc.spans.push_back({0, cap - size_t(end - p), size_t(end - p)});
   return enc;
 }
 
@@ -189,14 +189,13 @@ void IndexedDecoder::decode(const int32_t* indexes, uint64_t n, const CdfTables&
     const int32_t* c = t.cdfs + int64_t(r) * t.stride;
     const int32_t max_value = t.lengths[r] - 2;
     const uint32_t slot = uint32_t(x & mask);
-    // c[lo] <= slot < c[hi] holds throughout, so the interval found is never empty.
-    int32_t lo = 0, hi = max_value + 1;
-    while (hi - lo > 1) {
-      const int32_t mid = (lo + hi) >> 1;
-      if (uint32_t(c[mid]) <= slot)
-        lo = mid;
-      else
-        hi = mid;
+    // Branch-free search of the last lo in [0, max_value] with c[lo] <= slot; since
+    // c[0] = 0 <= slot < 65536 = c[max_value + 1], the interval found is never empty.
+    int32_t lo = 0;
+    for (int32_t len = max_value + 1; len > 1;) {
+      const int32_t half = len >> 1;
+      lo = uint32_t(c[lo + half]) <= slot ? lo + half : lo;
+      len -= half;
     }
     x = uint64_t(c[lo + 1] - c[lo]) * (x >> kPrec) + slot - uint32_t(c[lo]);
     rd.renorm(x);

@@ -193,7 +193,7 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
   put_varint(enc.head, kChunk);
   const uint64_t chunks = (n + kChunk - 1) / kChunk;
   enc.bufs.resize(chunks);
-  enc.spans.resize(chunks);
+  enc.spans.resize(chunks, Encoded::Span{0, 0, 0});
   parallel_for(chunks, threads, [&](uint64_t c) {
     const uint64_t b = c * kChunk, len = std::min(n, b + kChunk) - b;
     // At most one 32-bit word per symbol, plus the flushed states.
@@ -207,9 +207,9 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
       case 2: used = encode_chunk<4>(s + b, len, tab.data(), end); break;
       default: used = encode_chunk<8>(s + b, len, tab.data(), end); break;
     }
-    enc.spans[c] = {cap - used, used};
+    enc.spans[c] = Encoded::Span{c, cap - used, used};
   });
-  for (const auto& sp : enc.spans) put_varint(enc.head, sp.second);
+  for (const auto& sp : enc.spans) put_varint(enc.head, sp.size);
   put_hash(enc.head);
   return enc;
 }
@@ -273,11 +273,13 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
         st[j] = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
       }
       for (int j = 0; j < K; ++j) {
+        // Branch-free (masks: a `?:` here is compiled back into a mispredicted branch).
         const uint64_t x = st[j];
         const uint64_t w = load_le32(p);
-        const bool r = x < kL;
-        st[j] = r ? (x << 32) | w : x;
-        p += r ? 4 : 0;
+        const uint64_t r = uint64_t(x < kL);
+        const uint64_t m = 0 - r;
+        st[j] = (x & ~m) | (((x << 32) | w) & m);
+        p += r << 2;
       }
     } else {
       for (int j = 0; j < K; ++j) checked(st[j], out[i + j]);

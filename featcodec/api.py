@@ -16,13 +16,15 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import math
 import threading
 from typing import Any
 
 import numpy as np
 
 from . import bitstream
-from ._arrays import Origin, float_view
+from ._arrays import _TORCH_NAME, Origin, float_view, is_torch
 from .codecs import get_codec
 from .errors import FeatcodecError, FormatError, InputError, MissingTransformError
 from .packing import PackInfo, pack, unpack
@@ -125,9 +127,15 @@ def encode(
     Returns:
         bytes that :func:`decode` turns back into a tensor like ``x``.
     """
-    a, origin = float_view(x)
-    if a.ndim == 0 or a.size == 0:
-        raise InputError(f"x has shape {tuple(a.shape)}; featcodec needs a tensor with at least one value and one dimension.")
+    if is_torch(x) and x.device.type != "cpu":  # no host copy just to read the metadata
+        if x.dtype not in _TORCH_NAME:
+            raise InputError(f"x has dtype {x.dtype}; featcodec takes float16, bfloat16, float32 or float64 tensors.")
+        origin, shape = Origin("torch", _TORCH_NAME[x.dtype], str(x.device)), tuple(x.shape)
+    else:
+        a, origin = float_view(x)
+        shape = a.shape
+    if len(shape) == 0 or 0 in shape:
+        raise InputError(f"x has shape {tuple(shape)}; featcodec needs a tensor with at least one value and one dimension.")
     t = _resolve_encode_transform(transform, bits, x)
     codec_obj = get_codec(codec)  # UnknownCodecError before the work
     idx = t.forward(x)  # NaN/Inf -> InputError
@@ -164,14 +172,12 @@ def _transform_fields(t: Any, embed: bool) -> tuple[dict[str, Any], dict[str, by
     Embedded: the levels, plus the thresholds only when they are not the midpoints the
     decoder would derive from the levels (Lloyd-Max and uniform transforms need none).
     """
-    from .transform import Transform
-
     info = {"id": t.id, "embedded": embed, "channel_axis": t.channel_axis, "channels": t.channels,
             "thresholds": False}
     if not embed:
         return info, {}
     secs = {"levels": np.ascontiguousarray(t.levels, dtype="<f4").tobytes()}
-    if Transform(t.levels, channel_axis=t.channel_axis).id != t.id:
+    if _rebuild(secs["levels"], None, t.channel_axis, t.channels, t.bits).id != t.id:
         info["thresholds"] = True
         secs["thresholds"] = np.ascontiguousarray(t.thresholds, dtype="<f4").tobytes()
     return info, secs
@@ -215,11 +221,27 @@ def _check_transform_fields(h: dict) -> None:
         raise FormatError(f"featcodec stream sections {h['sections']} do not match its transform fields.")
 
 
+@functools.lru_cache(maxsize=64)
+def _rebuild(levels: bytes, thresholds: bytes | None, channel_axis: int | None, channels: int | None,
+             bits: int) -> Any:
+    """A Transform from raw little-endian float32 tables (lengths already checked), cached
+    so a series of streams with the same embedded transform rebuilds it once."""
+    from .transform import Transform
+
+    tables = []
+    for name, raw in (("levels", levels), ("thresholds", thresholds)):
+        if raw is None:
+            continue
+        a = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        if not np.isfinite(a).all():
+            raise InputError(f"its {name} are not finite")
+        tables.append(a if channels is None else a.reshape(channels, -1))
+    return Transform(*tables, channel_axis=channel_axis, kind="embedded")
+
+
 def _transform_from_stream(h: dict, sections: dict[str, memoryview], given: Any) -> Any:
     """The stream's transform: rebuilt from its embedded tables (checked against the id),
     or the one passed / registered under the referenced id."""
-    from .transform import Transform
-
     t = h["transform"]
     if not t["embedded"]:
         tr = given if given is not None else registered_transforms().get(t["id"])
@@ -233,19 +255,13 @@ def _transform_from_stream(h: dict, sections: dict[str, memoryview], given: Any)
         return tr
     C = 1 if t["channels"] is None else t["channels"]
     K = 2 ** h["bits"]
-    tables = []
     for name, count in (("levels", C * K), ("thresholds", C * (K - 1))):
-        if name not in sections:
-            continue
-        sec = sections[name]
-        if len(sec) != 4 * count:
-            raise FormatError(f"featcodec stream's {name} section has {len(sec)} bytes, not {4 * count}.")
-        a = np.frombuffer(sec, dtype="<f4").astype(np.float32)
-        if not np.isfinite(a).all():
-            raise FormatError(f"featcodec stream's embedded transform {name} are not finite: corrupt.")
-        tables.append(a if t["channels"] is None else a.reshape(C, -1))
+        if name in sections and len(sections[name]) != 4 * count:
+            raise FormatError(f"featcodec stream's {name} section has {len(sections[name])} bytes, not {4 * count}.")
+    thr = sections.get("thresholds")
     try:
-        tr = Transform(*tables, channel_axis=t["channel_axis"], kind="embedded")
+        tr = _rebuild(bytes(sections["levels"]), None if thr is None else bytes(thr), t["channel_axis"],
+                      t["channels"], h["bits"])
     except InputError as e:
         raise FormatError(f"featcodec stream's embedded transform is invalid: {e}") from None
     if tr.id != t["id"]:
@@ -255,13 +271,23 @@ def _transform_from_stream(h: dict, sections: dict[str, memoryview], given: Any)
     return tr
 
 
-def decode(blob: Any, *, transform: Any = None, device: Any = None, dtype: str | None = None) -> Any:
+def decode(
+    blob: Any,
+    *,
+    transform: Any = None,
+    device: Any = None,
+    dtype: str | None = None,
+    max_values: int | None = None,
+) -> Any:
     """Decode a stream from :func:`encode` into a tensor like the one encoded.
 
     Returns a torch tensor (on ``device``, default CPU) if a torch tensor was encoded, a
     numpy array if a numpy array was, with the original shape and dtype (``dtype``
     overrides it, e.g. ``"float32"``). ``transform`` supplies a transform the stream only
-    references by id (see :func:`register_transform`).
+    references by id (see :func:`register_transform`). ``max_values`` caps the values a
+    stream may declare (default: ``featcodec.limits.MAX_ELEMENTS``, 2**31), for services
+    that decode untrusted streams and cannot afford a large allocation; a stream above it
+    raises :class:`featcodec.FormatError` before anything is allocated.
 
     Raises a :class:`featcodec.FormatError` subclass for corrupt, truncated or foreign
     bytes, :class:`featcodec.MissingTransformError` for an unknown referenced transform,
@@ -274,6 +300,10 @@ def decode(blob: Any, *, transform: Any = None, device: Any = None, dtype: str |
     s = bitstream.read_stream(blob)
     h = bitstream.validate_header(s.header, len(s.sections))
     _check_transform_fields(h)
+    if max_values is not None and math.prod(h["shape"]) > max_values:
+        raise FormatError(
+            f"this stream declares {math.prod(h['shape'])} values, more than max_values={max_values}."
+        )
     sections = dict(zip(h["sections"], s.sections))
     if "payload" not in sections:
         raise FormatError("featcodec stream has no payload section.")

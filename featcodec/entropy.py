@@ -110,12 +110,16 @@ def encode_symbols(symbols: np.ndarray, *, threads: int | None = None) -> bytes:
     return _core.rans_encode_static(flat, _threads(threads))
 
 
-def decode_symbols(data: Any, count: int, *, threads: int | None = None) -> np.ndarray:
+def decode_symbols(
+    data: Any, count: int, *, threads: int | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Decode ``count`` symbols written by :func:`encode_symbols`.
 
     Returns a 1-D ``uint8`` or ``uint16`` array (the dtype that was encoded); reshape it
-    yourself. Bytes that are not a stream of exactly ``count`` symbols raise
-    :class:`featcodec.FormatError` / :class:`featcodec.TruncatedError`.
+    yourself. With ``out`` (a writeable C-contiguous array of that dtype and ``count``
+    elements, any shape) the symbols are written there and ``out`` is returned. Bytes that
+    are not a stream of exactly ``count`` symbols raise :class:`featcodec.FormatError` /
+    :class:`featcodec.TruncatedError`; on error ``out`` may hold partial garbage.
 
     Example:
         >>> import numpy as np
@@ -123,7 +127,9 @@ def decode_symbols(data: Any, count: int, *, threads: int | None = None) -> np.n
         >>> bool((decode_symbols(encode_symbols(x), 600) == x).all())
         True
     """
-    return _core.rans_decode_static(_bytes(data), _count(count), _threads(threads))
+    if out is not None and not isinstance(out, np.ndarray):
+        raise InputError(f"out must be a numpy array, got {type(out).__name__}")
+    return _core.rans_decode_static(_bytes(data), _count(count), _threads(threads), out)
 
 
 def _int32(a: Any, name: str, ndim: int = 1) -> np.ndarray:

@@ -85,8 +85,11 @@ def channel_axis_index(axis: Any, ndim: int, name: str) -> int | None:
     return a % ndim
 
 
-def _as_float32_rows(values: Any, name: str, axis: int | None, shape: tuple, exact: bool) -> np.ndarray:
-    """``values`` as a C-contiguous (C, N) float32 array matching the channel axis."""
+def _as_float32_rows(
+    values: Any, name: str, axis: int | None, shape: tuple, exact: bool, ascending: bool
+) -> np.ndarray:
+    """``values`` as a C-contiguous (C, N) float32 array matching the channel axis, checked
+    finite (and ascending along each row if asked)."""
     if _is_torch(values):
         values = values.detach().cpu()
         if str(values.dtype) == "torch.bfloat16":
@@ -95,7 +98,7 @@ def _as_float32_rows(values: Any, name: str, axis: int | None, shape: tuple, exa
     v = np.asarray(values)
     if v.dtype.kind not in "fiu" or v.dtype.kind == "b":
         raise InputError(f"{name} has dtype {v.dtype}; pass a float32 array.")
-    v32 = v.astype(np.float32)
+    v32 = v.astype(np.float32, copy=False)
     if exact and v.dtype != np.float32:
         with np.errstate(invalid="ignore", over="ignore"):
             same = np.array_equal(v32.astype(np.float64), v.astype(np.float64))
@@ -104,23 +107,34 @@ def _as_float32_rows(values: Any, name: str, axis: int | None, shape: tuple, exa
                 f"{name} ({v.dtype}) holds values that are not exactly representable as "
                 f"float32; round them first with {name}.astype(np.float32)."
             )
-    if not np.all(np.isfinite(v32)):
-        raise InputError(f"{name} contains NaN or Inf; every {name[:-1]} must be finite.")
     if axis is None:
         if v32.ndim != 1:
             raise InputError(
                 f"{name} has shape {v32.shape}; without channel_axis it must be 1-D. "
                 f"For per-channel {name} of shape (C, N) pass channel_axis."
             )
-        return np.ascontiguousarray(v32.reshape(1, -1))
-    if v32.ndim == 1:  # the same values for every channel
-        return np.ascontiguousarray(v32.reshape(1, -1))
-    if v32.ndim != 2 or v32.shape[0] != shape[axis]:
+        rows = v32.reshape(1, -1)
+    elif v32.ndim == 1:  # the same values for every channel
+        rows = v32.reshape(1, -1)
+    elif v32.ndim != 2 or v32.shape[0] != shape[axis]:
         raise InputError(
             f"per-channel {name} must have shape (C, N) with C = size of axis {axis} "
             f"({shape[axis]}); got {v32.shape}."
         )
-    return np.ascontiguousarray(v32)
+    else:
+        rows = v32
+    rows = np.ascontiguousarray(rows)
+    bad = _core.check_rows(rows, ascending)  # one pass: finite (and ascending)
+    if bad >= 0:
+        r, j = divmod(bad, rows.shape[1])
+        where = f"row {r}, " if rows.shape[0] > 1 else ""
+        if not np.isfinite(rows[r, j]):
+            raise InputError(f"{name} contains NaN or Inf ({where}position {j}); every {name[:-1]} must be finite.")
+        raise InputError(
+            f"{name} must be ascending; {where}position {j} ({rows[r, j]!r}) is below the one "
+            f"before ({rows[r, j - 1]!r}). Sort them, e.g. np.sort({name})."
+        )
+    return rows
 
 
 def _check_out(out: Any, shape: tuple, dtype: np.dtype, src: np.ndarray) -> np.ndarray:
@@ -145,7 +159,7 @@ def _position(flat: int, shape: tuple) -> tuple[int, ...]:
 
 def prepare_thresholds(thresholds: Any, axis: int | None, shape: tuple) -> tuple[np.ndarray, int | None]:
     """Validated (C, T) float32 thresholds and the channel axis (None when C == 1)."""
-    thr = _as_float32_rows(thresholds, "thresholds", axis, shape, exact=True)
+    thr = _as_float32_rows(thresholds, "thresholds", axis, shape, exact=True, ascending=True)
     if thr.shape[0] == 1:
         axis = None
     T = thr.shape[1]
@@ -154,20 +168,13 @@ def prepare_thresholds(thresholds: Any, axis: int | None, shape: tuple) -> tuple
             f"{T} thresholds make {T + 1} intervals; uint16 indices allow at most "
             f"{MAX_THRESHOLDS + 1}."
         )
-    if T > 1 and not np.all(thr[:, 1:] >= thr[:, :-1]):
-        r, j = np.argwhere(~(thr[:, 1:] >= thr[:, :-1]))[0]
-        where = f"row {r}, " if thr.shape[0] > 1 else ""
-        raise InputError(
-            f"thresholds must be ascending; {where}position {j + 1} ({thr[r, j + 1]!r}) is "
-            f"below the one before ({thr[r, j]!r}). Sort them, e.g. np.sort(thresholds)."
-        )
     return thr, axis
 
 
 def prepare_levels(levels: Any, axis: int | None, shape: tuple, dtype: str) -> tuple[np.ndarray, int | None]:
     """Validated (C, L) levels converted to ``dtype`` (bfloat16 as uint16 bits), and the
     channel axis (None when C == 1)."""
-    lv32 = _as_float32_rows(levels, "levels", axis, shape, exact=False)
+    lv32 = _as_float32_rows(levels, "levels", axis, shape, exact=False, ascending=False)
     if lv32.shape[1] == 0:
         raise InputError("levels is empty; it needs at least one level.")
     if lv32.shape[0] == 1:

@@ -203,66 +203,76 @@ def select_channels(p: WeightedPoints, channels: np.ndarray) -> WeightedPoints:
     return WeightedPoints(keys, p.values[idx], p.weights[idx], offsets, p.shift)
 
 
+def _anchored_cumsum(x: np.ndarray, m: int, out: np.ndarray) -> None:
+    """``out[i] = sum(x[m:i])`` for ``i >= m`` and ``-sum(x[i:m])`` for ``i < m``.
+
+    ``out[b] - out[a] == sum(x[a:b])`` as for an ordinary prefix sum, but the running sums
+    start at ``m`` (the median), so runs near the median are not swamped by far outliers
+    accumulated before them. Sequential sums: the result does not depend on threads.
+    """
+    out[m] = 0.0
+    np.cumsum(x[m:], out=out[m + 1 :])
+    if m:
+        out[:m] = -np.cumsum(x[:m][::-1])[::-1]
+
+
 class _Prefix:
-    """Prefix sums of weights, centred values and squared centred values of all channels."""
+    """Prefix sums of weights, values and squared values, per channel.
+
+    Channel ``c``'s sums live at positions ``offsets[c] + c ... offsets[c+1] + c`` (one
+    extra slot per channel), so point index ``i`` of channel ``c`` is position ``i + c``.
+    Values are taken relative to the channel's weighted median and summed outward from
+    it, so runs near the median keep their precision next to far outliers.
+    """
 
     def __init__(self, p: WeightedPoints):
         self.p = p
         C = p.channels
         w, v = p.weights, p.values
-        if C == 1:
-            self.mu = np.array([np.dot(w, v) / max(w.sum(), 1.0)])
-            d = v - self.mu[0]
-        else:
-            wsum = np.add.reduceat(w, p.offsets[:-1])
-            vsum = np.add.reduceat(w * v, p.offsets[:-1])
-            self.mu = vsum / np.maximum(wsum, 1.0)  # per-channel mean, for precision
-            d = v - np.repeat(self.mu, np.diff(p.offsets))
-        wd = w * d
         M = len(v)
-        self.W = np.zeros(M + 1)
-        self.S = np.zeros(M + 1)
-        self.S2 = np.zeros(M + 1)
-        np.cumsum(w, out=self.W[1:])
-        np.cumsum(wd, out=self.S[1:])
-        np.cumsum(wd * d, out=self.S2[1:])
+        self.W = np.zeros(M + C)
+        self.S = np.zeros(M + C)
+        self.S2 = np.zeros(M + C)
+        self.mu = np.zeros(C)
+        for c in range(C):
+            a, b = int(p.offsets[c]), int(p.offsets[c + 1])
+            seg = slice(a + c, b + c + 1)
+            np.cumsum(w[a:b], out=self.W[a + c + 1 : b + c + 1])
+            if a == b:
+                continue
+            Wc = self.W[seg]
+            m = min(int(np.searchsorted(Wc[1:], Wc[-1] * 0.5, side="left")), b - a - 1)
+            self.mu[c] = v[a + m]
+            d = v[a:b] - v[a + m]
+            wd = w[a:b] * d
+            _anchored_cumsum(wd, m, self.S[seg])
+            _anchored_cumsum(wd * d, m, self.S2[seg])
 
-    def cells(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(weight, centred sum, squared error) of point ranges [a, b)."""
+    def cells(
+        self, a: np.ndarray, b: np.ndarray, ch: np.ndarray | int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(weight, sum relative to the median, squared error) of point ranges [a, b) of
+        channel(s) ``ch`` (broadcast against ``a`` and ``b``)."""
+        a = a + ch
+        b = b + ch
         w = self.W[b] - self.W[a]
         s = self.S[b] - self.S[a]
         sse = self.S2[b] - self.S2[a] - np.where(w > 0, s * s / np.where(w > 0, w, 1.0), 0.0)
         return w, s, np.maximum(sse, 0.0)
 
 
-def _best_split(pre: _Prefix, a: int, b: int, max_candidates: int) -> tuple[float, int]:
-    """Largest squared-error decrease from splitting points [a, b) in two, and where."""
+def _best_split(pre: _Prefix, a: int, b: int, c: int, max_candidates: int) -> tuple[float, int]:
+    """Largest squared-error decrease from splitting points [a, b) of channel c in two, and where."""
     if b - a < 2:
         return 0.0, -1
     step = max(1, (b - a - 1) // max_candidates)
     s = np.arange(a + 1, b, step)
-    _, _, whole = pre.cells(np.array([a]), np.array([b]))
-    _, _, left = pre.cells(np.full_like(s, a), s)
-    _, _, right = pre.cells(s, np.full_like(s, b))
+    _, _, whole = pre.cells(np.array([a]), np.array([b]), c)
+    _, _, left = pre.cells(np.full_like(s, a), s, c)
+    _, _, right = pre.cells(s, np.full_like(s, b), c)
     tot = left + right
     i = int(np.argmin(tot))
     return float(whole[0] - tot[i]), int(s[i])
-
-
-def _greedy_bounds(pre: _Prefix, a: int, b: int, k: int, max_candidates: int) -> np.ndarray:
-    """Split points [a, b) into k contiguous non-empty cells greedily; returns k+1 bounds."""
-    gain, s = _best_split(pre, a, b, max_candidates)
-    heap = [(-gain, a, b, s)]
-    for _ in range(k - 1):
-        g, a0, b0, s0 = heapq.heappop(heap)
-        if s0 < 0:  # nothing left to split (cannot happen when b - a >= k)
-            heapq.heappush(heap, (g, a0, b0, s0))
-            break
-        for lo, hi in ((a0, s0), (s0, b0)):
-            gg, ss = _best_split(pre, lo, hi, max_candidates)
-            heapq.heappush(heap, (-gg, lo, hi, ss))
-    starts = sorted(item[1] for item in heap)
-    return np.array(starts + [b], dtype=np.int64)
 
 
 def _split_bounds(pre: _Prefix, k: int, refine: int = 4, growth: float = 0.5) -> np.ndarray:
@@ -278,6 +288,7 @@ def _split_bounds(pre: _Prefix, k: int, refine: int = 4, growth: float = 0.5) ->
     C = p.channels
     start, end = p.offsets[:-1], p.offsets[1:]
     chans = np.arange(C)
+    ch = chans[:, None]
     B = np.repeat(end[:, None], k + 1, axis=1)
     B[:, 0] = start
     while True:
@@ -288,20 +299,20 @@ def _split_bounds(pre: _Prefix, k: int, refine: int = 4, growth: float = 0.5) ->
         if not np.any(need > 0):
             return B
         ok = size >= 2
-        w, s_, whole = pre.cells(a, b)
+        w, s_, whole = pre.cells(a, b, ch)
         t = s_ / np.where(w > 0, w, 1.0) + pre.mu[:, None]
         for it in range(refine + 1):
             pos = np.searchsorted(p.keys, p.threshold_keys(t, chans), side="left")
             pos = np.where(ok, np.clip(pos, a + 1, np.maximum(b - 1, a + 1)), a)
             if it == refine:
                 break
-            wl, sl, _ = pre.cells(a, pos)
-            wr, sr, _ = pre.cells(pos, b)
+            wl, sl, _ = pre.cells(a, pos, ch)
+            wr, sr, _ = pre.cells(pos, b, ch)
             cl = sl / np.where(wl > 0, wl, 1.0)
             cr = sr / np.where(wr > 0, wr, 1.0)
             t = (cl + cr) * 0.5 + pre.mu[:, None]
-        _, _, left = pre.cells(a, pos)
-        _, _, right = pre.cells(pos, b)
+        _, _, left = pre.cells(a, pos, ch)
+        _, _, right = pre.cells(pos, b, ch)
         gain = np.where(ok, whole - left - right, -np.inf)
         order = np.argsort(-gain, axis=1, kind="stable")
         rank = np.empty_like(order)
@@ -317,12 +328,12 @@ def _centroids(
 ) -> np.ndarray:
     """Centroids of the cells between consecutive ``bounds`` (rows: ``channels``, default
     all; shape (C, K+1)); empty cells keep ``old``."""
-    mu = pre.mu if channels is None else pre.mu[channels]
-    W, S = pre.W, pre.S
-    w = W[bounds[:, 1:]] - W[bounds[:, :-1]]
-    s = S[bounds[:, 1:]] - S[bounds[:, :-1]]
+    if channels is None:
+        channels = np.arange(bounds.shape[0])
+    channels = np.asarray(channels)
+    w, s, _ = pre.cells(bounds[:, :-1], bounds[:, 1:], channels[:, None])
     full = w > 0
-    return np.where(full, s / np.where(full, w, 1.0) + mu[:, None], old)
+    return np.where(full, s / np.where(full, w, 1.0) + pre.mu[channels][:, None], old)
 
 
 def _bounds(pre: _Prefix, levels: np.ndarray, channels: np.ndarray | None = None) -> np.ndarray:
@@ -368,7 +379,7 @@ def _lloyd(pre: _Prefix, levels: np.ndarray, max_iter: int, omega: float = 1.8) 
 def _repair_channel(pre: _Prefix, levels: np.ndarray, c: int, max_candidates: int) -> np.ndarray | None:
     """Re-seat the levels of empty cells of channel c by splitting the worst cells."""
     b = _bounds(pre, levels[c : c + 1], np.array([c]))[0]
-    w, _, sse = pre.cells(b[:-1], b[1:])
+    w, _, sse = pre.cells(b[:-1], b[1:], c)
     empty = int(np.sum(w == 0))
     if empty == 0:
         return None
@@ -376,7 +387,7 @@ def _repair_channel(pre: _Prefix, levels: np.ndarray, c: int, max_candidates: in
     cells = [(a0, b0) for a0, b0 in zip(b[:-1][keep].tolist(), b[1:][keep].tolist())]
     heap = []
     for a0, b0 in cells:
-        g, s = _best_split(pre, a0, b0, max_candidates)
+        g, s = _best_split(pre, a0, b0, c, max_candidates)
         heap.append((-g, a0, b0, s))
     heapq.heapify(heap)
     for _ in range(empty):
@@ -385,7 +396,7 @@ def _repair_channel(pre: _Prefix, levels: np.ndarray, c: int, max_candidates: in
             heapq.heappush(heap, (g, a0, b0, s0))
             break
         for lo, hi in ((a0, s0), (s0, b0)):
-            gg, ss = _best_split(pre, lo, hi, max_candidates)
+            gg, ss = _best_split(pre, lo, hi, c, max_candidates)
             heapq.heappush(heap, (-gg, lo, hi, ss))
     bounds = np.array(sorted(item[1] for item in heap) + [int(b[-1])], dtype=np.int64)
     if len(bounds) - 1 < levels.shape[1]:
@@ -444,7 +455,7 @@ def fit_levels(
         bounds = np.empty((C, k + 1), np.int64)
         for c in range(C):
             A = atoms[c]
-            bounds[c] = A[_core.lloyd_dp(pre.W[A], pre.S[A], pre.S2[A], k)]
+            bounds[c] = A[_core.lloyd_dp(pre.W[A + c], pre.S[A + c], pre.S2[A + c], k)]
     else:
         bounds = _split_bounds(pre, k)
     levels = _lloyd(pre, _centroids(pre, bounds, np.zeros((C, k))), max_iter)

@@ -259,7 +259,7 @@ class Transform:
         >>> Transform([-1.0, 0.0, 1.0, 2.0]).inverse(np.array([3, 0], np.uint8)).tolist()
         [2.0, -1.0]
         """
-        a, framework, device = _index_view(idx, len(self._levels.reshape(-1, 2**self._bits)[0]))
+        a, framework, device = _index_view(idx, 2**self._bits)
         self._check_channels(a.shape)
         name = _dtype_name(dtype)
         if name == "bfloat16" and framework != "torch":

@@ -105,6 +105,17 @@ def test_static_known_bytes_pin_the_format():
     assert len(single) <= 12  # no payload for a single-symbol input
 
 
+def test_static_decode_into_out():
+    x = RNG.integers(0, 1000, (30, 40)).astype(np.uint16)
+    out = np.empty_like(x)
+    assert decode_symbols(encode_symbols(x), x.size, out=out) is out
+    np.testing.assert_array_equal(out, x)
+    with pytest.raises(featcodec.InputError, match="uint16 array of 1200"):
+        decode_symbols(encode_symbols(x), x.size, out=np.empty(1200, np.uint8))
+    with pytest.raises(featcodec.InputError):
+        decode_symbols(encode_symbols(x), x.size, out=out.T)
+
+
 def test_static_16bit_table_stays_compact():
     x = RNG.choice(np.array([5, 60000, 31000], np.uint16), 10_000)
     data = encode_symbols(x)

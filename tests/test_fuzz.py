@@ -116,6 +116,11 @@ def test_mutations_with_a_recomputed_checksum_never_crash():
                 body[rng.integers(0, len(body))] = rng.integers(0, 256)
             bad = _recrc(bytes(body))
         try:
+            h = featcodec.header(bad)
+            assert isinstance(h, dict)
+        except featcodec.FeatcodecError:
+            pass
+        try:
             y = featcodec.decode(bad)
         except featcodec.FeatcodecError:
             outcomes["error"] += 1

@@ -37,9 +37,27 @@ def test_golden_stream_decodes_bit_exactly(name):
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_reencoding_reproduces_the_golden_stream(name):
+    """Format and pipeline: the same input and transform give the same bytes."""
     x = np.load(GOLDEN / f"{name}.input.npy")
     t, kw = make_golden.prepare(x, MANIFEST[name]["encode"])
-    assert featcodec.encode(t, **kw) == (GOLDEN / f"{name}.fcs").read_bytes()
+    kw["transform"] = featcodec.load_transform(GOLDEN / f"{name}.transform.json")
+    kw.pop("bits")
+    assert featcodec.encode(t, **kw) == (GOLDEN / f"{name}.fcs").read_bytes(), (
+        "the stream format or encoder changed: bump FORMAT_VERSION if the format changed, "
+        "then regenerate with tools/make_golden.py"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_fitting_again_gives_the_golden_transform(name):
+    """The fit: encode(transform="auto") on the same input fits the same transform."""
+    x = np.load(GOLDEN / f"{name}.input.npy")
+    t, _ = make_golden.prepare(x, MANIFEST[name]["encode"])
+    stored = featcodec.load_transform(GOLDEN / f"{name}.transform.json")
+    assert make_golden.fitted_transform(t, MANIFEST[name]["encode"]).id == stored.id, (
+        "fit_transform/fit_uniform give another transform for the same data than when the "
+        "golden files were made; if intended, regenerate with tools/make_golden.py"
+    )
 
 
 _CHILD = """

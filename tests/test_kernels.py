@@ -259,6 +259,29 @@ def test_out_argument_is_written_in_place_and_views_are_not_copied():
     np.testing.assert_array_equal(out_t, np.searchsorted(t, x[:, 1::2], side="right"))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, "bfloat16"])
+def test_unaligned_buffers(dtype):
+    """Arrays at odd byte offsets (np.frombuffer) are read and written correctly."""
+    rng = np.random.default_rng(9)
+    t = np.sort(rng.standard_normal(255).astype(np.float32))
+    x = rng.standard_normal(300_000).astype(np.float32)
+    x = f32_to_bf16(x) if dtype == "bfloat16" else x.astype(dtype)
+    raw = bytearray(x.nbytes + 1)
+    raw[1:] = x.tobytes()
+    xu = np.frombuffer(raw, dtype=x.dtype, offset=1)
+    assert not xu.flags.aligned
+    out = np.frombuffer(bytearray(x.size * 2 + 1), dtype=np.uint16, offset=1)[: x.size]
+    t1k = np.sort(rng.standard_normal(1000).astype(np.float32))
+    bf = dtype == "bfloat16"
+    np.testing.assert_array_equal(kernels.quantize(xu, t, bfloat16=bf), kernels.quantize(x, t, bfloat16=bf))
+    kernels.quantize(xu, t1k, bfloat16=bf, out=out)
+    np.testing.assert_array_equal(out, kernels.quantize(x, t1k, bfloat16=bf))
+    levels = rng.standard_normal(1001).astype(np.float32)
+    y = np.frombuffer(bytearray(x.size * 4 + 1), dtype=np.float32, offset=1)[: x.size]
+    kernels.dequantize(out, levels, out=y)
+    np.testing.assert_array_equal(y, levels[out])
+
+
 def test_torch_cpu_tensors_are_accepted():
     x = torch.randn(40, 30)
     t = np.float32([-0.5, 0, 0.5])
@@ -430,6 +453,13 @@ def test_bad_dequantize_arguments_raise(idx, levels, kwargs, match):
 def test_bad_thread_counts_raise(n):
     with pytest.raises(featcodec.InputError, match="positive integer"):
         kernels.set_num_threads(n)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    res = doctest.testmod(kernels, optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0 and res.failed == 0
 
 
 def test_thread_count_api_is_exported():

@@ -119,6 +119,9 @@ def test_uint16_indices_above_8_bits_and_torch():
     assert idx.dtype == torch.uint16
     np.testing.assert_array_equal(idx.numpy(), _ref_forward(t, HEAVY))
     assert int(idx.numpy().max()) == 1023 and int(idx.numpy().min()) == 0
+    y = t.inverse(idx)
+    assert isinstance(y, torch.Tensor) and torch.equal(y, torch.from_numpy(t.levels[idx.numpy().astype(np.int64)]))
+    assert torch.equal(t.inverse(idx.long()), y)
 
 
 def test_every_level_decides_to_its_own_index():
@@ -237,6 +240,35 @@ def test_histogram_path_for_large_inputs(monkeypatch):
 
 
 # ----------------------------------------------------------------------- hard cases
+@settings(max_examples=80, deadline=None)
+@given(
+    x=hnp.arrays(
+        np.float32,
+        st.integers(1, 400),
+        elements=st.one_of(
+            st.floats(-2.0**100, 2.0**100, allow_nan=False, width=32),
+            st.sampled_from([0.0, -0.0, 1.0, 2.0**-100, -3.5]),
+        ),
+    ),
+    bits=st.integers(1, 9),
+)
+def test_any_finite_input_gives_a_valid_transform(x, bits):
+    t = featcodec.fit_transform(x, bits=bits)
+    K = 2**bits
+    assert t.levels.shape == (K,) and t.thresholds.shape == (K - 1,)
+    assert np.all(np.isfinite(t.levels)) and np.all(np.diff(t.levels) > 0)
+    assert np.all(t.thresholds > t.levels[:-1]) and np.all(t.thresholds <= t.levels[1:])
+    np.testing.assert_array_equal(t.forward(t.levels), np.arange(K))
+    y = t.inverse(t.forward(x))
+    distinct = np.unique(x + np.float32(0))
+    if len(distinct) <= K:  # every value is a level: exact
+        np.testing.assert_array_equal(y, x + np.float32(0))
+    else:  # never worse than the best uniform grid over the same range
+        u = featcodec.fit_uniform(x, bits=bits)
+        assert _sse(x, t.levels) <= _sse(x, u.levels) * (1 + 1e-6) + 1e-30
+
+
+
 @pytest.mark.parametrize("bits", [1, 2, 8])
 def test_constant_input(bits):
     x = np.full((4, 5), 3.25, np.float32)

@@ -3,10 +3,13 @@ purpose, and bump the format version then).
 
     PYTHONPATH=$PWD python tools/make_golden.py
 
-Each case stores its input (``<name>.input.npy``, exact), its stream (``<name>.fcs``) and,
-in manifest.json, the encode arguments and the sha256 of the stream and of the decoded
-array's bytes. tests/test_golden.py checks that every run decodes the streams to exactly
-those bytes and that re-encoding the inputs reproduces the streams byte for byte.
+Each case stores its input (``<name>.input.npy``, exact), the transform the stream was
+made with (``<name>.transform.json``), its stream (``<name>.fcs``) and, in manifest.json,
+the encode arguments and the sha256 of the stream and of the decoded array's bytes.
+tests/test_golden.py checks that every run decodes the streams to exactly those bytes,
+that re-encoding the inputs with the stored transforms reproduces the streams byte for
+byte (the format and pipeline), and that fitting on the inputs again gives the stored
+transforms (the fit), so either kind of drift fails a test.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 GOLDEN = ROOT / "tests" / "data" / "golden"
 
 
@@ -50,6 +52,14 @@ def prepare(x: np.ndarray, kw: dict):
     return x, kw
 
 
+def fitted_transform(x, kw: dict):
+    """Fit the case's transform the way encode(transform="auto"/"uniform") does."""
+    import featcodec
+
+    fit = featcodec.fit_uniform if kw.get("transform") == "uniform" else featcodec.fit_transform
+    return fit(x, bits=kw["bits"])
+
+
 def decoded_bytes(y) -> bytes:
     """Canonical bytes of a decoded tensor (bfloat16 as its raw 16 bits), little-endian."""
     import torch
@@ -75,6 +85,9 @@ def main() -> None:
         t, ekw = prepare(x, kw)
         blob = featcodec.encode(t, **ekw)
         (GOLDEN / f"{name}.fcs").write_bytes(blob)
+        tr = fitted_transform(t, kw)
+        assert tr.id == featcodec.header(blob)["transform"]["id"]
+        tr.save(GOLDEN / f"{name}.transform.json")
         manifest[name] = {
             "encode": kw,
             "stream_sha256": hashlib.sha256(blob).hexdigest(),
@@ -86,4 +99,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))  # the work tree's featcodec, when run as a script
     main()

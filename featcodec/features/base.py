@@ -40,7 +40,10 @@ def package_dir(name: str) -> Path:
     >>> package_dir("numpy").name
     'numpy'
     """
-    spec = importlib.util.find_spec(name)
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a parent package is missing, or a blocked module
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotAvailable(
             f"package {name!r} is not installed: run tools/install_models.sh "

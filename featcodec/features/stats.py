@@ -49,11 +49,12 @@ def tensor_stats(arrays: Iterable[np.ndarray]) -> dict:
 
 
 def corpus_stats(root: str | os.PathLike, split: str = "test") -> list[dict]:
-    """Statistics per (family, tap) over one split of a corpus."""
+    """Statistics per (family, tap) over one split of a corpus (``"all"``: every split)."""
     from .extract import load_manifest
 
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for e in load_manifest(root, split=split):
+    where = {} if split == "all" else {"split": split}
+    for e in load_manifest(root, **where):
         groups[(e["family"], e["tap"])].append(e)
     out = []
     for (family, tap), entries in sorted(groups.items()):
