@@ -27,3 +27,15 @@ from .api import decode, encode, header, register_transform
 from .codecs import available_codecs
 
 __version__ = "0.1.0"
+
+# Integrations load on first use (featcodec.io, featcodec.split, featcodec.distributed, ...),
+# so `import featcodec` does not pull in torch.distributed, numcodecs or zarr.
+_LAZY_SUBMODULES = ("io", "split", "distributed", "numcodecs_codec", "zarr_codec", "cli")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'featcodec' has no attribute {name!r}")
