@@ -14,20 +14,20 @@ import featcodec
 
 @pytest.fixture
 def run_python(tmp_path_factory):
-    """Run ``python -c code *args`` in a fresh process that imports the same featcodec as
+    """Run ``python *argv`` (e.g. ``"-c", code, arg``) in a fresh process that imports the same featcodec as
     this one (the installed package in CI, the work tree in development).
 
     The child starts in an empty folder: ``python -c`` puts the current folder first on
-    sys.path, and from the repository root that would be the uncompiled source tree.
+    sys.path (so does ``-m``), and from the repository root that would be the uncompiled source tree.
     """
     cwd = tmp_path_factory.mktemp("child")
     pkg_parent = str(Path(featcodec.__file__).resolve().parents[1])
 
-    def run(code: str, *args: str, text: bool = False) -> subprocess.CompletedProcess:
+    def run(*argv: object, text: bool = False, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_parent, os.environ.get("PYTHONPATH", "")]))
         return subprocess.run(
-            [sys.executable, "-c", code, *map(str, args)],
-            capture_output=True, text=text, env=env, cwd=cwd, check=True,
+            [sys.executable, *map(str, argv)],
+            capture_output=True, text=text, env=env, cwd=cwd, check=check, timeout=timeout,
         )
 
     return run

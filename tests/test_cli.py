@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 
 import numpy as np
@@ -199,10 +198,9 @@ def test_demo_runs_on_the_bundled_data(capsys):
     assert run(capsys, "demo", "--transforms", "magic")[0] == EXIT_ERROR
 
 
-def test_console_script_exit_codes(tmp_path):
-    """The installed entry point (or `python -m featcodec.cli` from a source tree)."""
-    cmd = [sys.executable, "-m", "featcodec.cli"]
-    r = subprocess.run(cmd + ["decode", str(tmp_path / "nothing.fc")], capture_output=True, text=True, timeout=120)
+def test_console_script_exit_codes(tmp_path, run_python):
+    """`python -m featcodec.cli`, the console script's entry, in a process of its own."""
+    r = run_python("-m", "featcodec.cli", "decode", tmp_path / "nothing.fc", text=True, check=False, timeout=120)
     assert r.returncode == EXIT_ERROR and "no such file" in r.stderr
     assert "Traceback" not in r.stderr
 

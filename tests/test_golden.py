@@ -73,7 +73,7 @@ def test_stream_from_another_process_and_thread_count_is_identical(tmp_path, run
     t = featcodec.fit_transform(x[0, 0], bits=8)
     np.save(tmp_path / "x.npy", x)
     t.save(tmp_path / "t.json")
-    child = run_python(_CHILD, tmp_path / "x.npy", tmp_path / "t.json", "1").stdout
+    child = run_python("-c", _CHILD, tmp_path / "x.npy", tmp_path / "t.json", "1").stdout
     before = featcodec.get_num_threads()
     try:
         featcodec.set_num_threads(2)

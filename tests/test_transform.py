@@ -219,7 +219,7 @@ def test_fitting_is_deterministic_across_processes_and_sample_grouping(run_pytho
         "x = np.random.default_rng(1234).standard_t(3.0, 20_000).astype(np.float32);"
         "print(featcodec.fit_transform(x, bits=8).id)"
     )
-    out = run_python(code, text=True)
+    out = run_python("-c", code, text=True)
     assert out.stdout.strip() == t1.id
 
 
