@@ -315,6 +315,15 @@ def decode(
         )
     if device is not None and origin.framework != "torch" and str(device) != "cpu":
         raise InputError("this stream holds a numpy array; device= applies to torch tensors only.")
+    if device is not None:
+        import torch
+
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise InputError(f"device must be a torch device such as 'cpu' or 'cuda:0', not {device!r}.") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"device={str(device)!r}, but torch sees no CUDA device here; decode to 'cpu'.")
     info = PackInfo.from_dict(h["pack"])
     codec_obj = get_codec(h["codec"])
     tr = _transform_from_stream(h, sections, transform)
@@ -332,9 +341,11 @@ def decode(
     if origin.framework == "torch":
         import torch
 
-        idx = torch.from_numpy(idx)
+        idx = torch.from_numpy(np.ascontiguousarray(idx))
+        if device is not None and device.type == "cuda":
+            idx = idx.to(device)  # only indices cross; the inverse runs on the device
     try:
         out = tr.inverse(idx, dtype=want)
     except InputError as e:  # arguments were checked: only an index beyond the levels is left
         raise FormatError(f"featcodec stream payload is corrupt: {e}") from None
-    return out.to(device) if device is not None and str(device) != "cpu" else out
+    return out.to(device) if device is not None and device.type != "cpu" else out

@@ -242,6 +242,9 @@ class Transform:
         >>> t.forward(np.array([[-5.0, 0.4], [0.6, 9.0]])).tolist()
         [[0, 1], [2, 3]]
         """
+        if is_torch(x) and x.device.type == "cuda":  # stays on the device (featcodec.cuda)
+            self._check_channels(tuple(x.shape))
+            return kernels.quantize(x.detach(), self._thresholds, channel_axis=self._axis)
         a, origin = float_view(x, "x")
         self._check_channels(a.shape)
         idx = kernels.quantize(
@@ -259,9 +262,12 @@ class Transform:
         >>> Transform([-1.0, 0.0, 1.0, 2.0]).inverse(np.array([3, 0], np.uint8)).tolist()
         [2.0, -1.0]
         """
+        name = _dtype_name(dtype)
+        if is_torch(idx) and idx.device.type == "cuda" and name != "float64":  # on the device
+            self._check_channels(tuple(idx.shape))
+            return kernels.dequantize(idx.detach(), self._levels, channel_axis=self._axis, dtype=name)
         a, framework, device = _index_view(idx, 2**self._bits)
         self._check_channels(a.shape)
-        name = _dtype_name(dtype)
         if name == "bfloat16" and framework != "torch":
             raise InputError("numpy has no bfloat16; ask for float32 or float16, or pass a torch tensor.")
         kdtype = "float32" if name == "float64" else name

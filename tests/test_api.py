@@ -185,6 +185,15 @@ def test_decode_argument_errors():
         featcodec.decode("abc")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_decode_to_cuda_without_a_gpu_is_an_input_error():
+    blob = featcodec.encode(torch.from_numpy(_heavy((4, 4))))
+    with pytest.raises(featcodec.InputError, match="no CUDA device"):
+        featcodec.decode(blob, device="cuda")
+    with pytest.raises(featcodec.InputError, match="torch device"):
+        featcodec.decode(blob, device="gpu9")
+
+
 def _rewrite_header(blob, edit):
     """Re-serialise a stream with an edited header (valid checksum): hostile input."""
     from featcodec.bitstream import read_stream, write_stream

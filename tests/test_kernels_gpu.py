@@ -119,3 +119,16 @@ def test_out_of_range_index_on_device_raises():
     idx[700] = 2
     with pytest.raises(featcodec.InputError, match="outside"):
         kernels.dequantize(idx.to(torch.uint8), np.float32([0, 1]))
+
+
+def test_transform_and_codec_keep_device_tensors_on_the_device():
+    x = heavy((4, 64, 32))
+    t = featcodec.fit_transform(x, bits=8)
+    idx = t.forward(x.to(DEV))
+    assert idx.device.type == "cuda" and torch.equal(idx.cpu(), t.forward(x))
+    y = t.inverse(idx)
+    assert y.device.type == "cuda" and torch.equal(y.cpu(), t.inverse(t.forward(x)))
+    blob = featcodec.encode(x.to(DEV), transform=t)
+    assert blob == featcodec.encode(x, transform=t)
+    z = featcodec.decode(blob, device=DEV)
+    assert z.device.type == "cuda" and torch.equal(z.cpu(), featcodec.decode(blob))
