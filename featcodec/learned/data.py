@@ -195,9 +195,11 @@ class PlaneSet:
 def build_planes(root: str | os.PathLike, kind: str, *, split: str = "train",
                  families: Iterable[str] = FAMILIES, fit_samples: int = 10,
                  max_per_tap: int | None = None,
-                 transforms: dict[str, TapTransform] | None = None) -> PlaneSet:
+                 transforms: dict[str, TapTransform] | None = None,
+                 min_fit: int = 1) -> PlaneSet:
     """Read ``split`` of the corpus, fit a transform per tap on its first ``fit_samples``
-    train features (or reuse ``transforms``) and return the planes in [0, 1].
+    train features (or reuse ``transforms``) and return the planes in [0, 1]. Taps with
+    fewer than ``min_fit`` train features (still being extracted) are skipped.
 
     DT-UFC planes are stored as uint8 indices, CAUFC planes as float16.
     """
@@ -214,7 +216,7 @@ def build_planes(root: str | os.PathLike, kind: str, *, split: str = "train",
     for key, es in sorted(by_tap.items()):
         if key not in transforms:
             fit = [e for e in es if e["split"] == "train"][:fit_samples]
-            if not fit:
+            if not fit or len(fit) < min_fit:
                 continue
             transforms[key] = TapTransform.fit(
                 kind, np.concatenate([np.load(e["abspath"]).ravel() for e in fit]))

@@ -59,8 +59,14 @@ def train(corpus: str, out: str, *, lmbda: float = 0.004, steps: int = 20000,
           lr_drop_at: float = 0.9, seed: int = 0, threads: int = 1,
           families: Sequence[str] = ("llm", "vit", "cnn", "latent"),
           init: str | None = None, save_every: int = 250, log_every: int = 25,
-          max_per_tap: int | None = None, progress: bool = True) -> dict:
-    """Train (or resume, or fine-tune from ``init``) one model; returns the last losses."""
+          max_per_tap: int | None = None, progress: bool = True,
+          refresh_every: int = 0) -> dict:
+    """Train (or resume, or fine-tune from ``init``) one model; returns the last losses.
+
+    ``refresh_every > 0`` re-reads the corpus manifest every that many steps and adds
+    taps/features that appeared meanwhile (for training while the corpus is extracted;
+    such a run depends on the extraction timeline and is logged as such).
+    """
     import torch
     from tqdm import tqdm
 
@@ -77,9 +83,17 @@ def train(corpus: str, out: str, *, lmbda: float = 0.004, steps: int = 20000,
               "init": init}
     (outdir / "config.json").write_text(json.dumps(config, indent=1))
 
-    planes = build_planes(corpus, input, families=families, max_per_tap=max_per_tap)
-    (outdir / "transforms.json").write_text(
-        json.dumps({k: t.to_dict() for k, t in planes.transforms.items()}))
+    min_fit = 10 if refresh_every else 1
+
+    def load_planes(transforms=None):
+        ps = build_planes(corpus, input, families=families, max_per_tap=max_per_tap,
+                          transforms=transforms, min_fit=min_fit)
+        (outdir / "transforms.json").write_text(
+            json.dumps({k: t.to_dict() for k, t in ps.transforms.items()}))
+        return ps
+
+    planes = load_planes()
+    n_planes = sum(len(p) for p in planes.planes.values())
     sampler = CropSampler(planes, crop=crop, seed=seed)
 
     net = build_model(config)
@@ -119,7 +133,17 @@ def train(corpus: str, out: str, *, lmbda: float = 0.004, steps: int = 20000,
     n_acc = 0
     t0 = time.time()
     last: dict = {}
+    log.write(json.dumps({"step": step, "event": "data", "planes": planes.summary()}) + "\n")
     while step < steps:
+        if refresh_every and step % refresh_every == 0 and step > 0:
+            new = load_planes(planes.transforms)
+            n_new = sum(len(p) for p in new.planes.values())
+            if n_new != n_planes:
+                planes, n_planes = new, n_new
+                sampler.fams = sorted(f for f, p in new.planes.items() if p)
+                sampler.planes = new.planes
+                log.write(json.dumps({"step": step, "event": "data",
+                                      "planes": planes.summary()}) + "\n")
         cur_lr = lr if step < lr_drop_at * steps else lr * 0.1
         for g in opt.param_groups:
             g["lr"] = cur_lr
@@ -181,6 +205,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--max-per-tap", type=int, default=None)
+    p.add_argument("--refresh-every", type=int, default=0,
+                   help="re-read the manifest every this many steps (corpus still growing)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -192,7 +218,8 @@ def run_args(a: argparse.Namespace) -> int:
                  lr_drop_at=a.lr_drop_at, seed=a.seed, threads=a.threads,
                  families=[f for f in a.families.split(",") if f], init=a.init,
                  save_every=a.save_every, log_every=a.log_every,
-                 max_per_tap=a.max_per_tap, progress=not a.no_progress)
+                 max_per_tap=a.max_per_tap, progress=not a.no_progress,
+                 refresh_every=a.refresh_every)
     print(json.dumps(last))
     return 0
 
