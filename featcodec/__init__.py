@@ -7,6 +7,7 @@ a compiled rANS entropy coder and a self-describing bitstream.
 from __future__ import annotations
 
 from . import _core
+from .kernels import get_num_threads, set_num_threads
 from .errors import (
     ChecksumError,
     FeatcodecError,
@@ -18,5 +19,11 @@ from .errors import (
     UnknownCodecError,
     VersionError,
 )
+
+from . import metrics
+from .transform import Transform, fit_transform, fit_uniform, load_transform
+from .packing import PackInfo, pack, unpack
+from .api import decode, encode, header, register_transform
+from .codecs import available_codecs
 
 __version__ = "0.1.0"

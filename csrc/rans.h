@@ -1,0 +1,246 @@
+// rANS entropy coding: shared primitives of the static-frequency and indexed-CDF models.
+//
+// Both models use 64-bit rANS states normalised to [kL, kL << 32) with 32-bit
+// renormalisation (F. Giesen's rans64 construction), several states interleaved over one
+// word stream (symbol i is coded by state i % lanes), and a fixed little-endian byte
+// order, so the bytes are identical on every platform, in every process and for every
+// thread count. Every decoder reads only inside the buffer it is given, bounds every loop
+// by the symbol count the caller asks for and checks the final states, so bad bytes raise
+// FormatError / TruncatedError instead of crashing or silently corrupting.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <thread>
+#include <atomic>
+#include <utility>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace featcodec {
+namespace rans {
+
+// Errors, translated to featcodec.FormatError / TruncatedError / InputError in Python.
+struct FormatError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct TruncatedError : FormatError {
+  using FormatError::FormatError;
+};
+struct InputError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+constexpr uint64_t kL = 1ull << 31;         // lower bound of a normalised state
+constexpr uint64_t kStateEnd = kL << 32;    // states stay below 2**63
+constexpr int kMaxLanesLog2 = 3;            // at most 8 interleaved states
+
+inline uint32_t load_le32(const uint8_t* p) {
+  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) |
+         (uint32_t(p[3]) << 24);
+}
+inline void store_le32(uint8_t* p, uint32_t v) {
+  p[0] = uint8_t(v);
+  p[1] = uint8_t(v >> 8);
+  p[2] = uint8_t(v >> 16);
+  p[3] = uint8_t(v >> 24);
+}
+inline uint64_t load_le64(const uint8_t* p) {
+  return uint64_t(load_le32(p)) | (uint64_t(load_le32(p + 4)) << 32);
+}
+inline void store_le64(uint8_t* p, uint64_t v) {
+  store_le32(p, uint32_t(v));
+  store_le32(p + 4, uint32_t(v >> 32));
+}
+
+inline uint64_t mulhi64(uint64_t a, uint64_t b) {
+#if defined(__SIZEOF_INT128__)
+  return uint64_t((unsigned __int128)a * b >> 64);
+#else
+  const uint64_t a0 = uint32_t(a), a1 = a >> 32, b0 = uint32_t(b), b1 = b >> 32;
+  const uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+  const uint64_t mid = (p00 >> 32) + uint32_t(p01) + uint32_t(p10);
+  return p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+#endif
+}
+
+// Number of interleaved states (log2) for a stream of n symbols: one state for short
+// streams (each state costs 8 bytes to flush), eight for long ones (speed).
+inline int lanes_log2_for(uint64_t n) {
+  if (n >= (1u << 16)) return 3;
+  if (n >= (1u << 14)) return 2;
+  if (n >= (1u << 12)) return 1;
+  return 0;
+}
+
+// An encoder symbol: division by freq replaced by a multiplication with its reciprocal
+// (exact for states below 2**63), as in rans64.h.
+struct EncSym {
+  uint64_t rcp = 0;
+  uint64_t x_max = 0;
+  uint32_t bias = 0;
+  uint32_t cmpl = 0;
+  uint32_t shift = 0;
+  uint32_t pad = 0;
+};
+
+inline EncSym make_enc_sym(uint32_t start, uint32_t freq, uint32_t bits) {
+  EncSym s;
+  s.x_max = ((kL >> bits) << 32) * freq;
+  s.cmpl = (1u << bits) - freq;
+  if (freq < 2) {
+    s.rcp = ~0ull;
+    s.shift = 0;
+    s.bias = start + (1u << bits) - 1;
+  } else {
+    uint32_t shift = 0;
+    while (freq > (1u << shift)) shift++;
+    // ceil(2**(shift + 63) / freq) by long division in 32-bit halves.
+    uint64_t x0 = freq - 1;
+    const uint64_t x1 = 1ull << (shift + 31);
+    const uint64_t t1 = x1 / freq;
+    x0 += (x1 % freq) << 32;
+    const uint64_t t0 = x0 / freq;
+    s.rcp = t0 + (t1 << 32);
+    s.shift = shift - 1;
+    s.bias = start;
+  }
+  return s;
+}
+
+// Encode one symbol into state x, writing at most one 32-bit word backwards at p.
+// Branch-free: the word is always stored below p (the caller keeps room for it) and p
+// moves only when the state really overflows.
+inline void enc_put(uint64_t& x, uint8_t*& p, const EncSym& s) {
+  const bool r = x >= s.x_max;
+  store_le32(p - 4, uint32_t(x));
+  p -= r ? 4 : 0;
+  x = r ? x >> 32 : x;
+  const uint64_t q = mulhi64(x, s.rcp) >> s.shift;
+  x = x + s.bias + q * s.cmpl;
+}
+
+// Unsigned LEB128 varints for headers and tables.
+inline void put_varint(std::vector<uint8_t>& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(uint8_t(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(uint8_t(v));
+}
+
+// Reads a header or table from untrusted bytes; every read is bounds-checked.
+class Reader {
+ public:
+  Reader(const uint8_t* p, size_t n) : p_(p), end_(p + n) {}
+  size_t remaining() const { return size_t(end_ - p_); }
+  const uint8_t* pos() const { return p_; }
+  void skip(size_t n) {
+    if (remaining() < n) throw TruncatedError("rANS stream truncated: " + std::to_string(n) +
+                                              " bytes expected, " +
+                                              std::to_string(remaining()) + " left");
+    p_ += n;
+  }
+  uint8_t byte(const char* what) {
+    if (p_ >= end_) throw TruncatedError(std::string("rANS stream truncated in ") + what);
+    return *p_++;
+  }
+  uint64_t varint(const char* what) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      const uint8_t b = byte(what);
+      if (shift == 63 && b > 1) break;
+      v |= uint64_t(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    throw FormatError(std::string("rANS stream has a malformed varint in ") + what);
+  }
+
+ private:
+  const uint8_t* p_;
+  const uint8_t* end_;
+};
+
+// An encoded stream held as pieces (a header, then payload spans inside buffers the
+// encoder wrote backwards), so the caller copies it once into its final home.
+struct Encoded {
+  std::vector<uint8_t> head;
+  std::vector<std::unique_ptr<uint8_t[]>> bufs;  // not zero-filled
+  std::vector<std::pair<size_t, size_t>> spans;  // (offset, size) inside bufs[i]
+  size_t size() const {
+    size_t s = head.size();
+    for (const auto& sp : spans) s += sp.second;
+    return s;
+  }
+  void write_to(uint8_t* dst) const {
+    std::memcpy(dst, head.data(), head.size());
+    dst += head.size();
+    for (size_t i = 0; i < spans.size(); ++i) {
+      std::memcpy(dst, bufs[i].get() + spans[i].first, spans[i].second);
+      dst += spans[i].second;
+    }
+  }
+};
+
+// Run f(i) for i in [0, n) on up to `threads` threads; rethrows the exception of the
+// lowest failing i, so errors do not depend on the thread count either.
+template <class F>
+void parallel_for(uint64_t n, int threads, F f) {
+  if (threads < 1) threads = 1;
+  if (uint64_t(threads) > n) threads = int(n);
+  std::vector<std::exception_ptr> errors(n);
+  std::atomic<uint64_t> next{0};
+  auto work = [&]() {
+    for (uint64_t i; (i = next.fetch_add(1)) < n;) {
+      try {
+        f(i);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    }
+  };
+  if (threads <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& th : pool) th.join();
+  }
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+// ----- static frequency model (table stored in the stream) -----
+// Encode n symbols of an 8-bit or 16-bit alphabet. The thread count does not change the
+// bytes.
+Encoded encode_static8(const uint8_t* data, uint64_t n, int threads);
+Encoded encode_static16(const uint16_t* data, uint64_t n, int threads);
+
+// Parsed header of a static stream (the decode entry points need the alphabet first).
+int static_alphabet_bits(const uint8_t* data, size_t size, uint64_t* count);
+void decode_static8(const uint8_t* data, size_t size, uint8_t* out, uint64_t n, int threads);
+void decode_static16(const uint8_t* data, size_t size, uint16_t* out, uint64_t n,
+                     int threads);
+
+// ----- indexed-CDF model (CompressAI semantics, precision 16) -----
+struct CdfTables {
+  const int32_t* cdfs;     // (num_tables, stride), row-major
+  int64_t num_tables;
+  int64_t stride;
+  const int32_t* lengths;  // (num_tables,)
+  const int32_t* offsets;  // (num_tables,)
+};
+// Throws InputError naming the first bad table.
+void validate_tables(const CdfTables& t);
+Encoded encode_indexed(const int32_t* symbols, const int32_t* indexes,
+                                    uint64_t n, const CdfTables& t);
+void decode_indexed(const uint8_t* data, size_t size, const int32_t* indexes, uint64_t n,
+                    const CdfTables& t, int32_t* out);
+
+}  // namespace rans
+}  // namespace featcodec

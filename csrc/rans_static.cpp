@@ -1,0 +1,396 @@
+// Static frequency model: one table of symbol frequencies, normalised to 2**bits and
+// stored compactly in the stream, codes every symbol of an 8- or 16-bit alphabet.
+//
+// Stream layout (all integers little-endian; varints are unsigned LEB128):
+//   byte     0x10 | (alphabet is 16-bit) | (log2 lanes << 1)
+//   varint   symbol count n                       (stop here when n == 0)
+//   byte     bits: table precision, M = 2**bits
+//   varint   k - 1: number of distinct symbols present
+//   varint   first symbol, then k - 1 varints (gap to the previous symbol) - 1
+//   k varint frequency - 1                        (frequencies sum to M exactly)
+//                                                 (stop here when k == 1)
+//   varint   symbols per chunk
+//   per chunk: varint payload size; then the payloads, in order
+// A chunk payload is `lanes` 64-bit final states followed by 32-bit words; its symbols
+// are coded independently of the other chunks, so threads can share the work while
+// the bytes stay the same for any thread count.
+#include <algorithm>
+#include <queue>
+
+#include "rans.h"
+
+namespace featcodec {
+namespace rans {
+namespace {
+
+constexpr uint8_t kStaticTag = 0x10;
+constexpr int kMaxBits8 = 16;    // table precision cap, 8-bit alphabets
+constexpr int kMaxBits16 = 20;   // 16-bit alphabets: decode lookup <= 2 MiB
+constexpr uint64_t kChunk = 1ull << 20;  // symbols per independently coded chunk
+constexpr uint64_t kMaxCount = 1ull << 40;
+
+int ceil_log2(uint64_t v) {
+  int b = 0;
+  while ((1ull << b) < v) b++;
+  return b;
+}
+
+// Integer-only normalisation of counts to frequencies >= 1 summing to 2**bits: round,
+// then move the remaining units one at a time where they cost the fewest bits
+// (first-order cost c_i / q_i, compared exactly by cross-multiplication).
+std::vector<uint32_t> normalize(const std::vector<uint64_t>& c, uint64_t n, int bits) {
+  const uint64_t M = 1ull << bits;
+  const size_t k = c.size();
+  std::vector<uint32_t> q(k);
+  uint64_t sum = 0;
+  for (size_t i = 0; i < k; ++i) {
+    uint64_t v = (c[i] * M + n / 2) / n;
+    q[i] = uint32_t(std::max<uint64_t>(1, std::min<uint64_t>(v, M)));
+    sum += q[i];
+  }
+  if (sum < M) {  // give units to the symbols gaining most: max c / (2q + 1)
+    auto lower = [&](size_t a, size_t b) {
+      const uint64_t lhs = c[a] * (2ull * q[b] + 1), rhs = c[b] * (2ull * q[a] + 1);
+      return lhs != rhs ? lhs < rhs : a > b;
+    };
+    std::priority_queue<size_t, std::vector<size_t>, decltype(lower)> heap(lower);
+    for (size_t i = 0; i < k; ++i) heap.push(i);
+    for (; sum < M; ++sum) {
+      const size_t i = heap.top();
+      heap.pop();
+      q[i]++;
+      heap.push(i);
+    }
+  } else if (sum > M) {  // take units from the symbols losing least: min c / (2q - 1)
+    auto lower = [&](size_t a, size_t b) {
+      const uint64_t lhs = c[a] * (2ull * q[b] - 1), rhs = c[b] * (2ull * q[a] - 1);
+      return lhs != rhs ? lhs > rhs : a > b;
+    };
+    std::priority_queue<size_t, std::vector<size_t>, decltype(lower)> heap(lower);
+    for (size_t i = 0; i < k; ++i)
+      if (q[i] > 1) heap.push(i);
+    for (; sum > M; --sum) {
+      const size_t i = heap.top();
+      heap.pop();
+      q[i]--;
+      if (q[i] > 1) heap.push(i);
+    }
+  }
+  return q;
+}
+
+template <class Sym>
+std::vector<uint64_t> histogram(const Sym* s, uint64_t n, int threads) {
+  constexpr size_t A = size_t(1) << (8 * sizeof(Sym));
+  const uint64_t parts = (n + kChunk - 1) / kChunk;
+  std::vector<std::vector<uint64_t>> partial(parts);
+  parallel_for(parts, threads, [&](uint64_t c) {
+    const uint64_t b = c * kChunk, e = std::min(n, b + kChunk);
+    std::vector<uint32_t> h(4 * A, 0);  // four tables hide store-to-load stalls
+    uint64_t i = b;
+    for (; i + 4 <= e; i += 4) {
+      h[s[i]]++;
+      h[A + s[i + 1]]++;
+      h[2 * A + s[i + 2]]++;
+      h[3 * A + s[i + 3]]++;
+    }
+    for (; i < e; ++i) h[s[i]]++;
+    auto& out = partial[c];
+    out.assign(A, 0);
+    for (size_t a = 0; a < A; ++a) out[a] = uint64_t(h[a]) + h[A + a] + h[2 * A + a] + h[3 * A + a];
+  });
+  std::vector<uint64_t> total(A, 0);
+  for (const auto& p : partial)
+    for (size_t a = 0; a < A; ++a) total[a] += p[a];
+  return total;
+}
+
+template <int K, class Sym>
+size_t encode_chunk(const Sym* s, uint64_t len, const EncSym* tab, uint8_t* buf_end) {
+  uint64_t st[K];
+  for (int j = 0; j < K; ++j) st[j] = kL;
+  uint8_t* p = buf_end;
+  uint64_t i = len;
+  while (i % K) {
+    --i;
+    enc_put(st[i % K], p, tab[s[i]]);
+  }
+  while (i) {
+    i -= K;
+    for (int j = K - 1; j >= 0; --j) enc_put(st[j], p, tab[s[i + j]]);
+  }
+  for (int j = K - 1; j >= 0; --j) {
+    p -= 8;
+    store_le64(p, st[j]);
+  }
+  return size_t(buf_end - p);
+}
+
+template <class Sym>
+Encoded encode_static(const Sym* s, uint64_t n, int threads) {
+  constexpr bool wide = sizeof(Sym) == 2;
+  if (n >= kMaxCount) throw InputError("rANS: at most 2**40 symbols per call");
+  Encoded enc;
+  const int lanes_log2 = lanes_log2_for(n);
+  enc.head.push_back(uint8_t(kStaticTag | (wide ? 1 : 0) | (lanes_log2 << 1)));
+  put_varint(enc.head, n);
+  if (n == 0) return enc;
+
+  const std::vector<uint64_t> hist = histogram(s, n, threads);
+  std::vector<uint32_t> present;
+  std::vector<uint64_t> counts;
+  for (size_t a = 0; a < hist.size(); ++a)
+    if (hist[a]) {
+      present.push_back(uint32_t(a));
+      counts.push_back(hist[a]);
+    }
+  const size_t k = present.size();
+  int bits = 0;
+  if (k > 1)
+    bits = std::max(ceil_log2(k), std::min(wide ? kMaxBits16 : kMaxBits8, ceil_log2(n)));
+  const std::vector<uint32_t> freq = normalize(counts, n, bits);
+
+  enc.head.push_back(uint8_t(bits));
+  put_varint(enc.head, k - 1);
+  put_varint(enc.head, present[0]);
+  for (size_t i = 1; i < k; ++i) put_varint(enc.head, present[i] - present[i - 1] - 1);
+  for (size_t i = 0; i < k; ++i) put_varint(enc.head, freq[i] - 1);
+  if (k == 1) return enc;
+
+  std::vector<EncSym> tab(hist.size());
+  uint32_t start = 0;
+  for (size_t i = 0; i < k; ++i) {
+    tab[present[i]] = make_enc_sym(start, freq[i], uint32_t(bits));
+    start += freq[i];
+  }
+  put_varint(enc.head, kChunk);
+  const uint64_t chunks = (n + kChunk - 1) / kChunk;
+  enc.bufs.resize(chunks);
+  enc.spans.resize(chunks);
+  parallel_for(chunks, threads, [&](uint64_t c) {
+    const uint64_t b = c * kChunk, len = std::min(n, b + kChunk) - b;
+    // At most one 32-bit word per symbol, plus the flushed states.
+    const size_t cap = size_t(4 * len + 8 * (1 << kMaxLanesLog2));
+    enc.bufs[c].reset(new uint8_t[cap]);
+    uint8_t* end = enc.bufs[c].get() + cap;
+    size_t used = 0;
+    switch (lanes_log2) {
+      case 0: used = encode_chunk<1>(s + b, len, tab.data(), end); break;
+      case 1: used = encode_chunk<2>(s + b, len, tab.data(), end); break;
+      case 2: used = encode_chunk<4>(s + b, len, tab.data(), end); break;
+      default: used = encode_chunk<8>(s + b, len, tab.data(), end); break;
+    }
+    enc.spans[c] = {cap - used, used};
+  });
+  for (const auto& sp : enc.spans) put_varint(enc.head, sp.second);
+  return enc;
+}
+
+// ----- decoding -----
+
+struct SymInfo {
+  uint32_t freq;
+  uint32_t start;
+};
+
+template <class Sym>
+struct DecTables {
+  int bits = 0;
+  std::vector<Sym> lut;       // slot -> symbol, 2**bits entries
+  std::vector<SymInfo> info;  // symbol -> (freq, start)
+};
+
+template <int K, class Sym>
+void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
+                  const DecTables<Sym>& d) {
+  const uint8_t* const end = p + size;
+  if (size < 8 * size_t(K))
+    throw TruncatedError("rANS chunk truncated: shorter than its " + std::to_string(K) +
+                         " states");
+  if ((size - 8 * K) % 4)
+    throw FormatError("rANS chunk size is not a whole number of 32-bit words");
+  uint64_t st[K];
+  for (int j = 0; j < K; ++j) {
+    st[j] = load_le64(p);
+    p += 8;
+    if (st[j] < kL || st[j] >= kStateEnd)
+      throw FormatError("rANS chunk starts with an invalid coder state (corrupt stream)");
+  }
+  const uint32_t bits = uint32_t(d.bits);
+  const uint64_t mask = (1ull << bits) - 1;
+  const Sym* lut = d.lut.data();
+  const SymInfo* info = d.info.data();
+  auto checked = [&](uint64_t& x, Sym& o) {
+    const uint32_t slot = uint32_t(x & mask);
+    const Sym s = lut[slot];
+    o = s;
+    const SymInfo e = info[s];
+    x = e.freq * (x >> bits) + slot - e.start;
+    if (x < kL) {
+      if (end - p < 4)
+        throw TruncatedError("rANS chunk truncated: the stream ends before its symbols do");
+      x = (x << 32) | load_le32(p);
+      p += 4;
+    }
+  };
+  uint64_t i = 0;
+  for (; i + K <= len; i += K) {
+    if (size_t(end - p) >= 4 * size_t(K)) {
+      // Decode all lanes first (independent chains), then renormalise them in order.
+      for (int j = 0; j < K; ++j) {
+        const uint64_t x = st[j];
+        const uint32_t slot = uint32_t(x & mask);
+        const Sym s = lut[slot];
+        out[i + j] = s;
+        const SymInfo e = info[s];
+        st[j] = e.freq * (x >> bits) + slot - e.start;
+      }
+      for (int j = 0; j < K; ++j) {
+        const uint64_t x = st[j];
+        const uint64_t w = load_le32(p);
+        const bool r = x < kL;
+        st[j] = r ? (x << 32) | w : x;
+        p += r ? 4 : 0;
+      }
+    } else {
+      for (int j = 0; j < K; ++j) checked(st[j], out[i + j]);
+    }
+  }
+  for (; i < len; ++i) checked(st[i % K], out[i]);
+  if (p != end)
+    throw FormatError("rANS chunk has " + std::to_string(end - p) +
+                      " bytes left after its last symbol (corrupt stream or wrong count)");
+  for (int j = 0; j < K; ++j)
+    if (st[j] != kL)
+      throw FormatError("rANS chunk ends in the wrong coder state (corrupt stream)");
+}
+
+struct StaticHeader {
+  bool wide = false;
+  int lanes_log2 = 0;
+  uint64_t n = 0;
+};
+
+StaticHeader read_static_header(Reader& r) {
+  StaticHeader h;
+  const uint8_t tag = r.byte("the rANS header");
+  if ((tag & 0xf0) != kStaticTag || ((tag >> 1) & 7) > kMaxLanesLog2)
+    throw FormatError("not a featcodec static rANS stream (unknown tag byte " +
+                      std::to_string(tag) + ")");
+  h.wide = tag & 1;
+  h.lanes_log2 = (tag >> 1) & 7;
+  h.n = r.varint("the symbol count");
+  return h;
+}
+
+template <class Sym>
+void decode_static(const uint8_t* data, size_t size, Sym* out, uint64_t n, int threads) {
+  constexpr bool wide = sizeof(Sym) == 2;
+  Reader r(data, size);
+  const StaticHeader h = read_static_header(r);
+  if (h.wide != wide) throw FormatError("rANS stream alphabet does not match the output");
+  if (h.n != n)
+    throw FormatError("rANS stream holds " + std::to_string(h.n) + " symbols, " +
+                      std::to_string(n) + " were asked for");
+  if (n == 0) {
+    if (r.remaining()) throw FormatError("rANS stream has trailing bytes");
+    return;
+  }
+  const int bits = r.byte("the table precision");
+  if (bits > (wide ? kMaxBits16 : kMaxBits8))
+    throw FormatError("rANS table precision " + std::to_string(bits) + " is out of range");
+  const uint64_t M = 1ull << bits;
+  const uint64_t A = wide ? 65536 : 256;
+  const uint64_t k = r.varint("the table size") + 1;
+  if (k > A || k > M) throw FormatError("rANS table lists more symbols than fit");
+  std::vector<uint32_t> present(k);
+  uint64_t sym = r.varint("the table symbols");
+  for (uint64_t i = 0; i < k; ++i) {
+    if (i) sym += r.varint("the table symbols") + 1;
+    if (sym >= A) throw FormatError("rANS table names a symbol outside the alphabet");
+    present[i] = uint32_t(sym);
+  }
+  std::vector<uint32_t> freq(k);
+  uint64_t total = 0;
+  for (uint64_t i = 0; i < k; ++i) {
+    const uint64_t f = r.varint("the table frequencies") + 1;
+    if (f > M || (total += f) > M)
+      throw FormatError("rANS table frequencies exceed the precision");
+    freq[i] = uint32_t(f);
+  }
+  if (total != M)
+    throw FormatError("rANS table frequencies do not sum to the precision (corrupt table)");
+  if (k == 1) {
+    if (r.remaining()) throw FormatError("rANS stream has trailing bytes");
+    std::fill(out, out + n, Sym(present[0]));
+    return;
+  }
+  const uint64_t chunk = r.varint("the chunk size");
+  if (chunk == 0) throw FormatError("rANS chunk size is zero");
+  const uint64_t chunks = (n + chunk - 1) / chunk;
+  if (chunks > r.remaining()) throw TruncatedError("rANS stream truncated in the chunk list");
+  std::vector<std::pair<const uint8_t*, size_t>> spans(chunks);
+  std::vector<uint64_t> sizes(chunks);
+  uint64_t payload = 0;
+  for (uint64_t c = 0; c < chunks; ++c) {
+    sizes[c] = r.varint("the chunk sizes");
+    if (sizes[c] > size) throw TruncatedError("rANS chunk larger than the stream");
+    payload += sizes[c];
+  }
+  if (payload > r.remaining())
+    throw TruncatedError("rANS stream truncated: " + std::to_string(payload) +
+                         " payload bytes expected, " + std::to_string(r.remaining()) +
+                         " present");
+  if (payload < r.remaining()) throw FormatError("rANS stream has trailing bytes");
+  for (uint64_t c = 0; c < chunks; ++c) {
+    spans[c] = {r.pos(), size_t(sizes[c])};
+    r.skip(size_t(sizes[c]));
+  }
+
+  DecTables<Sym> d;
+  d.bits = bits;
+  d.lut.resize(size_t(M));
+  d.info.assign(size_t(A), SymInfo{0, 0});
+  uint32_t start = 0;
+  for (uint64_t i = 0; i < k; ++i) {
+    std::fill(d.lut.begin() + start, d.lut.begin() + start + freq[i], Sym(present[i]));
+    d.info[present[i]] = SymInfo{freq[i], start};
+    start += freq[i];
+  }
+  parallel_for(chunks, threads, [&](uint64_t c) {
+    const uint64_t b = c * chunk, len = std::min(n, b + chunk) - b;
+    const uint8_t* p = spans[c].first;
+    const size_t sz = spans[c].second;
+    switch (h.lanes_log2) {
+      case 0: decode_chunk<1>(p, sz, out + b, len, d); break;
+      case 1: decode_chunk<2>(p, sz, out + b, len, d); break;
+      case 2: decode_chunk<4>(p, sz, out + b, len, d); break;
+      default: decode_chunk<8>(p, sz, out + b, len, d); break;
+    }
+  });
+}
+
+}  // namespace
+
+Encoded encode_static8(const uint8_t* data, uint64_t n, int threads) {
+  return encode_static(data, n, threads);
+}
+Encoded encode_static16(const uint16_t* data, uint64_t n, int threads) {
+  return encode_static(data, n, threads);
+}
+int static_alphabet_bits(const uint8_t* data, size_t size, uint64_t* count) {
+  Reader r(data, size);
+  const StaticHeader h = read_static_header(r);
+  *count = h.n;
+  return h.wide ? 16 : 8;
+}
+void decode_static8(const uint8_t* data, size_t size, uint8_t* out, uint64_t n, int threads) {
+  decode_static(data, size, out, n, threads);
+}
+void decode_static16(const uint8_t* data, size_t size, uint16_t* out, uint64_t n,
+                     int threads) {
+  decode_static(data, size, out, n, threads);
+}
+
+}  // namespace rans
+}  // namespace featcodec

@@ -1,0 +1,318 @@
+"""The public API: ``encode`` a feature tensor to one self-describing stream, ``decode`` it
+back to a tensor like the input (framework, dtype, shape), read its ``header``.
+
+Pipeline of ``encode``: transform (peaky-to-balanced, fitted on ``x`` by default) -> indices
+-> :func:`featcodec.pack` into a 2-D plane -> codec (``"index"``: rANS) -> stream
+(docs/format.md). ``decode`` runs it backwards.
+
+Example:
+    >>> import numpy as np, featcodec
+    >>> x = np.random.default_rng(0).standard_t(3, size=(1, 16, 64)).astype(np.float32)
+    >>> blob = featcodec.encode(x, bits=8)
+    >>> y = featcodec.decode(blob)
+    >>> y.shape, y.dtype, float(np.abs(y - x).max()) < float(np.abs(x).max()) / 10
+    ((1, 16, 64), dtype('float32'), True)
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import bitstream
+from ._arrays import Origin, float_view
+from .codecs import get_codec
+from .errors import FeatcodecError, FormatError, InputError, MissingTransformError
+from .packing import PackInfo, pack, unpack
+
+__all__ = ["encode", "decode", "header", "register_transform", "registered_transforms"]
+
+_TRANSFORMS: dict[str, Any] = {}
+_TLOCK = threading.Lock()
+
+
+def register_transform(t: Any) -> str:
+    """Make transform ``t`` known by its id, so streams that reference it decode.
+
+    Returns ``t.id``.
+
+    Example:
+        >>> import numpy as np, featcodec
+        >>> t = featcodec.fit_transform(np.random.default_rng(0).normal(size=4096), bits=4)
+        >>> x = np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32)
+        >>> blob = featcodec.encode(x, transform=t, embed_transform=False)
+        >>> featcodec.register_transform(t) == t.id
+        True
+        >>> featcodec.decode(blob).shape
+        (8, 8)
+    """
+    from .transform import Transform
+
+    if not isinstance(t, Transform):
+        raise InputError(f"register_transform takes a featcodec Transform, not {type(t).__name__}.")
+    with _TLOCK:
+        _TRANSFORMS[t.id] = t
+    return t.id
+
+
+def registered_transforms() -> dict[str, Any]:
+    """A copy of the id -> Transform registry."""
+    with _TLOCK:
+        return dict(_TRANSFORMS)
+
+
+def _check_bits(bits: Any) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not (1 <= bits <= 16):
+        raise InputError(f"bits must be an integer from 1 to 16, not {bits!r}.")
+    return int(bits)
+
+
+def _resolve_encode_transform(transform: Any, bits: int | None, a32: np.ndarray) -> Any:
+    from .transform import Transform, fit_transform, fit_uniform
+
+    if isinstance(transform, Transform):
+        if bits is not None and _check_bits(bits) != transform.bits:
+            raise InputError(
+                f"bits={bits} but the given transform has {transform.bits} bits; omit bits "
+                "or fit a transform with the bits you want."
+            )
+        return transform
+    b = 8 if bits is None else _check_bits(bits)
+    if isinstance(transform, str):
+        if transform == "auto":
+            return fit_transform(a32, bits=b)
+        if transform == "uniform":
+            return fit_uniform(a32, bits=b)
+        t = registered_transforms().get(transform)
+        if t is not None:
+            return _resolve_encode_transform(t, bits, a32)
+    raise InputError(
+        f"transform must be 'auto', 'uniform', a Transform or a registered transform id, not {transform!r:.80}."
+    )
+
+
+def _check_finite(a: np.ndarray, dtype: str) -> None:
+    if dtype == "bfloat16":  # raw bits: exponent all ones is Inf/NaN
+        bad = bool(((a & 0x7F80) == 0x7F80).any())
+    else:
+        bad = not bool(np.isfinite(a).all())
+    if bad:
+        raise InputError("x contains NaN or Inf; featcodec codes finite values only. Replace them first, e.g. torch.nan_to_num(x).")
+
+
+def encode(
+    x: Any,
+    codec: str = "index",
+    *,
+    transform: Any = "auto",
+    bits: int | None = None,
+    quality: Any = None,
+    target_bpfp: float | None = None,
+    layout: str = "auto",
+    embed_transform: bool = True,
+    **params: Any,
+) -> bytes:
+    """Compress a feature tensor into one self-describing stream (see docs/format.md).
+
+    Args:
+        x: torch tensor (any device) or numpy array, float16/bfloat16/float32/float64,
+            finite, not empty.
+        codec: a name from :func:`featcodec.available_codecs` (``"index"``: rANS over the
+            transform's indices, lossless on them).
+        transform: ``"auto"`` (fit the peaky-to-balanced transform on ``x``), ``"uniform"``,
+            a fitted :class:`featcodec.Transform`, or the id of a registered one.
+        bits: the transform's bits when fitting (default 8; lower is smaller and lossier).
+        quality, target_bpfp: rate knobs of learned codecs (passed to the codec).
+        layout: how to pack ``x`` into a plane (:func:`featcodec.pack`).
+        embed_transform: store the transform's levels in the stream (default). With
+            ``False`` only its id is stored, and the decoder needs it registered or passed.
+        **params: further codec parameters.
+
+    Returns:
+        bytes that :func:`decode` turns back into a tensor like ``x``.
+    """
+    a, origin = float_view(x)
+    if a.ndim == 0 or a.size == 0:
+        raise InputError(f"x has shape {tuple(a.shape)}; featcodec needs a tensor with at least one value and one dimension.")
+    _check_finite(a, origin.dtype)
+    from ._arrays import to_float32
+
+    a32 = to_float32(a, origin.dtype) if origin.dtype in ("bfloat16", "float16") else a
+    t = _resolve_encode_transform(transform, bits, a32)
+    codec_obj = get_codec(codec)  # UnknownCodecError before the work
+    idx = np.asarray(t.forward(a32))
+    plane, info = pack(idx, layout)
+    plane = np.ascontiguousarray(plane)
+    for k, v in (("quality", quality), ("target_bpfp", target_bpfp)):
+        if v is not None:
+            params[k] = v
+    try:
+        payload, cparams = codec_obj.encode_plane(plane, t.bits, **params)
+    except TypeError as e:
+        raise InputError(f"codec {codec!r} rejected its parameters {sorted(params)}: {e}") from None
+    levels = np.ascontiguousarray(np.asarray(t.levels, dtype="<f4"))
+    tinfo = {
+        "id": t.id,
+        "embedded": bool(embed_transform),
+        "channel_axis": _channel_axis(t),
+        "levels_shape": list(levels.shape),
+    }
+    sections = [bytes(payload)]
+    names = ["payload"]
+    if embed_transform:
+        sections.append(levels.tobytes())
+        names.append("levels")
+    head = {
+        "codec": codec,
+        "codec_params": cparams,
+        "bits": t.bits,
+        "transform": tinfo,
+        "pack": info.to_dict(),
+        "dtype": origin.dtype,
+        "shape": list(info.shape),
+        "framework": origin.framework,
+        "sections": names,
+    }
+    return bitstream.write_stream(head, sections)
+
+
+def _channel_axis(t: Any) -> int | None:
+    ax = getattr(t, "channel_axis", None)
+    return None if ax is None else int(ax)
+
+
+def header(blob: Any) -> dict[str, Any]:
+    """Read a stream's header without decoding it (validated; see docs/format.md).
+
+    Example:
+        >>> import numpy as np, featcodec
+        >>> h = featcodec.header(featcodec.encode(np.ones((4, 8), np.float32), bits=4))
+        >>> h["codec"], h["shape"], h["dtype"], h["bits"]
+        ('index', [4, 8], 'float32', 4)
+    """
+    h = bitstream.header(blob)
+    _check_transform_fields(h)
+    return h
+
+
+def _check_transform_fields(h: dict) -> None:
+    t = h["transform"]
+    if not isinstance(t, dict) or set(t) != {"id", "embedded", "channel_axis", "levels_shape"}:
+        raise FormatError("featcodec stream header field 'transform' is malformed.")
+    if not isinstance(t["id"], str) or not (1 <= len(t["id"]) <= 128) or not isinstance(t["embedded"], bool):
+        raise FormatError("featcodec stream header field 'transform' is malformed.")
+    ls = t["levels_shape"]
+    ndim = len(h["shape"])
+    ax = t["channel_axis"]
+    if ax is not None and (isinstance(ax, bool) or not isinstance(ax, int) or not (-ndim <= ax < ndim)):
+        raise FormatError("featcodec stream header has an invalid transform channel_axis.")
+    want = 1 if ax is None else 2
+    if (
+        not isinstance(ls, list)
+        or len(ls) != want
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in ls)
+        or ls[-1] > 2 ** h["bits"]
+        or (ax is not None and ls[0] != h["shape"][ax])
+    ):
+        raise FormatError("featcodec stream header has invalid transform levels_shape.")
+    if ("levels" in h["sections"]) != t["embedded"]:
+        raise FormatError("featcodec stream header: the 'levels' section and transform.embedded disagree.")
+
+
+def _levels_from_stream(h: dict, sections: dict[str, memoryview], given: Any) -> np.ndarray:
+    """The reconstruction levels: embedded (checked against the id) or from a known transform."""
+    t = h["transform"]
+    if t["embedded"]:
+        sec = sections["levels"]
+        shape = tuple(t["levels_shape"])
+        if len(sec) != 4 * int(np.prod(shape)):
+            raise FormatError("featcodec stream's levels section has the wrong length.")
+        levels = np.frombuffer(sec, dtype="<f4").reshape(shape).astype(np.float32)
+        if not np.isfinite(levels).all() or (np.diff(levels, axis=-1) < 0).any():
+            raise FormatError("featcodec stream's transform levels are not finite and ascending: corrupt.")
+        if given is not None and given.id != t["id"]:
+            raise InputError(f"the stream embeds transform {t['id']}, but transform={given.id} was passed.")
+        return levels
+    tr = given if given is not None else registered_transforms().get(t["id"])
+    if tr is None:
+        raise MissingTransformError(
+            f"this stream references transform {t['id']!r}, which is not embedded; pass it as "
+            f"decode(blob, transform=t) or call featcodec.register_transform(t) first."
+        )
+    if tr.id != t["id"]:
+        raise InputError(f"the stream needs transform {t['id']}, but transform={tr.id} was passed.")
+    levels = np.asarray(tr.levels, dtype=np.float32)
+    if list(levels.shape) != list(t["levels_shape"]):
+        raise FormatError("the referenced transform's levels do not match the stream's levels_shape.")
+    return levels
+
+
+def decode(blob: Any, *, transform: Any = None, device: Any = None, dtype: str | None = None) -> Any:
+    """Decode a stream from :func:`encode` into a tensor like the one encoded.
+
+    Returns a torch tensor (on ``device``, default CPU) if a torch tensor was encoded, a
+    numpy array if a numpy array was, with the original shape and dtype (``dtype``
+    overrides it, e.g. ``"float32"``). ``transform`` supplies a transform the stream only
+    references by id (see :func:`register_transform`).
+
+    Raises a :class:`featcodec.FormatError` subclass for corrupt, truncated or foreign
+    bytes, :class:`featcodec.MissingTransformError` for an unknown referenced transform,
+    :class:`featcodec.UnknownCodecError` for an unregistered codec.
+    """
+    from .transform import Transform
+
+    if transform is not None and not isinstance(transform, Transform):
+        raise InputError(f"transform must be a featcodec Transform, not {type(transform).__name__}.")
+    s = bitstream.read_stream(blob)
+    h = bitstream.validate_header(s.header, len(s.sections))
+    _check_transform_fields(h)
+    sections = dict(zip(h["sections"], s.sections))
+    if "payload" not in sections:
+        raise FormatError("featcodec stream has no payload section.")
+    origin = Origin(h["framework"], h["dtype"])
+    if device is not None and origin.framework != "torch" and str(device) != "cpu":
+        raise InputError("this stream holds a numpy array; device= applies to torch tensors only.")
+    info = PackInfo.from_dict(h["pack"])
+    codec_obj = get_codec(h["codec"])
+    levels = _levels_from_stream(h, sections, transform)
+    bits = h["bits"]
+    try:
+        plane = codec_obj.decode_plane(bytes(sections["payload"]), info.plane_shape, bits, h["codec_params"])
+    except FeatcodecError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError, MemoryError) as e:
+        raise FormatError(f"featcodec stream payload is corrupt ({type(e).__name__}: {e}).") from None
+    plane = np.asarray(plane)
+    if plane.shape != info.plane_shape or plane.dtype not in (np.uint8, np.uint16):
+        raise FormatError(f"codec {h['codec']!r} returned a plane of the wrong shape or dtype.")
+    idx = unpack(plane, info)
+    return _dequantize(idx, levels, h["transform"]["channel_axis"], origin, dtype, device)
+
+
+def _dequantize(idx: np.ndarray, levels: np.ndarray, channel_axis: int | None, origin: Origin,
+                dtype: str | None, device: Any) -> Any:
+    """levels[idx] straight into the output dtype, as ``origin``'s framework."""
+    from .kernels import dequantize
+
+    want = dtype or origin.dtype
+    if want not in ("float16", "bfloat16", "float32", "float64"):
+        raise InputError(f"dtype must be float16, bfloat16, float32 or float64, not {want!r}.")
+    if want == "bfloat16" and origin.framework != "torch":
+        raise InputError("numpy has no bfloat16; ask for float32 or float16, or encode a torch tensor.")
+    kdt = "float32" if want == "float64" else want
+    try:
+        a = dequantize(idx, levels, channel_axis=channel_axis, dtype=kdt)
+    except InputError as e:  # an index beyond the levels can only come from a corrupt stream
+        raise FormatError(f"featcodec stream payload is corrupt: {e}") from None
+    if want == "float64":
+        a = a.astype(np.float64)
+    if origin.framework == "numpy":
+        return a
+    import torch
+
+    t = torch.from_numpy(a)
+    if want == "bfloat16":
+        t = t.view(torch.bfloat16)
+    return t.to(device) if device is not None and str(device) != "cpu" else t

@@ -1,0 +1,235 @@
+"""Public API: encode/decode round trips against an independent numpy reference of the
+transform, rate against the empirical entropy, transforms by reference, codec registry,
+and every kind of bad input."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import featcodec
+from featcodec.codecs import register_codec
+
+
+def _heavy(shape, seed=0):
+    return (np.random.default_rng(seed).standard_t(3, size=shape) * 2).astype(np.float32)
+
+
+def _reference(x32, t):
+    """What decode must return: the level of the interval each value falls into."""
+    idx = np.searchsorted(np.asarray(t.thresholds, np.float32), x32, side="right")
+    return np.asarray(t.levels, np.float32)[idx]
+
+
+@pytest.mark.parametrize("bits", [2, 5, 8, 10])
+@pytest.mark.parametrize("shape,layout", [((1, 12, 40), "auto"), ((1, 4, 9, 8), "kv"), ((2, 7, 5, 6), "auto"), ((300,), "auto")])
+def test_numpy_round_trip_matches_reference(bits, shape, layout):
+    x = _heavy(shape)
+    blob = featcodec.encode(x, bits=bits, layout=layout)
+    y = featcodec.decode(blob)
+    assert isinstance(y, np.ndarray) and y.dtype == np.float32 and y.shape == x.shape
+    t = featcodec.fit_transform(x, bits=bits)
+    np.testing.assert_array_equal(y, _reference(x, t))
+    h = featcodec.header(blob)
+    assert h["bits"] == bits and h["shape"] == list(shape) and h["transform"]["id"] == t.id
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_torch_in_torch_out(dtype):
+    x = torch.from_numpy(_heavy((1, 3, 6, 6))).to(dtype)
+    y = featcodec.decode(featcodec.encode(x, bits=8))
+    assert isinstance(y, torch.Tensor) and y.dtype == dtype and y.shape == x.shape and y.device.type == "cpu"
+    t = featcodec.fit_transform(x.float().numpy(), bits=8)
+    ref = torch.from_numpy(_reference(x.float().numpy(), t)).to(dtype)
+    assert torch.equal(y, ref)
+    assert featcodec.decode(featcodec.encode(x), device="cpu").device.type == "cpu"
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_numpy_dtypes_preserved(dtype):
+    x = _heavy((5, 33)).astype(dtype)
+    y = featcodec.decode(featcodec.encode(x))
+    assert y.dtype == dtype and y.shape == x.shape
+    assert featcodec.decode(featcodec.encode(x), dtype="float32").dtype == np.float32
+
+
+def test_rate_is_the_empirical_entropy_and_falls_with_bits():
+    x = _heavy((64, 256))
+    sizes, errs = [], []
+    for bits in (2, 4, 6, 8):
+        blob = featcodec.encode(x, bits=bits)
+        h = featcodec.header(blob)
+        t = featcodec.fit_transform(x, bits=bits)
+        idx = np.searchsorted(t.thresholds, x, side="right")
+        p = np.bincount(idx.ravel()) / idx.size
+        entropy_bits = -(p[p > 0] * np.log2(p[p > 0])).sum() * idx.size
+        payload_bits = 8 * h["section_lengths"]["payload"]
+        # a static model cannot beat the empirical entropy, and its table costs little
+        assert entropy_bits * 0.999 <= payload_bits <= entropy_bits * 1.01 + 8 * (2 ** bits) * 2 + 256
+        sizes.append(len(blob))
+        errs.append(float(np.mean((featcodec.decode(blob) - x) ** 2)))
+    assert sizes == sorted(sizes) and errs == sorted(errs, reverse=True)
+
+
+def test_given_transform_embedded_or_referenced():
+    rng = np.random.default_rng(3)
+    t = featcodec.fit_transform(rng.normal(size=20000).astype(np.float32), bits=6)
+    x = rng.normal(size=(9, 31)).astype(np.float32)
+    emb = featcodec.encode(x, transform=t)
+    ref = featcodec.encode(x, transform=t, embed_transform=False)
+    assert len(ref) < len(emb)
+    np.testing.assert_array_equal(featcodec.decode(emb), _reference(x, t))
+    assert featcodec.header(ref)["transform"] == {
+        "id": t.id, "embedded": False, "channel_axis": None, "levels_shape": [len(t.levels)]
+    }
+    with pytest.raises(featcodec.MissingTransformError, match=t.id):
+        featcodec.decode(ref)
+    np.testing.assert_array_equal(featcodec.decode(ref, transform=t), _reference(x, t))
+    other = featcodec.fit_transform(rng.normal(size=5000).astype(np.float32) * 3, bits=6)
+    with pytest.raises(featcodec.InputError):
+        featcodec.decode(ref, transform=other)
+    featcodec.register_transform(t)
+    np.testing.assert_array_equal(featcodec.decode(ref), _reference(x, t))
+    # by id, once registered
+    np.testing.assert_array_equal(featcodec.decode(featcodec.encode(x, transform=t.id)), _reference(x, t))
+    with pytest.raises(featcodec.InputError):
+        featcodec.encode(x, transform=t, bits=4)
+
+
+def test_uniform_transform():
+    x = _heavy((8, 40))
+    y = featcodec.decode(featcodec.encode(x, transform="uniform", bits=8))
+    assert y.shape == x.shape and np.isfinite(y).all()
+
+
+class _RawCodec:
+    """A plug-in codec: the plane's bytes as they are (a real codec, the simplest one)."""
+
+    def encode_plane(self, plane, bits, **params):
+        return plane.tobytes(), {"scale": params.get("quality", 1)}
+
+    def decode_plane(self, payload, shape, bits, params):
+        dt = np.uint8 if bits <= 8 else np.uint16
+        if len(payload) != shape[0] * shape[1] * np.dtype(dt).itemsize:
+            raise featcodec.FormatError("raw payload length")
+        return np.frombuffer(payload, dt).reshape(shape)
+
+
+def test_codec_registry_plugs_in_by_name():
+    register_codec("raw-test", _RawCodec, replace=True)
+    assert "raw-test" in featcodec.available_codecs() and "index" in featcodec.available_codecs()
+    x = _heavy((6, 10))
+    blob = featcodec.encode(x, codec="raw-test", quality=3)
+    h = featcodec.header(blob)
+    assert h["codec"] == "raw-test" and h["codec_params"] == {"scale": 3}
+    np.testing.assert_array_equal(featcodec.decode(blob), featcodec.decode(featcodec.encode(x)))
+    with pytest.raises(featcodec.InputError):
+        register_codec("raw-test", dict)
+    with pytest.raises(featcodec.UnknownCodecError, match="available"):
+        featcodec.encode(x, codec="nope")
+
+
+@pytest.mark.parametrize(
+    "x,kw",
+    [
+        (np.arange(6).reshape(2, 3), {}),
+        (torch.arange(6), {}),
+        (np.array([[1.0, np.nan]], np.float32), {}),
+        (np.array([[1.0, np.inf]], np.float32), {}),
+        (torch.tensor([[1.0, -float("inf")]]).to(torch.bfloat16), {}),
+        (np.zeros((0, 4), np.float32), {}),
+        (np.float32(3.0), {}),
+        ("text", {}),
+        (np.ones((2, 3), np.float32), {"bits": 0}),
+        (np.ones((2, 3), np.float32), {"bits": 17}),
+        (np.ones((2, 3), np.float32), {"bits": 2.5}),
+        (np.ones((2, 3), np.float32), {"layout": "kv"}),
+        (np.ones((2, 3), np.float32), {"transform": "peaky"}),
+        (np.ones((2, 3), np.float32), {"quality": 3}),
+    ],
+)
+def test_bad_input_is_an_input_error(x, kw):
+    with pytest.raises(featcodec.InputError):
+        featcodec.encode(x, **kw)
+
+
+def test_decode_argument_errors():
+    blob = featcodec.encode(_heavy((4, 4)))
+    with pytest.raises(featcodec.InputError, match="numpy"):
+        featcodec.decode(blob, device="cuda")
+    with pytest.raises(featcodec.InputError):
+        featcodec.decode(blob, transform="abc")
+    with pytest.raises(featcodec.FormatError, match="bytes"):
+        featcodec.decode("abc")
+
+
+def _rewrite_header(blob, edit):
+    """Re-serialise a stream with an edited header (valid checksum): hostile input."""
+    from featcodec.bitstream import read_stream, write_stream
+
+    s = read_stream(blob)
+    h = dict(s.header)
+    edit(h)
+    return write_stream(h, [bytes(x) for x in s.sections])
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda h: h.update(shape=[4, 5]),
+        lambda h: h.update(shape=[2**20, 2**20]),
+        lambda h: h.update(dtype="int8"),
+        lambda h: h.update(bits=3),
+        lambda h: h.update(bits=True),
+        lambda h: h.update(framework="jax"),
+        lambda h: h.update(codec_params={"x": 1}),
+        lambda h: h.pop("pack"),
+        lambda h: h.update(extra=1),
+        lambda h: h.update(sections=["payload"]),
+        lambda h: h["transform"].update(embedded=False),
+        lambda h: h["transform"].update(levels_shape=[300]),
+        lambda h: h["transform"].update(levels_shape=[128]),
+        lambda h: h["transform"].update(channel_axis=0),
+        lambda h: h["transform"].update(id="x" * 500),
+        lambda h: h["pack"].update(layout="tokens"),
+        lambda h: h["pack"].update(shape=[2, 8]),
+    ],
+)
+def test_hostile_headers_with_valid_checksum(edit):
+    blob = featcodec.encode(_heavy((4, 4)), bits=8)
+    with pytest.raises(featcodec.FeatcodecError):
+        featcodec.decode(_rewrite_header(blob, edit))
+
+
+def test_unknown_codec_in_stream():
+    blob = _rewrite_header(featcodec.encode(_heavy((4, 4))), lambda h: h.update(codec="elic-9000"))
+    with pytest.raises(featcodec.UnknownCodecError, match="elic-9000"):
+        featcodec.decode(blob)
+    assert featcodec.header(blob)["codec"] == "elic-9000"  # header() needs no codec
+
+
+def test_corrupt_levels_with_valid_checksum():
+    from featcodec.bitstream import read_stream, write_stream
+
+    blob = featcodec.encode(_heavy((4, 4)), bits=4)
+    s = read_stream(blob)
+    lv = np.frombuffer(s.sections[1], "<f4").copy()
+    for bad in (np.nan, -np.inf):
+        lv2 = lv.copy()
+        lv2[3] = bad
+        with pytest.raises(featcodec.FormatError):
+            featcodec.decode(write_stream(s.header, [bytes(s.sections[0]), lv2.tobytes()]))
+    lv2 = lv.copy()
+    lv2[0] += 1e-3  # valid levels, but not the transform the id names
+    with pytest.raises(featcodec.FormatError):
+        featcodec.decode(write_stream(s.header, [bytes(s.sections[0]), lv2.tobytes()]))
+
+
+def test_version_from_the_future():
+    blob = bytearray(featcodec.encode(_heavy((4, 4))))
+    struct.pack_into("<H", blob, 8, 2)
+    body = bytes(blob[:-4])
+    with pytest.raises(featcodec.VersionError):
+        featcodec.decode(body + struct.pack("<I", zlib.crc32(body)))

@@ -1,0 +1,89 @@
+"""Write the golden streams in tests/data/golden/ (run only when the format changes on
+purpose, and bump the format version then).
+
+    PYTHONPATH=$PWD python tools/make_golden.py
+
+Each case stores its input (``<name>.input.npy``, exact), its stream (``<name>.fcs``) and,
+in manifest.json, the encode arguments and the sha256 of the stream and of the decoded
+array's bytes. tests/test_golden.py checks that every run decodes the streams to exactly
+those bytes and that re-encoding the inputs reproduces the streams byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+GOLDEN = ROOT / "tests" / "data" / "golden"
+
+
+def _inputs() -> dict[str, tuple[np.ndarray, dict]]:
+    rng = np.random.default_rng(20261122)
+    llm = rng.standard_t(3, size=(1, 16, 48)).astype(np.float32)
+    llm[0, 0, 7] = 900.0  # a massive activation, as in real LLM hidden states
+    mosaic = np.maximum(rng.normal(size=(1, 5, 6, 7)), 0).astype(np.float16)  # ReLU map
+    kv = rng.normal(scale=2.0, size=(1, 2, 8, 8)).astype(np.float32)
+    wide = rng.laplace(size=(3, 2, 40)).astype(np.float64)
+    return {
+        "tokens_f32_b8": (llm, {"bits": 8}),
+        "mosaic_f16_b4": (mosaic, {"bits": 4}),
+        "kv_bf16_b6": (kv, {"bits": 6, "layout": "kv", "torch_dtype": "bfloat16"}),
+        "flat_f64_b10": (wide, {"bits": 10, "layout": "flat"}),
+        "uniform_f32_b5": (llm[:, :4], {"bits": 5, "transform": "uniform"}),
+    }
+
+
+def prepare(x: np.ndarray, kw: dict):
+    """The tensor to encode and the encode() kwargs for a stored case."""
+    kw = dict(kw)
+    td = kw.pop("torch_dtype", None)
+    if td is not None:
+        import torch
+
+        return torch.from_numpy(x).to(getattr(torch, td)), kw
+    return x, kw
+
+
+def decoded_bytes(y) -> bytes:
+    """Canonical bytes of a decoded tensor (bfloat16 as its raw 16 bits), little-endian."""
+    import torch
+
+    if isinstance(y, torch.Tensor):
+        if y.dtype == torch.bfloat16:
+            return y.contiguous().view(torch.int16).numpy().astype("<i2").tobytes()
+        y = y.numpy()
+    return np.ascontiguousarray(y).astype(y.dtype.newbyteorder("<")).tobytes()
+
+
+def main() -> None:
+    import featcodec
+
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for name, (x, kw) in _inputs().items():
+        if kw.get("torch_dtype") == "bfloat16":
+            import torch
+
+            x = torch.from_numpy(x).to(torch.bfloat16).float().numpy()  # store exactly
+        np.save(GOLDEN / f"{name}.input.npy", x)
+        t, ekw = prepare(x, kw)
+        blob = featcodec.encode(t, **ekw)
+        (GOLDEN / f"{name}.fcs").write_bytes(blob)
+        manifest[name] = {
+            "encode": kw,
+            "stream_sha256": hashlib.sha256(blob).hexdigest(),
+            "decoded_sha256": hashlib.sha256(decoded_bytes(featcodec.decode(blob))).hexdigest(),
+            "bytes": len(blob),
+        }
+    (GOLDEN / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(manifest, indent=1))
+
+
+if __name__ == "__main__":
+    main()
