@@ -18,11 +18,12 @@ FAMILIES=${FAMILIES:-llm,vit,cnn,latent}
 TAG=${TAG:-}
 N=${N:-64}
 M=${M:-64}
+BATCH=${BATCH:-8}
 REFRESH=${REFRESH:-0}   # >0 while the corpus is still being extracted
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD
 common=(--corpus "$CORPUS" --arch "$ARCH" --input "$INPUT" --lr "$LR" --families "$FAMILIES"
-        --threads 1 --seed 0 --N "$N" --M "$M" --no-progress)
+        --threads 1 --seed 0 --N "$N" --M "$M" --batch "$BATCH" --no-progress)
 main="$ROOT/${ARCH}_${INPUT}${TAG}_$MAIN_LMBDA"
 $PY -m featcodec.learned.train "${common[@]}" --out "$main" --lmbda "$MAIN_LMBDA" \
     --steps "$MAIN_STEPS" --refresh-every "$REFRESH"

@@ -1,8 +1,10 @@
 """Indexed-CDF rANS for the learned codecs.
 
-Uses ``featcodec.entropy.encode_with_indexes`` / ``decode_with_indexes`` (the library's
-compiled coder, CompressAI semantics, precision 16) when present, otherwise CompressAI's
-own ``RansEncoder``/``RansDecoder``. Both produce the same bytes for the same inputs.
+Uses the library's compiled indexed-CDF coder (``featcodec.entropy`` or the
+``featcodec._core.rans_*_indexed`` functions behind it: CompressAI's semantics, precision
+16, bounds-checked decoding, no Python lists, GIL released). CompressAI's own
+``RansEncoder``/``RansDecoder`` remain as a fallback for a build without them; the two
+formats differ, so a stream is decoded by the backend that wrote it (``BACKEND``).
 
 Example:
     >>> import numpy as np
@@ -20,14 +22,20 @@ import numpy as np
 
 __all__ = ["encode", "decode", "BACKEND"]
 
-try:  # pragma: no cover - depends on the rans branch being merged
-    from featcodec.entropy import decode_with_indexes as _dec
-    from featcodec.entropy import encode_with_indexes as _enc
+try:
+    from featcodec.entropy import decode_with_indexes as _dec  # type: ignore
+    from featcodec.entropy import encode_with_indexes as _enc  # type: ignore
 
     BACKEND = "featcodec"
-except ImportError:  # pragma: no cover
-    _enc = _dec = None
-    BACKEND = "compressai"
+except ImportError:
+    try:
+        from featcodec._core import rans_decode_indexed as _dec  # type: ignore
+        from featcodec._core import rans_encode_indexed as _enc  # type: ignore
+
+        BACKEND = "featcodec"
+    except ImportError:  # pragma: no cover - a build without the rANS core
+        _enc = _dec = None
+        BACKEND = "compressai"
 
 
 _LIST_CACHE: dict[int, tuple] = {}
