@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import threading
 from functools import lru_cache
@@ -33,12 +34,12 @@ import numpy as np
 
 from ..errors import ChecksumError, FormatError, InputError
 from . import rans_backend
-from .integer_entropy import FixedPointHyperSynthesis, scale_indexes, scale_thresholds
 
 __all__ = ["LearnedModel", "HyperpriorCodec", "load_model", "available_qualities",
            "WEIGHTS_DIR", "manifest"]
 
-WEIGHTS_DIR = Path(__file__).with_name("weights")
+#: Shipped weights; ``FEATCODEC_LEARNED_WEIGHTS`` points at another export (own training).
+WEIGHTS_DIR = Path(os.environ.get("FEATCODEC_LEARNED_WEIGHTS") or Path(__file__).with_name("weights"))
 PAD = 64
 _LOCK = threading.Lock()
 
@@ -72,7 +73,8 @@ class LearnedModel:
         import torch
         from safetensors.torch import load
 
-        from .models import build_model
+        from .integer_entropy import FixedPointHyperSynthesis, scale_thresholds
+        from .models import build_model, for_inference
 
         raw = Path(path).read_bytes()
         self.sha256 = hashlib.sha256(raw).hexdigest()
@@ -105,6 +107,8 @@ class LearnedModel:
                    n("gc.offset").copy())
         self.thresholds = scale_thresholds(n("gc.scale_table"))
         self.hs = FixedPointHyperSynthesis(self.net.h_s)
+        self.g_a = for_inference(self.net.g_a)
+        self.g_s = for_inference(self.net.g_s)
         self.id = self.sha256[:16]
 
     # -- analysis / synthesis -------------------------------------------------------
@@ -116,8 +120,10 @@ class LearnedModel:
         """``x``: float32 tensor (1, 1, H, W), H and W multiples of 64 -> (z, y) strings."""
         import torch
 
+        from .integer_entropy import scale_indexes
+
         with torch.inference_mode():
-            y = self.net.g_a(x)
+            y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
             z = self.net.h_a(torch.abs(y))
             z_sym = torch.round(z - self.medians.view(1, -1, 1, 1)).to(torch.int32)
             z_str = rans_backend.encode(z_sym.numpy(), self._z_indexes(z_sym.shape), *self.eb)
@@ -131,6 +137,8 @@ class LearnedModel:
         """Inverse of :meth:`compress` for padded size ``hw``; float32 (1, 1, H, W)."""
         import torch
 
+        from .integer_entropy import scale_indexes
+
         h, w = hw
         n, m = int(self.config["N"]), int(self.config["M"])
         zshape = (1, n, h // 64, w // 64)
@@ -141,7 +149,8 @@ class LearnedModel:
                 raise FormatError("payload does not fit this model")
             idx = scale_indexes(scales_q.numpy(), self.thresholds)
             y_sym = rans_backend.decode(y_str, idx, *self.gc)
-            return self.net.g_s(torch.from_numpy(y_sym).float())
+            y_hat = torch.from_numpy(y_sym).float().contiguous(memory_format=torch.channels_last)
+            return self.g_s(y_hat).contiguous()
 
 
 @lru_cache(maxsize=None)
@@ -202,7 +211,8 @@ class HyperpriorCodec:
     def _encode(self, xp, quality: int) -> tuple[bytes, dict]:
         model = load_model(self.name, quality)
         z, y = model.compress(xp)
-        return struct.pack("<I", len(z)) + z + y, {"quality": quality, "model": model.id}
+        return struct.pack("<I", len(z)) + z + y, {"quality": quality, "model": model.id,
+                                                   "rans": rans_backend.BACKEND}
 
     def _search(self, xp, n: int, target: float, qs: list[int]) -> tuple[bytes, dict]:
         lo, hi = 0, len(qs) - 1
@@ -234,6 +244,10 @@ class HyperpriorCodec:
             raise FormatError(f"stream was made with {self.name} weights {params.get('model')}"
                               f", this featcodec has {model.id}: decode with the featcodec "
                               "version that encoded it")
+        if params.get("rans", "featcodec") != rans_backend.BACKEND:
+            raise FormatError(f"stream was entropy-coded by {params.get('rans')!r}, this "
+                              f"build has {rans_backend.BACKEND!r}: install featcodec with "
+                              "its compiled core")
         payload = bytes(payload)
         if len(payload) < 4:
             raise FormatError("learned-codec payload shorter than its 4-byte header")

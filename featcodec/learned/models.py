@@ -53,3 +53,43 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     if arch == "elic":
         return _elic(int(config["N"]), int(config["M"]))
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
+
+
+class _FrozenGDN(nn.Module):
+    """Inference GDN/IGDN with its reparametrised beta and gamma computed once."""
+
+    def __init__(self, gdn: nn.Module):
+        super().__init__()
+        import torch
+
+        self.inverse = bool(gdn.inverse)
+        with torch.no_grad():
+            beta = gdn.beta_reparam(gdn.beta).detach().clone()
+            gamma = gdn.gamma_reparam(gdn.gamma).detach().clone()
+        c = beta.numel()
+        self.register_buffer("beta", beta)
+        self.register_buffer("gamma", gamma.reshape(c, c, 1, 1))
+
+    def forward(self, x):
+        import torch
+        import torch.nn.functional as F
+
+        norm = F.conv2d(x * x, self.gamma, self.beta)
+        return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+
+
+def for_inference(seq: nn.Sequential) -> nn.Sequential:
+    """A copy of ``seq`` for fast CPU inference: GDNs frozen, channels-last weights.
+
+    Same maths as the original (float rounding aside); feed it channels-last tensors.
+    """
+    import copy
+
+    import torch
+    from compressai.layers import GDN
+
+    seq = copy.deepcopy(seq)
+    for i, m in enumerate(seq):
+        if isinstance(m, GDN):
+            seq[i] = _FrozenGDN(m)
+    return seq.eval().to(memory_format=torch.channels_last)
