@@ -4,4 +4,5 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "featcodec compiled core: interval quantization, inverse lookup, rANS coding.";
   featcodec::register_quantize(m);
   featcodec::register_rans(m);
+  featcodec::register_lloydmax(m);
 }

@@ -5,4 +5,5 @@
 namespace featcodec {
 void register_quantize(pybind11::module_& m);
 void register_rans(pybind11::module_& m);
+void register_lloydmax(pybind11::module_& m);
 }  // namespace featcodec

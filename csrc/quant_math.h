@@ -8,6 +8,7 @@
 // count on keys, which the kernels answer with a table indexed by the key's top bits.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define FC_HOSTDEV __host__ __device__ __forceinline__
@@ -36,23 +37,22 @@ FC_HOSTDEV uint32_t f32_key(uint32_t u) {
 }
 
 // Exact float16 (IEEE binary16) bits -> float32 bits, subnormals, Inf and NaN included.
+// Branch-free. Zero and subnormals are em * 2^-24 with em < 2^10: the int -> float
+// conversion and the power-of-two scaling are exact and the result is 0 or a normal float32,
+// so flush-to-zero modes cannot change it.
 FC_HOSTDEV uint32_t f16_to_f32_bits(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1Fu;
-  uint32_t man = h & 0x3FFu;
-  if (exp == 0x1Fu) return sign | 0x7F800000u | (man << 13);  // Inf / NaN
-  if (exp == 0) {
-    if (man == 0) return sign;  // +-0
-    // Subnormal: value = man * 2^-24. Normalise the mantissa.
-    int e = -1;
-    do {
-      man <<= 1;
-      ++e;
-    } while ((man & 0x400u) == 0);
-    man &= 0x3FFu;
-    return sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | (man << 13);
-  }
-  return sign | ((exp + (127 - 15)) << 23) | (man << 13);
+  const uint32_t em = h & 0x7FFFu;
+  uint32_t normal = (em << 13) + ((127u - 15u) << 23);
+  normal += em >= 0x7C00u ? ((128u - 16u) << 23) : 0u;  // Inf / NaN: exponent all ones
+  const float sub_f = static_cast<float>(static_cast<int32_t>(em)) * 5.9604644775390625e-08f;
+#if defined(__CUDA_ARCH__)
+  const uint32_t sub = __float_as_uint(sub_f);
+#else
+  uint32_t sub;
+  std::memcpy(&sub, &sub_f, 4);
+#endif
+  return sign | (em < 0x400u ? sub : normal);
 }
 
 // Exact bfloat16 bits -> float32 bits (bfloat16 is the top half of a float32).
@@ -95,6 +95,13 @@ FC_HOSTDEV uint32_t f64_floor_to_f32_bits(uint64_t d) {
   const int exp = static_cast<int>(mag >> 52);  // biased, 0..2047
   const uint64_t man = mag & 0xFFFFFFFFFFFFFull;
   const bool neg = sign != 0;
+  // Fast path: |d| in float32's normal range [2^-126, 2^128). Re-bias the exponent, keep
+  // the top 23 mantissa bits; a negative inexact value rounds down one more ulp.
+  if (mag - 0x3810000000000000ull < 0x47F0000000000000ull - 0x3810000000000000ull) {
+    const uint32_t t = static_cast<uint32_t>((mag - 0x3800000000000000ull) >> 29);
+    const uint32_t inexact = static_cast<uint32_t>((mag & 0x1FFFFFFFull) != 0);
+    return sign | (t + (inexact & (sign >> 31)));  // no branch on the sign
+  }
   if (exp == 0x7FF) {  // Inf / NaN: keep non-finite
     return sign | 0x7F800000u | (man ? 0x400000u : 0u);
   }
@@ -122,6 +129,31 @@ FC_HOSTDEV uint32_t f64_floor_to_f32_bits(uint64_t d) {
   if (inexact) fmag += 1;  // FLT_MAX + 1 ulp -> Inf bits: key of -Inf, below every threshold
   return sign | fmag;
 }
+
+// Element types by their raw bits: non-finite test and monotone key, for the kernels'
+// templates (CPU: csrc/quantize.cpp, CUDA: csrc/cuda/kernels.cu).
+struct KeyF32 {
+  using Raw = uint32_t;
+  static FC_HOSTDEV bool nonfinite(Raw u) { return f32_bits_nonfinite(u); }
+  static FC_HOSTDEV uint32_t key(Raw u) { return f32_key(u); }
+};
+struct KeyF16 {
+  using Raw = uint16_t;
+  static FC_HOSTDEV bool nonfinite(Raw h) { return f16_bits_nonfinite(h); }
+  static FC_HOSTDEV uint32_t key(Raw h) { return f32_key(f16_to_f32_bits(h)); }
+};
+struct KeyBF16 {
+  using Raw = uint16_t;
+  static FC_HOSTDEV bool nonfinite(Raw b) { return bf16_bits_nonfinite(b); }
+  static FC_HOSTDEV uint32_t key(Raw b) { return f32_key(bf16_to_f32_bits(b)); }
+};
+struct KeyF64 {
+  using Raw = uint64_t;
+  static FC_HOSTDEV bool nonfinite(Raw d) {
+    return (d & 0x7FF0000000000000ull) == 0x7FF0000000000000ull;
+  }
+  static FC_HOSTDEV uint32_t key(Raw d) { return f32_key(f64_floor_to_f32_bits(d)); }
+};
 
 // Number of keys in sorted keys[0..n) that are <= k. Branchless: a fixed sequence of
 // halvings, the same number of steps for every k.

@@ -12,6 +12,9 @@
 #include <pybind11/pybind11.h>
 
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -30,42 +33,20 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // Input element readers: load one element, return its float32 key and a non-finite flag.
 
-struct InF32 {
-  static constexpr size_t size = 4;
+template <class KeyT>
+struct In {
+  static constexpr size_t size = sizeof(typename KeyT::Raw);
   static inline uint32_t key(const char* p, uint32_t& bad) {
-    uint32_t u;
-    std::memcpy(&u, p, 4);
-    bad |= static_cast<uint32_t>((u & 0x7FFFFFFFu) >= qm::kF32ExpMask);
-    return qm::f32_key(u);
+    typename KeyT::Raw r;
+    std::memcpy(&r, p, size);
+    bad |= static_cast<uint32_t>(KeyT::nonfinite(r));
+    return KeyT::key(r);
   }
 };
-struct InF16 {
-  static constexpr size_t size = 2;
-  static inline uint32_t key(const char* p, uint32_t& bad) {
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    bad |= static_cast<uint32_t>(qm::f16_bits_nonfinite(h));
-    return qm::f32_key(qm::f16_to_f32_bits(h));
-  }
-};
-struct InBF16 {
-  static constexpr size_t size = 2;
-  static inline uint32_t key(const char* p, uint32_t& bad) {
-    uint16_t b;
-    std::memcpy(&b, p, 2);
-    bad |= static_cast<uint32_t>(qm::bf16_bits_nonfinite(b));
-    return qm::f32_key(qm::bf16_to_f32_bits(b));
-  }
-};
-struct InF64 {
-  static constexpr size_t size = 8;
-  static inline uint32_t key(const char* p, uint32_t& bad) {
-    uint64_t d;
-    std::memcpy(&d, p, 8);
-    bad |= static_cast<uint32_t>((d & 0x7FF0000000000000ull) == 0x7FF0000000000000ull);
-    return qm::f32_key(qm::f64_floor_to_f32_bits(d));
-  }
-};
+using InF32 = In<qm::KeyF32>;
+using InF16 = In<qm::KeyF16>;
+using InBF16 = In<qm::KeyBF16>;
+using InF64 = In<qm::KeyF64>;
 
 // ---------------------------------------------------------------------------------------
 // The lookup plan: per channel, sorted threshold keys (padded with sentinels) and a table
@@ -81,8 +62,13 @@ struct Plan {
   std::vector<TableT> table;
 
   // thr: (C, T) float32, C-contiguous and validated (finite, ascending) by the caller.
-  Plan(const float* thr, uint32_t C_, uint32_t T_, uint32_t bits_, int threads)
-      : C(C_), T(T_), bits(bits_), shift(32 - bits_) {
+  // The table gets the fewest bits in [min(16, max_bits), max_bits] that leave at most one
+  // threshold per bucket (else max_bits): small tables stay in L1, the finish stays short.
+  Plan(const float* thr, uint32_t C_, uint32_t T_, uint32_t max_bits, int threads)
+      : C(C_), T(T_) {
+    bits = max_bits < 16 ? max_bits : 16;
+    while (bits < max_bits && max_occupancy(thr, bits) > 1) ++bits;
+    shift = 32 - bits;
     tsize = size_t{1} << bits;
     // Occupancy is not known before building; pad for the worst case (a whole channel).
     kstride = static_cast<size_t>(T) + T + 1;
@@ -93,6 +79,22 @@ struct Plan {
       for (size_t c = lo; c < hi; ++c) occ[c] = build_channel(thr + c * T, c);
     });
     for (uint32_t o : occ) K = o > K ? o : K;
+  }
+
+  uint32_t max_occupancy(const float* thr, uint32_t b) const {
+    uint32_t occ = 0;
+    for (size_t c = 0; c < C; ++c) {
+      uint32_t run = 0, prev = 0;
+      for (uint32_t j = 0; j < T; ++j) {
+        uint32_t u;
+        std::memcpy(&u, thr + c * T + j, 4);
+        const uint32_t h = qm::f32_key(u) >> (32 - b);
+        run = (j > 0 && h == prev) ? run + 1 : 1;
+        prev = h;
+        occ = run > occ ? run : occ;
+      }
+    }
+    return occ;
   }
 
   uint32_t build_channel(const float* t, size_t c) {
@@ -135,33 +137,135 @@ struct Finish<TableT, -1> {  // many thresholds share a bucket: branchless binar
   }
 };
 
+// Per-channel 16-ary search tree, for runs whose channel changes from element to element
+// and for inputs too small to pay for a table. Keys are signed (f32_key ^ 0x80000000) so
+// SSE2's signed compare applies. Per channel: the keys padded to Tp = 16^L entries with
+// INT32_MAX, preceded by L-1 fence levels, level l holding every (16^(L-1-l))-th key.
+// A search reads 16 consecutive keys per level: count those <= k, descend into that block.
+struct Tree {
+  uint32_t C = 1, T = 0, L = 1;
+  size_t Tp = 16, stride = 0;
+  std::vector<size_t> off;  // start of each level within a channel, top level first
+  std::vector<int32_t> data;
+
+  Tree(const float* thr, uint32_t C_, uint32_t T_, int threads) : C(C_), T(T_) {
+    while (Tp < static_cast<size_t>(T) + 1) {
+      Tp *= 16;
+      ++L;
+    }
+    size_t total = 0;
+    for (uint32_t l = 0; l < L; ++l) {
+      off.push_back(total);
+      size_t S = 1;
+      for (uint32_t i = l + 1; i < L; ++i) S *= 16;
+      total += Tp / S;
+    }
+    stride = (total + 15) / 16 * 16;
+    data.assign(static_cast<size_t>(C) * stride, std::numeric_limits<int32_t>::max());
+    parallel_for(C, threads, 64, [&](size_t lo, size_t hi, size_t) {
+      for (size_t c = lo; c < hi; ++c) build_channel(thr + c * T, data.data() + c * stride);
+    });
+  }
+
+  void build_channel(const float* t, int32_t* ch) const {
+    int32_t* keys = ch + off[L - 1];
+    for (uint32_t j = 0; j < T; ++j) {
+      uint32_t u;
+      std::memcpy(&u, t + j, 4);
+      keys[j] = static_cast<int32_t>(qm::f32_key(u) ^ 0x80000000u);
+    }
+    for (uint32_t l = 0; l + 1 < L; ++l) {
+      size_t S = 1;
+      for (uint32_t i = l + 1; i < L; ++i) S *= 16;
+      for (size_t m = 0; m < Tp / S; ++m) ch[off[l] + m] = keys[S * m + S - 1];
+    }
+  }
+
+  static inline uint32_t count16(const int32_t* a, int32_t k) {
+#if defined(__SSE2__)
+    const __m128i kv = _mm_set1_epi32(k);
+    const __m128i* v = reinterpret_cast<const __m128i*>(a);
+    __m128i gt = _mm_add_epi32(
+        _mm_add_epi32(_mm_cmpgt_epi32(_mm_loadu_si128(v), kv),
+                      _mm_cmpgt_epi32(_mm_loadu_si128(v + 1), kv)),
+        _mm_add_epi32(_mm_cmpgt_epi32(_mm_loadu_si128(v + 2), kv),
+                      _mm_cmpgt_epi32(_mm_loadu_si128(v + 3), kv)));
+    gt = _mm_add_epi32(gt, _mm_shuffle_epi32(gt, 0x4E));
+    gt = _mm_add_epi32(gt, _mm_shuffle_epi32(gt, 0xB1));
+    return static_cast<uint32_t>(16 + _mm_cvtsi128_si32(gt));  // gt lanes hold -count(>k)
+#else
+    uint32_t c = 0;
+    for (int j = 0; j < 16; ++j) c += static_cast<uint32_t>(a[j] <= k);
+    return c;
+#endif
+  }
+
+  // Number of channel thresholds whose key is <= key (unsigned f32_key); L levels.
+  template <int L>
+  inline uint32_t count_l(size_t c, uint32_t key) const {
+    const int32_t* ch = data.data() + c * stride;
+    const int32_t k = static_cast<int32_t>(key ^ 0x80000000u);
+    size_t pos = 0;
+    for (int l = 0; l + 1 < L; ++l) pos = (pos + count16(ch + off[l] + pos, k)) * 16;
+    return static_cast<uint32_t>(pos + count16(ch + off[L - 1] + pos, k));
+  }
+  inline uint32_t count(size_t c, uint32_t key) const {
+    switch (L) {
+      case 1: return count_l<1>(c, key);
+      case 2: return count_l<2>(c, key);
+      case 3: return count_l<3>(c, key);
+      default: return count_l<4>(c, key);
+    }
+  }
+};
+
+template <class In, class Out, int L>
+uint32_t run_tree_l(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
+                    const Tree& p, size_t c0, size_t cstep) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t k = In::key(in + static_cast<ptrdiff_t>(i) * is, bad);
+    const Out v = static_cast<Out>(p.count_l<L>(c0 + i * cstep, k));
+    std::memcpy(out + static_cast<ptrdiff_t>(i) * os, &v, sizeof(Out));
+  }
+  return bad;
+}
+
+template <class In, class Out>
+uint32_t run_tree(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
+                  const Tree& p, size_t c0, size_t cstep) {
+  switch (p.L) {
+    case 1: return run_tree_l<In, Out, 1>(in, is, out, os, n, p, c0, cstep);
+    case 2: return run_tree_l<In, Out, 2>(in, is, out, os, n, p, c0, cstep);
+    case 3: return run_tree_l<In, Out, 3>(in, is, out, os, n, p, c0, cstep);
+    default: return run_tree_l<In, Out, 4>(in, is, out, os, n, p, c0, cstep);
+  }
+}
+
 template <class In, class Out, class TableT, int K>
 uint32_t run_table(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
-                   const Plan<TableT>& p, size_t c0, size_t cstep) {
+                   const Plan<TableT>& p, size_t c0) {
   uint32_t bad = 0;
   const uint32_t shift = p.shift, Kd = p.K;
-  if (cstep == 0) {
-    const TableT* tab = p.table.data() + c0 * p.tsize;
-    const uint32_t* keys = p.keys.data() + c0 * p.kstride;
-    if (is == static_cast<ptrdiff_t>(In::size) && os == static_cast<ptrdiff_t>(sizeof(Out))) {
-      Out* o = reinterpret_cast<Out*>(out);
-      for (size_t i = 0; i < n; ++i) {
-        const uint32_t k = In::key(in + i * is, bad);
-        o[i] = static_cast<Out>(Finish<TableT, K>::count(tab, keys, shift, Kd, k));
-      }
-    } else {
-      for (size_t i = 0; i < n; ++i) {
-        const uint32_t k = In::key(in + static_cast<ptrdiff_t>(i) * is, bad);
-        const Out v = static_cast<Out>(Finish<TableT, K>::count(tab, keys, shift, Kd, k));
-        std::memcpy(out + static_cast<ptrdiff_t>(i) * os, &v, sizeof(Out));
-      }
+  const TableT* tab = p.table.data() + c0 * p.tsize;
+  const uint32_t* keys = p.keys.data() + c0 * p.kstride;
+  if (is == static_cast<ptrdiff_t>(In::size) && os == static_cast<ptrdiff_t>(sizeof(Out))) {
+    // Two passes per block: keys and the NaN/Inf test (straight-line integer code the
+    // compiler vectorises), then the table lookups (scalar loads).
+    Out* o = reinterpret_cast<Out*>(out);
+    constexpr size_t kBlockElems = 256;
+    uint32_t kb[kBlockElems];
+    for (size_t i0 = 0; i0 < n; i0 += kBlockElems) {
+      const size_t m = n - i0 < kBlockElems ? n - i0 : kBlockElems;
+      const char* src = in + i0 * In::size;
+      for (size_t j = 0; j < m; ++j) kb[j] = In::key(src + j * In::size, bad);
+      for (size_t j = 0; j < m; ++j)
+        o[i0 + j] = static_cast<Out>(Finish<TableT, K>::count(tab, keys, shift, Kd, kb[j]));
     }
-  } else {  // the channel advances with the element
+  } else {
     for (size_t i = 0; i < n; ++i) {
-      const size_t c = c0 + i;
       const uint32_t k = In::key(in + static_cast<ptrdiff_t>(i) * is, bad);
-      const Out v = static_cast<Out>(Finish<TableT, K>::count(
-          p.table.data() + c * p.tsize, p.keys.data() + c * p.kstride, shift, Kd, k));
+      const Out v = static_cast<Out>(Finish<TableT, K>::count(tab, keys, shift, Kd, k));
       std::memcpy(out + static_cast<ptrdiff_t>(i) * os, &v, sizeof(Out));
     }
   }
@@ -227,32 +331,52 @@ size_t find_bad(const char* in, ptrdiff_t is, size_t n, size_t first) {
 constexpr size_t kNone = std::numeric_limits<size_t>::max();
 constexpr size_t kMinPerThread = size_t{1} << 15;
 
-template <class In, class Out, class TableT, int K>
-void quantize_runs(const RunLayout& L, const char* xb, char* ob, const Plan<TableT>& plan,
-                   int threads, std::vector<size_t>& first_bad) {
+// Apply run(in, in_stride, out, out_stride, count, channel0, channel_step) -> bad-flag to
+// every run of the layout, in parallel; record the first non-finite element per part.
+template <class In, class RunFn>
+void for_all_runs(const RunLayout& L, const char* xb, char* ob, int threads,
+                  std::vector<size_t>& first_bad, RunFn&& run) {
+  const ptrdiff_t is = L.a_str.back(), os = L.b_str.back();
   parallel_for(L.size, threads, kMinPerThread, [&](size_t lo, size_t hi, size_t part) {
     L.for_runs(lo, hi, [&](ptrdiff_t ao, ptrdiff_t bo, size_t cnt, size_t flat, size_t c0,
                            size_t cstep) {
-      const ptrdiff_t is = L.a_str.back(), os = L.b_str.back();
-      if (run_table<In, Out, TableT, K>(xb + ao, is, ob + bo, os, cnt, plan, c0, cstep) &&
-          first_bad[part] == kNone)
+      if (run(xb + ao, is, ob + bo, os, cnt, c0, cstep) && first_bad[part] == kNone)
         first_bad[part] = find_bad<In>(xb + ao, is, cnt, flat);
     });
   });
 }
 
-template <class In, class Out, class TableT>
-void quantize_dispatch_k(const RunLayout& L, const char* xb, char* ob,
-                         const Plan<TableT>& plan, int threads,
-                         std::vector<size_t>& first_bad) {
+template <class In, class Out, class TableT, int K>
+void quantize_table_k(const RunLayout& L, const char* xb, char* ob, const Plan<TableT>& plan,
+                      int threads, std::vector<size_t>& first_bad) {
+  for_all_runs<In>(L, xb, ob, threads, first_bad,
+                   [&](const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
+                       size_t c0, size_t) {
+                     return run_table<In, Out, TableT, K>(in, is, out, os, n, plan, c0);
+                   });
+}
+
+template <class In, class Out>
+void quantize_table(const RunLayout& L, const char* xb, char* ob, const Plan<Out>& plan,
+                    int threads, std::vector<size_t>& first_bad) {
   switch (plan.K) {
-    case 0: return quantize_runs<In, Out, TableT, 0>(L, xb, ob, plan, threads, first_bad);
-    case 1: return quantize_runs<In, Out, TableT, 1>(L, xb, ob, plan, threads, first_bad);
-    case 2: return quantize_runs<In, Out, TableT, 2>(L, xb, ob, plan, threads, first_bad);
-    case 3: return quantize_runs<In, Out, TableT, 3>(L, xb, ob, plan, threads, first_bad);
-    case 4: return quantize_runs<In, Out, TableT, 4>(L, xb, ob, plan, threads, first_bad);
-    default: return quantize_runs<In, Out, TableT, -1>(L, xb, ob, plan, threads, first_bad);
+    case 0: return quantize_table_k<In, Out, Out, 0>(L, xb, ob, plan, threads, first_bad);
+    case 1: return quantize_table_k<In, Out, Out, 1>(L, xb, ob, plan, threads, first_bad);
+    case 2: return quantize_table_k<In, Out, Out, 2>(L, xb, ob, plan, threads, first_bad);
+    case 3: return quantize_table_k<In, Out, Out, 3>(L, xb, ob, plan, threads, first_bad);
+    case 4: return quantize_table_k<In, Out, Out, 4>(L, xb, ob, plan, threads, first_bad);
+    default: return quantize_table_k<In, Out, Out, -1>(L, xb, ob, plan, threads, first_bad);
   }
+}
+
+template <class In, class Out>
+void quantize_tree(const RunLayout& L, const char* xb, char* ob, const Tree& tree, int threads,
+                   std::vector<size_t>& first_bad) {
+  for_all_runs<In>(L, xb, ob, threads, first_bad,
+                   [&](const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
+                       size_t c0, size_t cstep) {
+                     return run_tree<In, Out>(in, is, out, os, n, tree, c0, cstep);
+                   });
 }
 
 uint32_t ilog2_floor(size_t v) {
@@ -264,16 +388,17 @@ uint32_t ilog2_floor(size_t v) {
   return r;
 }
 
-// Table bits: 16 for large inputs; fewer when the table would cost more to build than the
-// lookups it saves, or when per-channel tables would exceed ~8 MB in all.
+// The most table bits worth building (Plan then picks the fewest that suffice): up to 20,
+// fewer when the table would cost more to build than the lookups it saves or when the
+// per-channel tables would exceed ~8 MB in all; 0 means "no table": use the search tree.
 uint32_t choose_bits(size_t n, size_t C, size_t entry_bytes) {
   const size_t per_channel = n / (C ? C : 1);
-  uint32_t b = ilog2_floor(per_channel ? per_channel : 1);
+  if (per_channel < (C == 1 ? size_t{1} << 12 : size_t{1} << 14)) return 0;
+  uint32_t b = ilog2_floor(per_channel) - 1;
   const uint32_t cap = ilog2_floor((size_t{8} << 20) / (C * entry_bytes));
   if (b > cap) b = cap;
-  if (b > 16) b = 16;
-  if (b < 6) b = 6;
-  return b;
+  if (b > 20) b = 20;
+  return b < 8 ? 0 : b;
 }
 
 template <class Out>
@@ -282,50 +407,41 @@ size_t quantize_impl(const py::array& x, Kind kind, const float* thr, uint32_t C
   const RunLayout L(shape_of(x), strides_of(x), strides_of(out), channel_axis);
   const char* xb = static_cast<const char*>(x.data());
   char* ob = static_cast<char*>(out.mutable_data());
-  const int parts = threads < 1 ? 1 : threads;
-  std::vector<size_t> first_bad(static_cast<size_t>(parts), kNone);
+  std::vector<size_t> first_bad(static_cast<size_t>(threads < 1 ? 1 : threads), kNone);
   if (L.size == 0) return kNone;
-  {
-    py::gil_scoped_release nogil;
-    const bool is16 = kind == Kind::F16 || kind == Kind::BF16;
-    if (is16 && C == 1 && L.size >= (size_t{1} << 18)) {
-      // Complete table: index for each of the 65536 bit patterns.
-      Plan<Out> plan(thr, 1, T, 16, 1);
-      std::vector<Out> lut(65536);
-      for (uint32_t h = 0; h < 65536; ++h) {
-        const uint32_t u = kind == Kind::BF16 ? qm::bf16_to_f32_bits(static_cast<uint16_t>(h))
-                                              : qm::f16_to_f32_bits(static_cast<uint16_t>(h));
-        const uint32_t k = qm::f32_key(u);
-        lut[h] = static_cast<Out>(plan.table[k >> plan.shift] +
-                                  qm::count_le(plan.keys.data() + plan.table[k >> plan.shift],
-                                               plan.K, k));
-      }
-      parallel_for(L.size, threads, kMinPerThread, [&](size_t lo, size_t hi, size_t part) {
-        L.for_runs(lo, hi, [&](ptrdiff_t ao, ptrdiff_t bo, size_t cnt, size_t flat, size_t,
-                               size_t) {
-          const ptrdiff_t is = L.a_str.back(), os = L.b_str.back();
-          if (run_lut16<Out>(xb + ao, is, ob + bo, os, cnt, lut.data(), kind == Kind::BF16) &&
-              first_bad[part] == kNone)
-            first_bad[part] = kind == Kind::BF16 ? find_bad<InBF16>(xb + ao, is, cnt, flat)
-                                                 : find_bad<InF16>(xb + ao, is, cnt, flat);
-        });
-      });
-    } else {
-      const Plan<Out> plan(thr, C, T, choose_bits(L.size, C, sizeof(Out)), threads);
-      switch (kind) {
-        case Kind::F32:
-          quantize_dispatch_k<InF32, Out, Out>(L, xb, ob, plan, threads, first_bad);
-          break;
-        case Kind::F16:
-          quantize_dispatch_k<InF16, Out, Out>(L, xb, ob, plan, threads, first_bad);
-          break;
-        case Kind::BF16:
-          quantize_dispatch_k<InBF16, Out, Out>(L, xb, ob, plan, threads, first_bad);
-          break;
-        case Kind::F64:
-          quantize_dispatch_k<InF64, Out, Out>(L, xb, ob, plan, threads, first_bad);
-          break;
-      }
+  py::gil_scoped_release nogil;
+  const bool chan_varies = L.chan >= 0 && L.chan == static_cast<int>(L.shape.size()) - 1;
+  const bool is16 = kind == Kind::F16 || kind == Kind::BF16;
+  if (is16 && C == 1 && L.size >= (size_t{1} << 18)) {
+    // Complete table: the index of each of the 65536 bit patterns.
+    const Tree tree(thr, 1, T, 1);
+    std::vector<Out> lut(65536);
+    for (uint32_t h = 0; h < 65536; ++h) {
+      const uint16_t b = static_cast<uint16_t>(h);
+      const uint32_t u = kind == Kind::BF16 ? qm::bf16_to_f32_bits(b) : qm::f16_to_f32_bits(b);
+      lut[h] = static_cast<Out>(tree.count(0, qm::f32_key(u)));
+    }
+    auto run = [&](const char* in, ptrdiff_t is, char* o, ptrdiff_t os, size_t n, size_t,
+                   size_t) { return run_lut16<Out>(in, is, o, os, n, lut.data(), kind == Kind::BF16); };
+    if (kind == Kind::BF16)
+      for_all_runs<InBF16>(L, xb, ob, threads, first_bad, run);
+    else
+      for_all_runs<InF16>(L, xb, ob, threads, first_bad, run);
+  } else if (const uint32_t bits = chan_varies ? 0 : choose_bits(L.size, C, sizeof(Out))) {
+    const Plan<Out> plan(thr, C, T, bits, threads);
+    switch (kind) {
+      case Kind::F32: quantize_table<InF32, Out>(L, xb, ob, plan, threads, first_bad); break;
+      case Kind::F16: quantize_table<InF16, Out>(L, xb, ob, plan, threads, first_bad); break;
+      case Kind::BF16: quantize_table<InBF16, Out>(L, xb, ob, plan, threads, first_bad); break;
+      case Kind::F64: quantize_table<InF64, Out>(L, xb, ob, plan, threads, first_bad); break;
+    }
+  } else {
+    const Tree tree(thr, C, T, threads);
+    switch (kind) {
+      case Kind::F32: quantize_tree<InF32, Out>(L, xb, ob, tree, threads, first_bad); break;
+      case Kind::F16: quantize_tree<InF16, Out>(L, xb, ob, tree, threads, first_bad); break;
+      case Kind::BF16: quantize_tree<InBF16, Out>(L, xb, ob, tree, threads, first_bad); break;
+      case Kind::F64: quantize_tree<InF64, Out>(L, xb, ob, tree, threads, first_bad); break;
     }
   }
   size_t first = kNone;

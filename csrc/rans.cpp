@@ -64,6 +64,33 @@ CdfTables tables(const py::array& cdfs, const py::array& lengths, const py::arra
   return t;
 }
 
+// A stream being decoded piece by piece; owns a reference to its bytes.
+class IndexedStream {
+ public:
+  explicit IndexedStream(const py::bytes& data)
+      : data_(data),
+        dec_(reinterpret_cast<const uint8_t*>(PyBytes_AS_STRING(data_.ptr())),
+             size_t(PyBytes_GET_SIZE(data_.ptr()))) {}
+  py::array decode(const py::array& indexes, const py::array& cdfs, const py::array& lengths,
+                   const py::array& offsets) {
+    const int32_t* ix = contiguous<int32_t>(indexes, "indexes", 1);
+    const CdfTables t = tables(cdfs, lengths, offsets);
+    const uint64_t n = uint64_t(indexes.shape(0));
+    py::array_t<int32_t> out{py::ssize_t(n)};
+    int32_t* o = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      dec_.decode(ix, n, t, o);
+    }
+    return std::move(out);
+  }
+  void finish() const { dec_.finish(); }
+
+ private:
+  py::bytes data_;
+  rans::IndexedDecoder dec_;
+};
+
 int threads_arg(int threads) { return threads < 1 ? 1 : threads; }
 
 }  // namespace
@@ -172,6 +199,15 @@ void register_rans(py::module_& m) {
       },
       py::arg("data"), py::arg("indexes"), py::arg("cdfs"), py::arg("cdf_lengths"),
       py::arg("offsets"), "Indexed-CDF rANS decode (CompressAI semantics, precision 16).");
+
+  py::class_<IndexedStream>(m, "RansIndexedStream",
+                            "An indexed-CDF rANS stream decoded piece by piece.")
+      .def(py::init<const py::bytes&>(), py::arg("data"))
+      .def("decode", &IndexedStream::decode, py::arg("indexes"), py::arg("cdfs"),
+           py::arg("cdf_lengths"), py::arg("offsets"),
+           "Decode the next len(indexes) symbols.")
+      .def("finish", &IndexedStream::finish,
+           "Check that the stream was consumed exactly and ended in the initial states.");
 }
 
 }  // namespace featcodec

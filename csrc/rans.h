@@ -239,6 +239,24 @@ struct CdfTables {
 void validate_tables(const CdfTables& t);
 Encoded encode_indexed(const int32_t* symbols, const int32_t* indexes,
                                     uint64_t n, const CdfTables& t);
+// Decodes an indexed stream piece by piece (CompressAI's set_stream / decode_stream):
+// decode() may be called repeatedly, finish() checks the stream was consumed exactly.
+// `data` must outlive the decoder.
+class IndexedDecoder {
+ public:
+  IndexedDecoder(const uint8_t* data, size_t size);
+  void decode(const int32_t* indexes, uint64_t n, const CdfTables& t, int32_t* out);
+  void finish() const;
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+  int lanes_ = 1;
+  bool has_states_ = false;
+  uint64_t done_ = 0;
+  uint64_t st_[1 << kMaxLanesLog2] = {};
+};
 void decode_indexed(const uint8_t* data, size_t size, const int32_t* indexes, uint64_t n,
                     const CdfTables& t, int32_t* out);
 

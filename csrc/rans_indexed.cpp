@@ -148,36 +148,40 @@ Encoded encode_indexed(const int32_t* symbols, const int32_t* indexes, uint64_t 
   return enc;
 }
 
-void decode_indexed(const uint8_t* data, size_t size, const int32_t* indexes, uint64_t n,
-                    const CdfTables& t, int32_t* out) {
-  validate_tables(t);
+IndexedDecoder::IndexedDecoder(const uint8_t* data, size_t size) : data_(data), size_(size) {
   Reader hr(data, size);
   const uint8_t tag = hr.byte("the rANS header");
   if ((tag & 0xf8) != kIndexedTag || (tag & 7) > kMaxLanesLog2)
     throw FormatError("not a featcodec indexed rANS stream (unknown tag byte " +
                       std::to_string(tag) + ")");
-  const int K = 1 << (tag & 7);
-  const uint8_t* p = data + 1;
-  const uint8_t* const end = data + size;
-  if (n == 0) {
-    if (p != end) throw FormatError("rANS stream has bytes but no symbols were asked for");
-    return;
-  }
-  if (size_t(end - p) < 8 * size_t(K))
+  lanes_ = 1 << (tag & 7);
+  pos_ = 1;
+  if (size == 1) return;  // an empty stream: no states
+  if (size - 1 < 8 * size_t(lanes_))
     throw TruncatedError("rANS stream truncated: shorter than its coder states");
-  if ((size_t(end - p) - 8 * K) % 4)
+  if ((size - 1 - 8 * lanes_) % 4)
     throw FormatError("rANS stream size is not a whole number of 32-bit words");
-  uint64_t st[1 << kMaxLanesLog2];
-  for (int j = 0; j < K; ++j) {
-    st[j] = load_le64(p);
-    p += 8;
-    if (st[j] < kL || st[j] >= kStateEnd)
+  for (int j = 0; j < lanes_; ++j) {
+    st_[j] = load_le64(data + pos_);
+    pos_ += 8;
+    if (st_[j] < kL || st_[j] >= kStateEnd)
       throw FormatError("rANS stream starts with an invalid coder state (corrupt stream)");
   }
+  has_states_ = true;
+}
+
+void IndexedDecoder::decode(const int32_t* indexes, uint64_t n, const CdfTables& t,
+                            int32_t* out) {
+  validate_tables(t);
+  if (n == 0) return;
+  if (!has_states_) throw FormatError("rANS stream holds no symbols, some were asked for");
+  const uint8_t* p = data_ + pos_;
+  const uint8_t* const end = data_ + size_;
   LaneReader rd{p, end};
+  const uint64_t lane_mask = uint64_t(lanes_ - 1);
   constexpr uint64_t mask = (1u << kPrec) - 1;
   for (uint64_t i = 0; i < n; ++i) {
-    uint64_t& x = st[i & uint64_t(K - 1)];
+    uint64_t& x = st_[(done_ + i) & lane_mask];
     const int32_t r = indexes[i];
     if (r < 0 || r >= t.num_tables)
       throw InputError("index " + std::to_string(r) + " at position " + std::to_string(i) +
@@ -200,11 +204,9 @@ void decode_indexed(const uint8_t* data, size_t size, const int32_t* indexes, ui
     if (lo == max_value) {
       uint32_t v = rd.bits(x);
       int groups = int(v);
-      while (v == kBypassMax) {
+      while (v == kBypassMax && groups <= kMaxBypass) {
         v = rd.bits(x);
         groups += int(v);
-        if (groups > kMaxBypass)
-          throw FormatError("rANS escape longer than any int32 value (corrupt stream)");
       }
       if (groups > kMaxBypass)
         throw FormatError("rANS escape longer than any int32 value (corrupt stream)");
@@ -218,12 +220,26 @@ void decode_indexed(const uint8_t* data, size_t size, const int32_t* indexes, ui
       throw FormatError("rANS stream decodes a value outside int32 (corrupt stream)");
     out[i] = int32_t(sym);
   }
-  if (p != end)
-    throw FormatError("rANS stream has " + std::to_string(end - p) +
+  pos_ = size_t(p - data_);
+  done_ += n;
+}
+
+void IndexedDecoder::finish() const {
+  if (pos_ != size_)
+    throw FormatError("rANS stream has " + std::to_string(size_ - pos_) +
                       " bytes left after its last symbol (corrupt stream or wrong indexes)");
-  for (int j = 0; j < K; ++j)
-    if (st[j] != kL)
+  if (has_states_ && done_ == 0)
+    throw FormatError("rANS stream holds symbols, none were asked for");
+  for (int j = 0; has_states_ && j < lanes_; ++j)
+    if (st_[j] != kL)
       throw FormatError("rANS stream ends in the wrong coder state (corrupt stream)");
+}
+
+void decode_indexed(const uint8_t* data, size_t size, const int32_t* indexes, uint64_t n,
+                    const CdfTables& t, int32_t* out) {
+  IndexedDecoder d(data, size);
+  d.decode(indexes, n, t, out);
+  d.finish();
 }
 
 }  // namespace rans

@@ -3,14 +3,17 @@
 //
 // Stream layout (all integers little-endian; varints are unsigned LEB128):
 //   byte     0x10 | (alphabet is 16-bit) | (log2 lanes << 1)
-//   varint   symbol count n                       (stop here when n == 0)
+//   varint   symbol count n                       (skip to the hash when n == 0)
 //   byte     bits: table precision, M = 2**bits
 //   varint   k - 1: number of distinct symbols present
 //   varint   first symbol, then k - 1 varints (gap to the previous symbol) - 1
 //   k varint frequency - 1                        (frequencies sum to M exactly)
-//                                                 (stop here when k == 1)
+//                                                 (skip to the hash when k == 1)
 //   varint   symbols per chunk
-//   per chunk: varint payload size; then the payloads, in order
+//   per chunk: varint payload size
+//   u32      FNV-1a hash of every byte above (the payload is guarded by the final states,
+//            the table by this hash: a flipped bit is an error, never other symbols)
+//   the chunk payloads, in order
 // A chunk payload is `lanes` 64-bit final states followed by 32-bit words; its symbols
 // are coded independently of the other chunks, so threads can share the work while
 // the bytes stay the same for any thread count.
@@ -28,6 +31,24 @@ constexpr int kMaxBits8 = 16;    // table precision cap, 8-bit alphabets
 constexpr int kMaxBits16 = 20;   // 16-bit alphabets: decode lookup <= 2 MiB
 constexpr uint64_t kChunk = 1ull << 20;  // symbols per independently coded chunk
 constexpr uint64_t kMaxCount = 1ull << 40;
+
+uint32_t fnv1a(const uint8_t* p, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 16777619u;
+  return h;
+}
+
+void put_hash(std::vector<uint8_t>& head) {
+  const uint32_t h = fnv1a(head.data(), head.size());
+  for (int i = 0; i < 4; ++i) head.push_back(uint8_t(h >> (8 * i)));
+}
+
+void check_hash(Reader& r, const uint8_t* data) {
+  const uint32_t h = fnv1a(data, size_t(r.pos() - data));
+  uint32_t stored = 0;
+  for (int i = 0; i < 4; ++i) stored |= uint32_t(r.byte("the table checksum")) << (8 * i);
+  if (h != stored) throw FormatError("rANS table checksum mismatch (corrupt stream)");
+}
 
 int ceil_log2(uint64_t v) {
   int b = 0;
@@ -134,7 +155,10 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
   const int lanes_log2 = lanes_log2_for(n);
   enc.head.push_back(uint8_t(kStaticTag | (wide ? 1 : 0) | (lanes_log2 << 1)));
   put_varint(enc.head, n);
-  if (n == 0) return enc;
+  if (n == 0) {
+    put_hash(enc.head);
+    return enc;
+  }
 
   const std::vector<uint64_t> hist = histogram(s, n, threads);
   std::vector<uint32_t> present;
@@ -155,7 +179,10 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
   put_varint(enc.head, present[0]);
   for (size_t i = 1; i < k; ++i) put_varint(enc.head, present[i] - present[i - 1] - 1);
   for (size_t i = 0; i < k; ++i) put_varint(enc.head, freq[i] - 1);
-  if (k == 1) return enc;
+  if (k == 1) {
+    put_hash(enc.head);
+    return enc;
+  }
 
   std::vector<EncSym> tab(hist.size());
   uint32_t start = 0;
@@ -183,26 +210,26 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
     enc.spans[c] = {cap - used, used};
   });
   for (const auto& sp : enc.spans) put_varint(enc.head, sp.second);
+  put_hash(enc.head);
   return enc;
 }
 
 // ----- decoding -----
 
-struct SymInfo {
-  uint32_t freq;
-  uint32_t start;
-};
-
-template <class Sym>
+// Decode tables indexed by slot (2**bits entries each): the symbol, and the symbol's
+// frequency packed with (slot - start) in one word E, so the state update needs a single
+// lookup that does not wait for the symbol lookup.
+template <class Sym, class E>
 struct DecTables {
+  static constexpr int kShift = int(sizeof(E)) * 4;
   int bits = 0;
-  std::vector<Sym> lut;       // slot -> symbol, 2**bits entries
-  std::vector<SymInfo> info;  // symbol -> (freq, start)
+  std::vector<Sym> lut;
+  std::vector<E> slots;
 };
 
-template <int K, class Sym>
+template <int K, class Sym, class E>
 void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
-                  const DecTables<Sym>& d) {
+                  const DecTables<Sym, E>& d) {
   const uint8_t* const end = p + size;
   if (size < 8 * size_t(K))
     throw TruncatedError("rANS chunk truncated: shorter than its " + std::to_string(K) +
@@ -219,13 +246,14 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
   const uint32_t bits = uint32_t(d.bits);
   const uint64_t mask = (1ull << bits) - 1;
   const Sym* lut = d.lut.data();
-  const SymInfo* info = d.info.data();
+  const E* slots = d.slots.data();
+  constexpr int kShift = DecTables<Sym, E>::kShift;
+  constexpr E kLow = (E(1) << kShift) - 1;
   auto checked = [&](uint64_t& x, Sym& o) {
-    const uint32_t slot = uint32_t(x & mask);
-    const Sym s = lut[slot];
-    o = s;
-    const SymInfo e = info[s];
-    x = e.freq * (x >> bits) + slot - e.start;
+    const size_t slot = size_t(x & mask);
+    o = lut[slot];
+    const E e = slots[slot];
+    x = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
     if (x < kL) {
       if (end - p < 4)
         throw TruncatedError("rANS chunk truncated: the stream ends before its symbols do");
@@ -239,11 +267,10 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
       // Decode all lanes first (independent chains), then renormalise them in order.
       for (int j = 0; j < K; ++j) {
         const uint64_t x = st[j];
-        const uint32_t slot = uint32_t(x & mask);
-        const Sym s = lut[slot];
-        out[i + j] = s;
-        const SymInfo e = info[s];
-        st[j] = e.freq * (x >> bits) + slot - e.start;
+        const size_t slot = size_t(x & mask);
+        out[i + j] = lut[slot];
+        const E e = slots[slot];
+        st[j] = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
       }
       for (int j = 0; j < K; ++j) {
         const uint64_t x = st[j];
@@ -283,6 +310,36 @@ StaticHeader read_static_header(Reader& r) {
   return h;
 }
 
+template <class Sym, class E>
+void decode_chunks(const StaticHeader& h, int bits, const std::vector<uint32_t>& present,
+                   const std::vector<uint32_t>& freq, uint64_t chunk,
+                   const std::vector<std::pair<const uint8_t*, size_t>>& spans, Sym* out,
+                   uint64_t n, int threads) {
+  DecTables<Sym, E> d;
+  d.bits = bits;
+  d.lut.resize(size_t(1) << bits);
+  d.slots.resize(size_t(1) << bits);
+  uint32_t start = 0;
+  for (size_t i = 0; i < present.size(); ++i) {
+    for (uint32_t s = start; s < start + freq[i]; ++s) {
+      d.lut[s] = Sym(present[i]);
+      d.slots[s] = E(freq[i]) | (E(s - start) << DecTables<Sym, E>::kShift);
+    }
+    start += freq[i];
+  }
+  parallel_for(spans.size(), threads, [&](uint64_t c) {
+    const uint64_t b = c * chunk, len = std::min(n, b + chunk) - b;
+    const uint8_t* p = spans[c].first;
+    const size_t sz = spans[c].second;
+    switch (h.lanes_log2) {
+      case 0: decode_chunk<1>(p, sz, out + b, len, d); break;
+      case 1: decode_chunk<2>(p, sz, out + b, len, d); break;
+      case 2: decode_chunk<4>(p, sz, out + b, len, d); break;
+      default: decode_chunk<8>(p, sz, out + b, len, d); break;
+    }
+  });
+}
+
 template <class Sym>
 void decode_static(const uint8_t* data, size_t size, Sym* out, uint64_t n, int threads) {
   constexpr bool wide = sizeof(Sym) == 2;
@@ -293,6 +350,7 @@ void decode_static(const uint8_t* data, size_t size, Sym* out, uint64_t n, int t
     throw FormatError("rANS stream holds " + std::to_string(h.n) + " symbols, " +
                       std::to_string(n) + " were asked for");
   if (n == 0) {
+    check_hash(r, data);
     if (r.remaining()) throw FormatError("rANS stream has trailing bytes");
     return;
   }
@@ -321,6 +379,7 @@ void decode_static(const uint8_t* data, size_t size, Sym* out, uint64_t n, int t
   if (total != M)
     throw FormatError("rANS table frequencies do not sum to the precision (corrupt table)");
   if (k == 1) {
+    check_hash(r, data);
     if (r.remaining()) throw FormatError("rANS stream has trailing bytes");
     std::fill(out, out + n, Sym(present[0]));
     return;
@@ -337,6 +396,7 @@ void decode_static(const uint8_t* data, size_t size, Sym* out, uint64_t n, int t
     if (sizes[c] > size) throw TruncatedError("rANS chunk larger than the stream");
     payload += sizes[c];
   }
+  check_hash(r, data);
   if (payload > r.remaining())
     throw TruncatedError("rANS stream truncated: " + std::to_string(payload) +
                          " payload bytes expected, " + std::to_string(r.remaining()) +
@@ -347,27 +407,11 @@ void decode_static(const uint8_t* data, size_t size, Sym* out, uint64_t n, int t
     r.skip(size_t(sizes[c]));
   }
 
-  DecTables<Sym> d;
-  d.bits = bits;
-  d.lut.resize(size_t(M));
-  d.info.assign(size_t(A), SymInfo{0, 0});
-  uint32_t start = 0;
-  for (uint64_t i = 0; i < k; ++i) {
-    std::fill(d.lut.begin() + start, d.lut.begin() + start + freq[i], Sym(present[i]));
-    d.info[present[i]] = SymInfo{freq[i], start};
-    start += freq[i];
+  if (bits <= 16) {
+    decode_chunks<Sym, uint32_t>(h, bits, present, freq, chunk, spans, out, n, threads);
+  } else {
+    decode_chunks<Sym, uint64_t>(h, bits, present, freq, chunk, spans, out, n, threads);
   }
-  parallel_for(chunks, threads, [&](uint64_t c) {
-    const uint64_t b = c * chunk, len = std::min(n, b + chunk) - b;
-    const uint8_t* p = spans[c].first;
-    const size_t sz = spans[c].second;
-    switch (h.lanes_log2) {
-      case 0: decode_chunk<1>(p, sz, out + b, len, d); break;
-      case 1: decode_chunk<2>(p, sz, out + b, len, d); break;
-      case 2: decode_chunk<4>(p, sz, out + b, len, d); break;
-      default: decode_chunk<8>(p, sz, out + b, len, d); break;
-    }
-  });
 }
 
 }  // namespace

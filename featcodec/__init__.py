@@ -6,7 +6,7 @@ a compiled rANS entropy coder and a self-describing bitstream.
 
 from __future__ import annotations
 
-from . import _core
+from . import _core, datasets, entropy
 from .kernels import get_num_threads, set_num_threads
 from .errors import (
     ChecksumError,

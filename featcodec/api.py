@@ -30,6 +30,7 @@ from .packing import PackInfo, pack, unpack
 __all__ = ["encode", "decode", "header", "register_transform", "registered_transforms"]
 
 _TRANSFORMS: dict[str, Any] = {}
+_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _TLOCK = threading.Lock()
 
 
@@ -69,7 +70,7 @@ def _check_bits(bits: Any) -> int:
     return int(bits)
 
 
-def _resolve_encode_transform(transform: Any, bits: int | None, a32: np.ndarray) -> Any:
+def _resolve_encode_transform(transform: Any, bits: int | None, x: Any) -> Any:
     from .transform import Transform, fit_transform, fit_uniform
 
     if isinstance(transform, Transform):
@@ -82,24 +83,15 @@ def _resolve_encode_transform(transform: Any, bits: int | None, a32: np.ndarray)
     b = 8 if bits is None else _check_bits(bits)
     if isinstance(transform, str):
         if transform == "auto":
-            return fit_transform(a32, bits=b)
+            return fit_transform(x, bits=b)
         if transform == "uniform":
-            return fit_uniform(a32, bits=b)
+            return fit_uniform(x, bits=b)
         t = registered_transforms().get(transform)
         if t is not None:
-            return _resolve_encode_transform(t, bits, a32)
+            return _resolve_encode_transform(t, bits, x)
     raise InputError(
         f"transform must be 'auto', 'uniform', a Transform or a registered transform id, not {transform!r:.80}."
     )
-
-
-def _check_finite(a: np.ndarray, dtype: str) -> None:
-    if dtype == "bfloat16":  # raw bits: exponent all ones is Inf/NaN
-        bad = bool(((a & 0x7F80) == 0x7F80).any())
-    else:
-        bad = not bool(np.isfinite(a).all())
-    if bad:
-        raise InputError("x contains NaN or Inf; featcodec codes finite values only. Replace them first, e.g. torch.nan_to_num(x).")
 
 
 def encode(
@@ -136,13 +128,11 @@ def encode(
     a, origin = float_view(x)
     if a.ndim == 0 or a.size == 0:
         raise InputError(f"x has shape {tuple(a.shape)}; featcodec needs a tensor with at least one value and one dimension.")
-    _check_finite(a, origin.dtype)
-    from ._arrays import to_float32
-
-    a32 = to_float32(a, origin.dtype) if origin.dtype in ("bfloat16", "float16") else a
-    t = _resolve_encode_transform(transform, bits, a32)
+    t = _resolve_encode_transform(transform, bits, x)
     codec_obj = get_codec(codec)  # UnknownCodecError before the work
-    idx = np.asarray(t.forward(a32))
+    idx = t.forward(x)  # NaN/Inf -> InputError
+    if not isinstance(idx, np.ndarray):
+        idx = idx.cpu().numpy()
     plane, info = pack(idx, layout)
     plane = np.ascontiguousarray(plane)
     for k, v in (("quality", quality), ("target_bpfp", target_bpfp)):
@@ -152,18 +142,8 @@ def encode(
         payload, cparams = codec_obj.encode_plane(plane, t.bits, **params)
     except TypeError as e:
         raise InputError(f"codec {codec!r} rejected its parameters {sorted(params)}: {e}") from None
-    levels = np.ascontiguousarray(np.asarray(t.levels, dtype="<f4"))
-    tinfo = {
-        "id": t.id,
-        "embedded": bool(embed_transform),
-        "channel_axis": _channel_axis(t),
-        "levels_shape": list(levels.shape),
-    }
-    sections = [bytes(payload)]
-    names = ["payload"]
-    if embed_transform:
-        sections.append(levels.tobytes())
-        names.append("levels")
+    tinfo, tsections = _transform_fields(t, bool(embed_transform))
+    sections = {"payload": bytes(payload), **tsections}
     head = {
         "codec": codec,
         "codec_params": cparams,
@@ -173,14 +153,28 @@ def encode(
         "dtype": origin.dtype,
         "shape": list(info.shape),
         "framework": origin.framework,
-        "sections": names,
+        "sections": list(sections),
     }
-    return bitstream.write_stream(head, sections)
+    return bitstream.write_stream(head, list(sections.values()))
 
 
-def _channel_axis(t: Any) -> int | None:
-    ax = getattr(t, "channel_axis", None)
-    return None if ax is None else int(ax)
+def _transform_fields(t: Any, embed: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The header's ``transform`` object and the sections that embed it.
+
+    Embedded: the levels, plus the thresholds only when they are not the midpoints the
+    decoder would derive from the levels (Lloyd-Max and uniform transforms need none).
+    """
+    from .transform import Transform
+
+    info = {"id": t.id, "embedded": embed, "channel_axis": t.channel_axis, "channels": t.channels,
+            "thresholds": False}
+    if not embed:
+        return info, {}
+    secs = {"levels": np.ascontiguousarray(t.levels, dtype="<f4").tobytes()}
+    if Transform(t.levels, channel_axis=t.channel_axis).id != t.id:
+        info["thresholds"] = True
+        secs["thresholds"] = np.ascontiguousarray(t.thresholds, dtype="<f4").tobytes()
+    return info, secs
 
 
 def header(blob: Any) -> dict[str, Any]:
@@ -199,54 +193,66 @@ def header(blob: Any) -> dict[str, Any]:
 
 def _check_transform_fields(h: dict) -> None:
     t = h["transform"]
-    if not isinstance(t, dict) or set(t) != {"id", "embedded", "channel_axis", "levels_shape"}:
-        raise FormatError("featcodec stream header field 'transform' is malformed.")
-    if not isinstance(t["id"], str) or not (1 <= len(t["id"]) <= 128) or not isinstance(t["embedded"], bool):
-        raise FormatError("featcodec stream header field 'transform' is malformed.")
-    ls = t["levels_shape"]
+    bad = FormatError("featcodec stream header field 'transform' is malformed.")
+    if not isinstance(t, dict) or set(t) != {"id", "embedded", "channel_axis", "channels", "thresholds"}:
+        raise bad
+    if not isinstance(t["id"], str) or not (1 <= len(t["id"]) <= 64):
+        raise bad
+    if not isinstance(t["embedded"], bool) or not isinstance(t["thresholds"], bool):
+        raise bad
     ndim = len(h["shape"])
-    ax = t["channel_axis"]
-    if ax is not None and (isinstance(ax, bool) or not isinstance(ax, int) or not (-ndim <= ax < ndim)):
-        raise FormatError("featcodec stream header has an invalid transform channel_axis.")
-    want = 1 if ax is None else 2
-    if (
-        not isinstance(ls, list)
-        or len(ls) != want
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in ls)
-        or ls[-1] > 2 ** h["bits"]
-        or (ax is not None and ls[0] != h["shape"][ax])
+    ax, ch = t["channel_axis"], t["channels"]
+    if ax is None:
+        if ch is not None:
+            raise bad
+    elif (
+        isinstance(ax, bool) or not isinstance(ax, int) or not (-ndim <= ax < ndim)
+        or isinstance(ch, bool) or not isinstance(ch, int) or ch != h["shape"][ax]
     ):
-        raise FormatError("featcodec stream header has invalid transform levels_shape.")
-    if ("levels" in h["sections"]) != t["embedded"]:
-        raise FormatError("featcodec stream header: the 'levels' section and transform.embedded disagree.")
+        raise FormatError("featcodec stream header: transform channel_axis/channels do not fit the shape.")
+    want = {"payload"} | ({"levels"} if t["embedded"] else set()) | ({"thresholds"} if t["thresholds"] else set())
+    if set(h["sections"]) != want or (t["thresholds"] and not t["embedded"]):
+        raise FormatError(f"featcodec stream sections {h['sections']} do not match its transform fields.")
 
 
-def _levels_from_stream(h: dict, sections: dict[str, memoryview], given: Any) -> np.ndarray:
-    """The reconstruction levels: embedded (checked against the id) or from a known transform."""
+def _transform_from_stream(h: dict, sections: dict[str, memoryview], given: Any) -> Any:
+    """The stream's transform: rebuilt from its embedded tables (checked against the id),
+    or the one passed / registered under the referenced id."""
+    from .transform import Transform
+
     t = h["transform"]
-    if t["embedded"]:
-        sec = sections["levels"]
-        shape = tuple(t["levels_shape"])
-        if len(sec) != 4 * int(np.prod(shape)):
-            raise FormatError("featcodec stream's levels section has the wrong length.")
-        levels = np.frombuffer(sec, dtype="<f4").reshape(shape).astype(np.float32)
-        if not np.isfinite(levels).all() or (np.diff(levels, axis=-1) < 0).any():
-            raise FormatError("featcodec stream's transform levels are not finite and ascending: corrupt.")
-        if given is not None and given.id != t["id"]:
-            raise InputError(f"the stream embeds transform {t['id']}, but transform={given.id} was passed.")
-        return levels
-    tr = given if given is not None else registered_transforms().get(t["id"])
-    if tr is None:
-        raise MissingTransformError(
-            f"this stream references transform {t['id']!r}, which is not embedded; pass it as "
-            f"decode(blob, transform=t) or call featcodec.register_transform(t) first."
-        )
+    if not t["embedded"]:
+        tr = given if given is not None else registered_transforms().get(t["id"])
+        if tr is None:
+            raise MissingTransformError(
+                f"this stream references transform {t['id']!r}, which is not embedded; pass it as "
+                f"decode(blob, transform=t) or call featcodec.register_transform(t) first."
+            )
+        if tr.id != t["id"]:
+            raise InputError(f"the stream needs transform {t['id']}, but transform={tr.id} was passed.")
+        return tr
+    C = 1 if t["channels"] is None else t["channels"]
+    K = 2 ** h["bits"]
+    tables = []
+    for name, count in (("levels", C * K), ("thresholds", C * (K - 1))):
+        if name not in sections:
+            continue
+        sec = sections[name]
+        if len(sec) != 4 * count:
+            raise FormatError(f"featcodec stream's {name} section has {len(sec)} bytes, not {4 * count}.")
+        a = np.frombuffer(sec, dtype="<f4").astype(np.float32)
+        if not np.isfinite(a).all():
+            raise FormatError(f"featcodec stream's embedded transform {name} are not finite: corrupt.")
+        tables.append(a if t["channels"] is None else a.reshape(C, -1))
+    try:
+        tr = Transform(*tables, channel_axis=t["channel_axis"], kind="embedded")
+    except InputError as e:
+        raise FormatError(f"featcodec stream's embedded transform is invalid: {e}") from None
     if tr.id != t["id"]:
-        raise InputError(f"the stream needs transform {t['id']}, but transform={tr.id} was passed.")
-    levels = np.asarray(tr.levels, dtype=np.float32)
-    if list(levels.shape) != list(t["levels_shape"]):
-        raise FormatError("the referenced transform's levels do not match the stream's levels_shape.")
-    return levels
+        raise FormatError("featcodec stream's embedded transform does not match its id: corrupt.")
+    if given is not None and given.id != tr.id:
+        raise InputError(f"the stream embeds transform {tr.id}, but transform={given.id} was passed.")
+    return tr
 
 
 def decode(blob: Any, *, transform: Any = None, device: Any = None, dtype: str | None = None) -> Any:
@@ -272,11 +278,16 @@ def decode(blob: Any, *, transform: Any = None, device: Any = None, dtype: str |
     if "payload" not in sections:
         raise FormatError("featcodec stream has no payload section.")
     origin = Origin(h["framework"], h["dtype"])
+    want = dtype or origin.dtype
+    if want not in _DTYPES or (want == "bfloat16" and origin.framework != "torch"):
+        raise InputError(
+            f"dtype must be one of {', '.join(_DTYPES)} (bfloat16 only for torch streams), not {want!r}."
+        )
     if device is not None and origin.framework != "torch" and str(device) != "cpu":
         raise InputError("this stream holds a numpy array; device= applies to torch tensors only.")
     info = PackInfo.from_dict(h["pack"])
     codec_obj = get_codec(h["codec"])
-    levels = _levels_from_stream(h, sections, transform)
+    tr = _transform_from_stream(h, sections, transform)
     bits = h["bits"]
     try:
         plane = codec_obj.decode_plane(bytes(sections["payload"]), info.plane_shape, bits, h["codec_params"])
@@ -288,31 +299,12 @@ def decode(blob: Any, *, transform: Any = None, device: Any = None, dtype: str |
     if plane.shape != info.plane_shape or plane.dtype not in (np.uint8, np.uint16):
         raise FormatError(f"codec {h['codec']!r} returned a plane of the wrong shape or dtype.")
     idx = unpack(plane, info)
-    return _dequantize(idx, levels, h["transform"]["channel_axis"], origin, dtype, device)
+    if origin.framework == "torch":
+        import torch
 
-
-def _dequantize(idx: np.ndarray, levels: np.ndarray, channel_axis: int | None, origin: Origin,
-                dtype: str | None, device: Any) -> Any:
-    """levels[idx] straight into the output dtype, as ``origin``'s framework."""
-    from .kernels import dequantize
-
-    want = dtype or origin.dtype
-    if want not in ("float16", "bfloat16", "float32", "float64"):
-        raise InputError(f"dtype must be float16, bfloat16, float32 or float64, not {want!r}.")
-    if want == "bfloat16" and origin.framework != "torch":
-        raise InputError("numpy has no bfloat16; ask for float32 or float16, or encode a torch tensor.")
-    kdt = "float32" if want == "float64" else want
+        idx = torch.from_numpy(idx)
     try:
-        a = dequantize(idx, levels, channel_axis=channel_axis, dtype=kdt)
-    except InputError as e:  # an index beyond the levels can only come from a corrupt stream
+        out = tr.inverse(idx, dtype=want)
+    except InputError as e:  # arguments were checked: only an index beyond the levels is left
         raise FormatError(f"featcodec stream payload is corrupt: {e}") from None
-    if want == "float64":
-        a = a.astype(np.float64)
-    if origin.framework == "numpy":
-        return a
-    import torch
-
-    t = torch.from_numpy(a)
-    if want == "bfloat16":
-        t = t.view(torch.bfloat16)
-    return t.to(device) if device is not None and str(device) != "cpu" else t
+    return out.to(device) if device is not None and str(device) != "cpu" else out

@@ -71,7 +71,8 @@ def _native(a: np.ndarray) -> np.ndarray:
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
-def _channel_axis(axis: Any, ndim: int, name: str) -> int | None:
+def channel_axis_index(axis: Any, ndim: int, name: str) -> int | None:
+    """``axis`` as a non-negative axis of an ``ndim``-d array, or None; InputError if bad."""
     if axis is None:
         return None
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
@@ -142,6 +143,43 @@ def _position(flat: int, shape: tuple) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
 
 
+def prepare_thresholds(thresholds: Any, axis: int | None, shape: tuple) -> tuple[np.ndarray, int | None]:
+    """Validated (C, T) float32 thresholds and the channel axis (None when C == 1)."""
+    thr = _as_float32_rows(thresholds, "thresholds", axis, shape, exact=True)
+    if thr.shape[0] == 1:
+        axis = None
+    T = thr.shape[1]
+    if T > MAX_THRESHOLDS:
+        raise InputError(
+            f"{T} thresholds make {T + 1} intervals; uint16 indices allow at most "
+            f"{MAX_THRESHOLDS + 1}."
+        )
+    if T > 1 and not np.all(thr[:, 1:] >= thr[:, :-1]):
+        r, j = np.argwhere(~(thr[:, 1:] >= thr[:, :-1]))[0]
+        where = f"row {r}, " if thr.shape[0] > 1 else ""
+        raise InputError(
+            f"thresholds must be ascending; {where}position {j + 1} ({thr[r, j + 1]!r}) is "
+            f"below the one before ({thr[r, j]!r}). Sort them, e.g. np.sort(thresholds)."
+        )
+    return thr, axis
+
+
+def prepare_levels(levels: Any, axis: int | None, shape: tuple, dtype: str) -> tuple[np.ndarray, int | None]:
+    """Validated (C, L) levels converted to ``dtype`` (bfloat16 as uint16 bits), and the
+    channel axis (None when C == 1)."""
+    lv32 = _as_float32_rows(levels, "levels", axis, shape, exact=False)
+    if lv32.shape[1] == 0:
+        raise InputError("levels is empty; it needs at least one level.")
+    if lv32.shape[0] == 1:
+        axis = None
+    return _levels_as(lv32, dtype), axis
+
+
+def index_dtype(T: int) -> np.dtype:
+    """uint8 when T thresholds make at most 256 intervals, else uint16."""
+    return np.dtype(np.uint8 if T + 1 <= 256 else np.uint16)
+
+
 # --------------------------------------------------------------------------------------
 # public kernels
 
@@ -185,10 +223,13 @@ def quantize(
             from . import cuda
 
             return cuda.quantize(x, thresholds, bfloat16=bfloat16, channel_axis=channel_axis, out=out)
-        from ._arrays import float_view
+        if bfloat16 and str(x.dtype) == "torch.uint16":  # raw bfloat16 bits
+            a = x.detach().numpy()
+        else:
+            from ._arrays import float_view
 
-        a, origin = float_view(x, "x")
-        bfloat16 = bfloat16 or origin.dtype == "bfloat16"
+            a, origin = float_view(x, "x")
+            bfloat16 = bfloat16 or origin.dtype == "bfloat16"
     elif isinstance(x, np.ndarray):
         a = x
     else:
@@ -215,24 +256,10 @@ def quantize(
                 f"x has dtype {a.dtype}; quantize takes float16, float32 or float64 arrays."
                 f"{hint} Convert it first, e.g. x.astype(np.float32)."
             )
-    axis = _channel_axis(channel_axis, a.ndim, "x")
-    thr = _as_float32_rows(thresholds, "thresholds", axis, a.shape, exact=True)
-    if thr.shape[0] == 1:
-        axis = None
+    axis = channel_axis_index(channel_axis, a.ndim, "x")
+    thr, axis = prepare_thresholds(thresholds, axis, a.shape)
     T = thr.shape[1]
-    if T > MAX_THRESHOLDS:
-        raise InputError(
-            f"{T} thresholds make {T + 1} intervals; uint16 indices allow at most "
-            f"{MAX_THRESHOLDS + 1}."
-        )
-    if T > 1 and not np.all(thr[:, 1:] >= thr[:, :-1]):
-        r, j = np.argwhere(~(thr[:, 1:] >= thr[:, :-1]))[0]
-        where = f"row {r}, " if thr.shape[0] > 1 else ""
-        raise InputError(
-            f"thresholds must be ascending; {where}position {j + 1} ({thr[r, j + 1]!r}) is "
-            f"below the one before ({thr[r, j]!r}). Sort them, e.g. np.sort(thresholds)."
-        )
-    odt = np.dtype(np.uint8 if T + 1 <= 256 else np.uint16)
+    odt = index_dtype(T)
     if out is None:
         out = np.empty(a.shape, dtype=odt)
     else:
@@ -286,7 +313,7 @@ def dequantize(
         >>> dequantize(np.uint8([[2, 0]]), np.float32([-1.5, 0.0, 1.5]))
         array([[ 1.5, -1.5]], dtype=float32)
     """
-    dtype = _out_dtype_name(dtype)
+    dtype = out_dtype_name(dtype)
     if _is_torch(idx):
         if idx.device.type == "cuda":
             from . import cuda
@@ -301,13 +328,8 @@ def dequantize(
     a = _native(a)
     if not any(a.dtype == d for d in _IDX_DTYPES):
         a = a.astype(np.int64)
-    axis = _channel_axis(channel_axis, a.ndim, "idx")
-    lv32 = _as_float32_rows(levels, "levels", axis, a.shape, exact=False)
-    if lv32.shape[1] == 0:
-        raise InputError("levels is empty; it needs at least one level.")
-    if lv32.shape[0] == 1:
-        axis = None
-    lv = _levels_as(lv32, dtype)
+    axis = channel_axis_index(channel_axis, a.ndim, "idx")
+    lv, axis = prepare_levels(levels, axis, a.shape, dtype)
     odt = np.dtype(np.uint16 if dtype == "bfloat16" else dtype)
     if out is None:
         out = np.empty(a.shape, dtype=odt)
@@ -323,7 +345,8 @@ def dequantize(
     return out
 
 
-def _out_dtype_name(dtype: Any) -> str:
+def out_dtype_name(dtype: Any) -> str:
+    """'float32', 'float16' or 'bfloat16' from a name, numpy dtype or torch dtype."""
     name = str(dtype).replace("torch.", "")
     if name not in _OUT_DTYPES:
         try:

@@ -292,11 +292,15 @@ class Transform:
 
     # ---- serialisation
     def to_dict(self) -> dict:
-        """A compact JSON-friendly description (levels/thresholds as base64 float32 LE).
+        """A compact JSON-friendly description: levels as base64 of little-endian float32;
+        thresholds as ``"midpoint"`` / ``"round_down"`` when they follow from the levels,
+        else base64 too.
 
         >>> d = Transform([0.0, 1.0]).to_dict()
         >>> d["bits"], d["levels"]
         (1, 'AAAAAAAAgD8=')
+        >>> d["thresholds"]  # derived from the levels, so not stored
+        'midpoint'
         """
         d = {
             "format": FORMAT_NAME,
@@ -306,12 +310,21 @@ class Transform:
             "channel_axis": self._axis,
             "channels": self.channels,
             "levels": _b64(self._levels),
-            "thresholds": _b64(self._thresholds),
+            "thresholds": self._thresholds_field(),
             "id": self._id,
         }
         if self._meta:
             d["meta"] = self._meta
         return d
+
+    def _thresholds_field(self) -> str:
+        """"midpoint" or "round_down" when the thresholds follow from the levels (they are
+        recomputed bit-exactly on load), else their base64."""
+        if np.array_equal(self._thresholds, lloydmax.midpoint_thresholds(self._levels)):
+            return "midpoint"
+        if np.array_equal(self._thresholds, self._levels[..., 1:]):
+            return "round_down"
+        return _b64(self._thresholds)
 
     @classmethod
     def from_dict(cls, d: Any) -> Transform:
@@ -349,9 +362,17 @@ class Transform:
         if not isinstance(meta, dict):
             raise FormatError("transform 'meta' must be an object.")
         lv = _unb64(d.get("levels"), C * K, "levels")
-        th = _unb64(d.get("thresholds"), C * (K - 1), "thresholds")
+        tf = d.get("thresholds")
         if axis is not None:
-            lv, th = lv.reshape(C, K), th.reshape(C, K - 1)
+            lv = lv.reshape(C, K)
+        if tf == "midpoint":
+            th = None
+        elif tf == "round_down":
+            th = lv[..., 1:]
+        else:
+            th = _unb64(tf, C * (K - 1), "thresholds")
+            if axis is not None:
+                th = th.reshape(C, K - 1)
         t = cls(lv, th, channel_axis=axis, kind=kind, meta=meta, _err=FormatError)
         if "id" in d and d["id"] != t.id:
             raise FormatError(

@@ -82,7 +82,7 @@ def test_given_transform_embedded_or_referenced():
     assert len(ref) < len(emb)
     np.testing.assert_array_equal(featcodec.decode(emb), _reference(x, t))
     assert featcodec.header(ref)["transform"] == {
-        "id": t.id, "embedded": False, "channel_axis": None, "levels_shape": [len(t.levels)]
+        "id": t.id, "embedded": False, "channel_axis": None, "channels": None, "thresholds": False
     }
     with pytest.raises(featcodec.MissingTransformError, match=t.id):
         featcodec.decode(ref)
@@ -96,6 +96,26 @@ def test_given_transform_embedded_or_referenced():
     np.testing.assert_array_equal(featcodec.decode(featcodec.encode(x, transform=t.id)), _reference(x, t))
     with pytest.raises(featcodec.InputError):
         featcodec.encode(x, transform=t, bits=4)
+
+
+def test_custom_thresholds_and_per_channel_transforms_travel_in_the_stream():
+    rng = np.random.default_rng(4)
+    centres = np.sort(rng.normal(size=16)).astype(np.float32)
+    t = featcodec.Transform.from_points(centres, assignment="round_down")  # not midpoints
+    x = rng.normal(size=(5, 12)).astype(np.float32)
+    blob = featcodec.encode(x, transform=t)
+    h = featcodec.header(blob)
+    assert h["transform"]["thresholds"] and h["section_lengths"]["thresholds"] == 4 * 15
+    np.testing.assert_array_equal(featcodec.decode(blob), _reference(x, t))
+    # per-channel: one level table per channel of axis 1
+    x = (rng.standard_t(3, size=(2, 6, 4, 5)) * np.arange(1, 7)[None, :, None, None]).astype(np.float32)
+    table = np.sort(rng.normal(size=(6, 8)) * np.arange(1, 7)[:, None], axis=1)
+    pc = featcodec.Transform(table, channel_axis=1)
+    y = featcodec.decode(featcodec.encode(x, transform=pc))
+    ref = np.empty_like(x)
+    for c in range(6):
+        ref[:, c] = pc.levels[c][np.searchsorted(pc.thresholds[c], x[:, c], side="right")]
+    np.testing.assert_array_equal(y, ref)
 
 
 def test_uniform_transform():
@@ -189,9 +209,13 @@ def _rewrite_header(blob, edit):
         lambda h: h.update(extra=1),
         lambda h: h.update(sections=["payload"]),
         lambda h: h["transform"].update(embedded=False),
-        lambda h: h["transform"].update(levels_shape=[300]),
-        lambda h: h["transform"].update(levels_shape=[128]),
+        lambda h: h["transform"].update(thresholds=True),
+        lambda h: h["transform"].update(channels=4),
         lambda h: h["transform"].update(channel_axis=0),
+        lambda h: h["transform"].update(channel_axis=0, channels=4),
+        lambda h: h["transform"].update(channel_axis=5, channels=4),
+        lambda h: h["transform"].update(id="0123456789abcdef"),
+        lambda h: h.update(sections=["payload", "thresholds"]),
         lambda h: h["transform"].update(id="x" * 500),
         lambda h: h["pack"].update(layout="tokens"),
         lambda h: h["pack"].update(shape=[2, 8]),

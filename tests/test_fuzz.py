@@ -2,6 +2,7 @@
 per run (seeded), each of which must decode to the correct result or raise a
 FeatcodecError, never anything else; and every single-bit flip of a stream is detected."""
 
+import random
 import struct
 import zlib
 
@@ -39,28 +40,28 @@ def _same(a, b):
     return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
 
 
-def _mutate(rng, blob):
+def _mutate(rng: random.Random, blob: bytes) -> bytes:
     b = bytearray(blob)
-    kind = rng.integers(0, 7)
+    kind = rng.randrange(7)
     if kind == 0:  # flip 1..8 random bits
-        for _ in range(rng.integers(1, 9)):
-            i = rng.integers(0, len(b) * 8)
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(len(b) * 8)
             b[i // 8] ^= 1 << (i % 8)
     elif kind == 1:  # overwrite random bytes
-        for _ in range(rng.integers(1, 5)):
-            b[rng.integers(0, len(b))] = rng.integers(0, 256)
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
     elif kind == 2:  # truncate
-        b = b[: rng.integers(0, len(b))]
+        b = b[: rng.randrange(len(b))]
     elif kind == 3:  # insert bytes
-        i = rng.integers(0, len(b) + 1)
-        b[i:i] = rng.bytes(int(rng.integers(1, 9)))
+        i = rng.randint(0, len(b))
+        b[i:i] = rng.randbytes(rng.randint(1, 8))
     elif kind == 4:  # delete a span
-        i = rng.integers(0, len(b))
-        del b[i : i + rng.integers(1, 9)]
+        i = rng.randrange(len(b))
+        del b[i : i + rng.randint(1, 8)]
     elif kind == 5:  # magic, then random bytes
-        b = bytearray(blob[: rng.integers(8, 24)]) + bytearray(rng.bytes(int(rng.integers(0, 80))))
+        b = bytearray(blob[: rng.randint(8, 23)]) + bytearray(rng.randbytes(rng.randint(0, 79)))
     else:  # pure random bytes
-        b = bytearray(rng.bytes(int(rng.integers(0, 120))))
+        b = bytearray(rng.randbytes(rng.randint(0, 119)))
     return bytes(b)
 
 
@@ -74,7 +75,7 @@ def _decode_checked(blob, expect):
 
 
 def test_mutated_truncated_and_random_streams():
-    rng = np.random.default_rng(2024)
+    rng = random.Random(2024)
     streams = _streams()
     counts = {"error": 0, "ok": 0}
     changed = 0

@@ -44,23 +44,35 @@ def test_reencoding_reproduces_the_golden_stream(name):
 
 _CHILD = """
 import sys, numpy as np, featcodec
-from featcodec.kernels import set_num_threads
-set_num_threads(int(sys.argv[2]))
+featcodec.set_num_threads(int(sys.argv[3]))
 x = np.load(sys.argv[1])
-sys.stdout.buffer.write(featcodec.encode(x, bits=8))
+t = featcodec.load_transform(sys.argv[2])
+sys.stdout.buffer.write(featcodec.encode(x, transform=t))
 """
 
 
 def test_stream_from_another_process_and_thread_count_is_identical(tmp_path):
-    from featcodec.kernels import get_num_threads
-
-    x = np.random.default_rng(5).standard_t(4, size=(1, 4, 96, 160)).astype(np.float32)
+    # > 2**20 values, so the rANS coder and the kernels split the work between threads
+    rng = np.random.default_rng(5)
+    x = rng.standard_t(4, size=(1, 8, 384, 384)).astype(np.float32)
+    t = featcodec.fit_transform(x[0, 0], bits=8)
     np.save(tmp_path / "x.npy", x)
+    t.save(tmp_path / "t.json")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(featcodec.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
     child = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(tmp_path / "x.npy"), "1"], capture_output=True, env=env, check=True
+        [sys.executable, "-c", _CHILD, str(tmp_path / "x.npy"), str(tmp_path / "t.json"), "1"],
+        capture_output=True, env=env, check=True,
     ).stdout
-    assert get_num_threads() != 1 or os.cpu_count() == 1
-    here = featcodec.encode(x, bits=8)
+    before = featcodec.get_num_threads()
+    try:
+        featcodec.set_num_threads(2)
+        here = featcodec.encode(x, transform=t)
+        featcodec.set_num_threads(3)
+        assert featcodec.encode(x, transform=t) == here
+        y3 = featcodec.decode(child)
+        featcodec.set_num_threads(1)
+        y1 = featcodec.decode(here)
+    finally:
+        featcodec.set_num_threads(before)
     assert child == here
-    np.testing.assert_array_equal(featcodec.decode(child), featcodec.decode(here))
+    np.testing.assert_array_equal(y1, y3)

@@ -183,6 +183,24 @@ def test_every_16bit_pattern(kind, tiles):
     np.testing.assert_array_equal(got, reference_quantize(x, t, kind if kind == "bfloat16" else None))
 
 
+@settings(max_examples=int(os.environ.get("FEATCODEC_HYPOTHESIS_EXAMPLES", "60")) // 3, deadline=None)
+@given(t=sorted_thresholds(max_t=400), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1),
+       per_channel=st.booleans())
+def test_large_inputs_match_searchsorted(t, dtype, seed, per_channel):
+    """Inputs large enough for the bucket-table plan (>= 4096 values per channel)."""
+    rng = np.random.default_rng(seed)
+    x = values_for(t, dtype, 3 * 20000, rng).reshape(3, 20000)
+    bf = dtype == "bfloat16"
+    if per_channel:  # one row of thresholds per channel, channel axis outermost
+        tc = np.stack([t, np.sort(t * np.float32(0.5)), np.sort(-t)]).astype(np.float32)
+        got = kernels.quantize(x, tc, bfloat16=bf, channel_axis=0)
+        ref = reference_quantize(x, tc, "bfloat16" if bf else None, 0)
+    else:
+        got = kernels.quantize(x[:, ::-1], t, bfloat16=bf)
+        ref = reference_quantize(x[:, ::-1], t, "bfloat16" if bf else None)
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_float64_rounds_between_float32_neighbours():
     t = np.array([-3.4028235e38, -1.0, -1e-45, 0.0, 1e-45, 1.0, 3.4028235e38], np.float32)
     t64 = t.astype(np.float64)
@@ -247,6 +265,7 @@ def test_torch_cpu_tensors_are_accepted():
     np.testing.assert_array_equal(kernels.quantize(x, t), np.searchsorted(t, x.numpy(), side="right"))
     xb = x.bfloat16()
     np.testing.assert_array_equal(kernels.quantize(xb, t), np.searchsorted(t, xb.float().numpy(), side="right"))
+    np.testing.assert_array_equal(kernels.quantize(xb.view(torch.uint16), t, bfloat16=True), kernels.quantize(xb, t))
     idx = torch.from_numpy(kernels.quantize(x, t))
     np.testing.assert_array_equal(kernels.dequantize(idx, np.float32([1, 2, 3, 4])),
                                   np.float32([1, 2, 3, 4])[idx.numpy()])

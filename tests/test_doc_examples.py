@@ -1,0 +1,12 @@
+"""The examples in the docstrings of the packing, container, API and codec modules run."""
+
+import doctest
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("name", ["featcodec.packing", "featcodec.bitstream", "featcodec.api", "featcodec.codecs", "featcodec.codecs.index"])
+def test_docstring_examples(name):
+    res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0 and res.failed == 0
