@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -164,14 +165,12 @@ def _transform_fields(t: Any, embed: bool) -> tuple[dict[str, Any], dict[str, by
     Embedded: the levels, plus the thresholds only when they are not the midpoints the
     decoder would derive from the levels (Lloyd-Max and uniform transforms need none).
     """
-    from .transform import Transform
-
     info = {"id": t.id, "embedded": embed, "channel_axis": t.channel_axis, "channels": t.channels,
             "thresholds": False}
     if not embed:
         return info, {}
     secs = {"levels": np.ascontiguousarray(t.levels, dtype="<f4").tobytes()}
-    if Transform(t.levels, channel_axis=t.channel_axis).id != t.id:
+    if _rebuild(secs["levels"], None, t.channel_axis, t.channels, t.bits).id != t.id:
         info["thresholds"] = True
         secs["thresholds"] = np.ascontiguousarray(t.thresholds, dtype="<f4").tobytes()
     return info, secs
@@ -215,11 +214,27 @@ def _check_transform_fields(h: dict) -> None:
         raise FormatError(f"featcodec stream sections {h['sections']} do not match its transform fields.")
 
 
+@functools.lru_cache(maxsize=64)
+def _rebuild(levels: bytes, thresholds: bytes | None, channel_axis: int | None, channels: int | None,
+             bits: int) -> Any:
+    """A Transform from raw little-endian float32 tables (lengths already checked), cached
+    so a series of streams with the same embedded transform rebuilds it once."""
+    from .transform import Transform
+
+    tables = []
+    for name, raw in (("levels", levels), ("thresholds", thresholds)):
+        if raw is None:
+            continue
+        a = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        if not np.isfinite(a).all():
+            raise InputError(f"its {name} are not finite")
+        tables.append(a if channels is None else a.reshape(channels, -1))
+    return Transform(*tables, channel_axis=channel_axis, kind="embedded")
+
+
 def _transform_from_stream(h: dict, sections: dict[str, memoryview], given: Any) -> Any:
     """The stream's transform: rebuilt from its embedded tables (checked against the id),
     or the one passed / registered under the referenced id."""
-    from .transform import Transform
-
     t = h["transform"]
     if not t["embedded"]:
         tr = given if given is not None else registered_transforms().get(t["id"])
@@ -233,19 +248,13 @@ def _transform_from_stream(h: dict, sections: dict[str, memoryview], given: Any)
         return tr
     C = 1 if t["channels"] is None else t["channels"]
     K = 2 ** h["bits"]
-    tables = []
     for name, count in (("levels", C * K), ("thresholds", C * (K - 1))):
-        if name not in sections:
-            continue
-        sec = sections[name]
-        if len(sec) != 4 * count:
-            raise FormatError(f"featcodec stream's {name} section has {len(sec)} bytes, not {4 * count}.")
-        a = np.frombuffer(sec, dtype="<f4").astype(np.float32)
-        if not np.isfinite(a).all():
-            raise FormatError(f"featcodec stream's embedded transform {name} are not finite: corrupt.")
-        tables.append(a if t["channels"] is None else a.reshape(C, -1))
+        if name in sections and len(sections[name]) != 4 * count:
+            raise FormatError(f"featcodec stream's {name} section has {len(sections[name])} bytes, not {4 * count}.")
+    thr = sections.get("thresholds")
     try:
-        tr = Transform(*tables, channel_axis=t["channel_axis"], kind="embedded")
+        tr = _rebuild(bytes(sections["levels"]), None if thr is None else bytes(thr), t["channel_axis"],
+                      t["channels"], h["bits"])
     except InputError as e:
         raise FormatError(f"featcodec stream's embedded transform is invalid: {e}") from None
     if tr.id != t["id"]:

@@ -257,3 +257,37 @@ def test_version_from_the_future():
     body = bytes(blob[:-4])
     with pytest.raises(featcodec.VersionError):
         featcodec.decode(body + struct.pack("<I", zlib.crc32(body)))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 7), min_size=1, max_size=5).map(tuple),
+    dtype=st.sampled_from(["float16", "float32", "float64", "torch.bfloat16", "torch.float32"]),
+    bits=st.integers(1, 10),
+    seed=st.integers(0, 2**16),
+)
+def test_any_tensor_round_trips_to_its_levels(shape, dtype, bits, seed):
+    x64 = np.random.default_rng(seed).standard_t(2, size=shape) * 3
+    if dtype.startswith("torch."):
+        x = torch.from_numpy(x64).to(getattr(torch, dtype[6:]))
+        xw = x.double().numpy()
+    else:
+        x = x64.astype(dtype)
+        xw = x.astype(np.float64)
+    blob = featcodec.encode(x, bits=bits)
+    y = featcodec.decode(blob)
+    t = featcodec.fit_transform(x, bits=bits)
+    # independent reference: interval search in float64 (exact for every input dtype
+    # but float64, where it is the comparison quantize makes)
+    ref = t.levels[np.searchsorted(t.thresholds.astype(np.float64), xw, side="right")]
+    if isinstance(x, torch.Tensor):
+        assert isinstance(y, torch.Tensor) and y.dtype == x.dtype
+        assert torch.equal(y, torch.from_numpy(ref).to(x.dtype))
+    else:
+        assert y.dtype == x.dtype
+        np.testing.assert_array_equal(y, ref.astype(x.dtype))
+    assert tuple(y.shape) == shape
