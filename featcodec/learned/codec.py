@@ -105,7 +105,8 @@ class LearnedModel:
         self.medians = t["eb.medians"].clone()
         self.gc = (np.ascontiguousarray(n("gc.cdf")), n("gc.cdf_length").copy(),
                    n("gc.offset").copy())
-        self.thresholds = scale_thresholds(n("gc.scale_table"))
+        self.scale_table = n("gc.scale_table").copy()
+        self.thresholds = scale_thresholds(self.scale_table)
         self.hs = FixedPointHyperSynthesis(self.net.h_s)
         self.g_a = for_inference(self.net.g_a)
         self.g_s = for_inference(self.net.g_s)
