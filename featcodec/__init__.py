@@ -25,6 +25,9 @@ from .transform import Transform, fit_transform, fit_uniform, load_transform
 from .packing import PackInfo, pack, unpack
 from .api import decode, encode, header, register_transform
 from .codecs import available_codecs
+from .learned.codec import register as _register_learned_codecs
+
+_register_learned_codecs()  # "hyperprior" (and "elic") when their weights are shipped
 
 __version__ = "0.1.0"
 

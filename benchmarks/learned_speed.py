@@ -1,0 +1,109 @@
+"""Encode + decode time of the shipped "hyperprior" codec against CompressAI's own
+``compress()``/``decompress()`` of the same network (same weights, same entropy tables)
+on the same input plane, one thread each, best of ``--repeat``.
+
+CompressAI gets the padded float tensor ready-made (its padding is not timed); ours is
+timed from the uint8 index plane to the payload and back.
+
+Usage::
+
+    PYTHONPATH=. python benchmarks/learned_speed.py --corpus /work/corpus --quality 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def best(f, repeat: int) -> float:
+    t = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        f()
+        t.append(time.perf_counter() - t0)
+    return min(t)
+
+
+def compressai_reference(model):
+    """CompressAI's ScaleHyperprior with our network weights and our shipped tables."""
+    import torch
+
+    ref = copy.deepcopy(model.net).eval()
+    eb, gc = ref.entropy_bottleneck, ref.gaussian_conditional
+    eb._quantized_cdf = torch.from_numpy(model.eb[0].copy())
+    eb._cdf_length = torch.from_numpy(model.eb[1].copy())
+    eb._offset = torch.from_numpy(model.eb[2].copy())
+    with torch.no_grad():
+        eb.quantiles[:, 0, 1] = model.medians
+    gc._quantized_cdf = torch.from_numpy(model.gc[0].copy())
+    gc._cdf_length = torch.from_numpy(model.gc[1].copy())
+    gc._offset = torch.from_numpy(model.gc[2].copy())
+    gc.scale_table = torch.from_numpy(model.scale_table.copy())
+    return ref
+
+
+def main() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    import featcodec
+    from featcodec.learned.codec import HyperpriorCodec, available_qualities, load_model
+    from featcodec.learned.data import load_manifest
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", default="/work/corpus")
+    ap.add_argument("--quality", type=int, default=None)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--out", default="docs/learned_speed.json")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    qs = available_qualities("hyperprior")
+    q = a.quality or qs[len(qs) // 2]
+    model = load_model("hyperprior", q)
+    ref = compressai_reference(model)
+    codec = HyperpriorCodec()
+    seen, rows = set(), []
+    for e in load_manifest(a.corpus):
+        if e["split"] != "test" or (e["family"], e["tap"]) in seen:
+            continue
+        seen.add((e["family"], e["tap"]))
+        x = np.load(e["abspath"]).astype(np.float32)
+        t = featcodec.fit_transform(x, bits=8)
+        plane, _ = featcodec.pack(np.asarray(t.forward(x)))
+        plane = np.ascontiguousarray(plane)
+        h, w = plane.shape
+        xt = torch.from_numpy(plane.astype(np.float32) / 255.0)[None, None]
+        xp = F.pad(xt, (0, (-w) % 64, 0, (-h) % 64), mode="replicate")
+        payload, params = codec.encode_plane(plane, 8, quality=q)
+        with torch.inference_mode():
+            c = ref.compress(xp)
+            ours_e = best(lambda: codec.encode_plane(plane, 8, quality=q), a.repeat)
+            ours_d = best(lambda: codec.decode_plane(payload, plane.shape, 8, params), a.repeat)
+            cai_e = best(lambda: ref.compress(xp), a.repeat)
+            cai_d = best(lambda: ref.decompress(c["strings"], c["shape"]), a.repeat)
+        row = dict(family=e["family"], tap=e["tap"], plane=[h, w], quality=q,
+                   ours_encode_s=ours_e, ours_decode_s=ours_d, compressai_compress_s=cai_e,
+                   compressai_decompress_s=cai_d, ours_bytes=len(payload),
+                   compressai_bytes=sum(len(s[0]) for s in c["strings"]),
+                   speedup=(cai_e + cai_d) / (ours_e + ours_d))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    Path(a.out).write_text(json.dumps(rows, indent=1))
+    print("| family | tap | plane | ours enc+dec (ms) | CompressAI compress+decompress (ms) | "
+          "speed-up | payload ours / CompressAI (bytes) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['family']} | {r['tap']} | {r['plane'][0]}x{r['plane'][1]} | "
+              f"{1e3 * (r['ours_encode_s'] + r['ours_decode_s']):.0f} | "
+              f"{1e3 * (r['compressai_compress_s'] + r['compressai_decompress_s']):.0f} | "
+              f"{r['speedup']:.2f}x | {r['ours_bytes']} / {r['compressai_bytes']} |")
+
+
+if __name__ == "__main__":
+    main()

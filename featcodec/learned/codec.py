@@ -1,0 +1,278 @@
+"""The pretrained learned codecs ``"hyperprior"`` (and ``"elic"`` when shipped).
+
+A codec turns a 2-D index plane (the DT-UFC transform's output) into payload bytes and
+back; the container around the payload is the library's. Weights and entropy tables
+come from ``featcodec/learned/weights`` (sha256-checked, never from the network).
+
+Determinism: the z symbols are integers, the hyper-decoder runs in exact fixed point
+(:mod:`.integer_entropy`), and the Gaussian table of every latent is chosen by integer
+comparison, so any process on any machine decodes the same symbols. Planes are
+edge-replicated to a multiple of 64 before analysis and cropped after synthesis.
+
+Example:
+    >>> import numpy as np
+    >>> from featcodec.learned.codec import HyperpriorCodec, available_qualities
+    >>> c = HyperpriorCodec()
+    >>> plane = (np.arange(100 * 70) % 256).astype(np.uint8).reshape(100, 70)
+    >>> payload, params = c.encode_plane(plane, 8, quality=available_qualities("hyperprior")[0])
+    >>> c.decode_plane(payload, plane.shape, 8, params).shape
+    (100, 70)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ChecksumError, FormatError, InputError
+from . import rans_backend
+
+__all__ = ["LearnedModel", "HyperpriorCodec", "load_model", "available_qualities",
+           "WEIGHTS_DIR", "manifest"]
+
+#: Shipped weights; ``FEATCODEC_LEARNED_WEIGHTS`` points at another export (own training).
+WEIGHTS_DIR = Path(os.environ.get("FEATCODEC_LEARNED_WEIGHTS") or Path(__file__).with_name("weights"))
+PAD = 64
+_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def manifest() -> dict:
+    """The shipped weights' manifest (empty when no weights are shipped)."""
+    p = WEIGHTS_DIR / "manifest.json"
+    if not p.exists():
+        return {"models": [], "sha256": {}}
+    return json.loads(p.read_text())
+
+
+def available_qualities(codec: str) -> list[int]:
+    """Qualities shipped for ``codec`` (1 = lowest rate)."""
+    return sorted(m["quality"] for m in manifest()["models"] if m["codec"] == codec)
+
+
+def _entry(codec: str, quality: int) -> dict:
+    for m in manifest()["models"]:
+        if m["codec"] == codec and m["quality"] == quality:
+            return m
+    raise InputError(f"{codec!r} has no quality {quality!r}; "
+                     f"choose one of {available_qualities(codec)}")
+
+
+class LearnedModel:
+    """One shipped network with its ready entropy tables."""
+
+    def __init__(self, path: str | Path, sha256: str | None = None):
+        import torch
+        from safetensors.torch import load
+
+        from .integer_entropy import FixedPointHyperSynthesis, scale_thresholds
+        from .models import build_model, for_inference
+
+        raw = Path(path).read_bytes()
+        self.sha256 = hashlib.sha256(raw).hexdigest()
+        if sha256 is not None and self.sha256 != sha256:
+            raise ChecksumError(f"{path} does not match its sha256 in manifest.json "
+                                "(corrupted install?): reinstall featcodec")
+        t = load(raw)
+        from safetensors import safe_open  # metadata
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+        self.config = json.loads(meta["config"])
+        self.codec = meta["codec"]
+        self.quality = int(meta["quality"])
+        net = build_model(self.config)
+        state = {k[4:]: v.float() if v.is_floating_point() else v
+                 for k, v in t.items() if k.startswith("net.")}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith(("entropy_bottleneck.", "gaussian_conditional."))
+                             for k in missing):
+            raise FormatError(f"{path}: weights do not fit the {self.config} network")
+        self.net = net.eval()
+        for p_ in self.net.parameters():
+            p_.requires_grad_(False)
+        n = lambda k: t[k].numpy()  # noqa: E731
+        self.eb = (np.ascontiguousarray(n("eb.cdf")), n("eb.cdf_length").copy(),
+                   n("eb.offset").copy())
+        self.medians = t["eb.medians"].clone()
+        self.gc = (np.ascontiguousarray(n("gc.cdf")), n("gc.cdf_length").copy(),
+                   n("gc.offset").copy())
+        self.scale_table = n("gc.scale_table").copy()
+        self.thresholds = scale_thresholds(self.scale_table)
+        self.hs = FixedPointHyperSynthesis(self.net.h_s)
+        self.g_a = for_inference(self.net.g_a)
+        self.g_s = for_inference(self.net.g_s)
+        self.id = self.sha256[:16]
+
+    # -- analysis / synthesis -------------------------------------------------------
+    def _z_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
+        c = shape[1]
+        return np.broadcast_to(np.arange(c, dtype=np.int32).reshape(1, c, 1, 1), shape)
+
+    def compress(self, x) -> tuple[bytes, bytes]:
+        """``x``: float32 tensor (1, 1, H, W), H and W multiples of 64 -> (z, y) strings."""
+        import torch
+
+        from .integer_entropy import scale_indexes
+
+        with torch.inference_mode():
+            y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
+            z = self.net.h_a(torch.abs(y))
+            z_sym = torch.round(z - self.medians.view(1, -1, 1, 1)).to(torch.int32)
+            z_str = rans_backend.encode(z_sym.numpy(), self._z_indexes(z_sym.shape), *self.eb)
+            scales_q = self.hs(z_sym, self.medians)
+            idx = scale_indexes(scales_q.numpy(), self.thresholds)
+            y_sym = torch.round(y).to(torch.int32).numpy()
+            y_str = rans_backend.encode(y_sym, idx, *self.gc)
+        return z_str, y_str
+
+    def decompress(self, z_str: bytes, y_str: bytes, hw: tuple[int, int]):
+        """Inverse of :meth:`compress` for padded size ``hw``; float32 (1, 1, H, W)."""
+        import torch
+
+        from .integer_entropy import scale_indexes
+
+        h, w = hw
+        n, m = int(self.config["N"]), int(self.config["M"])
+        zshape = (1, n, h // 64, w // 64)
+        with torch.inference_mode():
+            z_sym = rans_backend.decode(z_str, self._z_indexes(zshape), *self.eb)
+            scales_q = self.hs(torch.from_numpy(z_sym), self.medians)
+            if scales_q.shape[1:] != (m, h // 16, w // 16):
+                raise FormatError("payload does not fit this model")
+            idx = scale_indexes(scales_q.numpy(), self.thresholds)
+            y_sym = rans_backend.decode(y_str, idx, *self.gc)
+            y_hat = torch.from_numpy(y_sym).float().contiguous(memory_format=torch.channels_last)
+            return self.g_s(y_hat).contiguous()
+
+
+@lru_cache(maxsize=None)
+def load_model(codec: str, quality: int) -> LearnedModel:
+    """Load (once per process) the shipped model ``codec`` at ``quality``."""
+    e = _entry(codec, quality)
+    return LearnedModel(WEIGHTS_DIR / e["file"], manifest()["sha256"][e["file"]])
+
+
+def _pad(x, mult: int = PAD):
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % mult, (-w) % mult
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x
+
+
+class HyperpriorCodec:
+    """Learned codec ``"hyperprior"``: 1-channel reduced-width ScaleHyperprior."""
+
+    name = "hyperprior"
+
+    def _check_plane(self, plane: np.ndarray, bits: int) -> np.ndarray:
+        plane = np.asarray(plane)
+        if plane.ndim != 2 or plane.size == 0:
+            raise InputError(f"the {self.name} codec needs a non-empty 2-D plane, "
+                             f"got shape {plane.shape}")
+        if plane.dtype not in (np.uint8, np.uint16) or not 1 <= int(bits) <= 8:
+            raise InputError(f"the {self.name} codec codes indices of at most 8 bits; "
+                             f"got {plane.dtype} with bits={bits}: use bits<=8")
+        if int(plane.max()) >= 1 << int(bits):
+            raise InputError(f"plane has index {int(plane.max())} >= 2**{bits}")
+        return plane
+
+    def encode_plane(self, plane: np.ndarray, bits: int = 8, *, quality: int | None = None,
+                     target_bpfp: float | None = None, **_: Any) -> tuple[bytes, dict]:
+        """Plane of indices -> (payload, params). ``target_bpfp`` picks the highest
+        quality whose payload stays within that many bits per value."""
+        import torch
+
+        plane = self._check_plane(plane, bits)
+        qs = available_qualities(self.name)
+        if not qs:
+            raise InputError(f"no weights for codec {self.name!r} are installed")
+        scale = float((1 << int(bits)) - 1)
+        x = torch.from_numpy(plane.astype(np.float32) / scale)[None, None]
+        xp = _pad(x)
+        if target_bpfp is not None:
+            if not target_bpfp > 0:
+                raise InputError("target_bpfp must be a positive number of bits per value")
+            return self._search(xp, plane.size, float(target_bpfp), qs)
+        if quality is None:
+            quality = qs[len(qs) // 2]
+        return self._encode(xp, int(quality))
+
+    def _encode(self, xp, quality: int) -> tuple[bytes, dict]:
+        model = load_model(self.name, quality)
+        z, y = model.compress(xp)
+        return struct.pack("<I", len(z)) + z + y, {"quality": quality, "model": model.id,
+                                                   "rans": rans_backend.BACKEND}
+
+    def _search(self, xp, n: int, target: float, qs: list[int]) -> tuple[bytes, dict]:
+        lo, hi = 0, len(qs) - 1
+        best = None
+        while lo <= hi:  # rate grows with quality: binary search the highest that fits
+            mid = (lo + hi) // 2
+            payload, params = self._encode(xp, qs[mid])
+            if 8 * len(payload) / n <= target:
+                best = (payload, params)
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return best if best is not None else self._encode(xp, qs[0])
+
+    def decode_plane(self, payload: bytes, shape: tuple[int, int], bits: int,
+                     params: dict) -> np.ndarray:
+        """Payload -> plane of indices (uint8), bounds-checked."""
+        import torch
+
+        h, w = (int(s) for s in shape)
+        if h <= 0 or w <= 0:
+            raise FormatError(f"bad plane shape {shape}")
+        q = params.get("quality")
+        if q not in available_qualities(self.name):
+            raise FormatError(f"stream needs {self.name} quality {q!r}, which this "
+                              "featcodec does not ship: upgrade featcodec")
+        model = load_model(self.name, int(q))
+        if params.get("model") != model.id:
+            raise FormatError(f"stream was made with {self.name} weights {params.get('model')}"
+                              f", this featcodec has {model.id}: decode with the featcodec "
+                              "version that encoded it")
+        if params.get("rans", "featcodec") != rans_backend.BACKEND:
+            raise FormatError(f"stream was entropy-coded by {params.get('rans')!r}, this "
+                              f"build has {rans_backend.BACKEND!r}: install featcodec with "
+                              "its compiled core")
+        payload = bytes(payload)
+        if len(payload) < 4:
+            raise FormatError("learned-codec payload shorter than its 4-byte header")
+        (nz,) = struct.unpack_from("<I", payload)
+        if nz > len(payload) - 4:
+            raise FormatError("learned-codec payload is truncated")
+        hp, wp = h + (-h) % PAD, w + (-w) % PAD
+        if hp * wp > 1 << 31:
+            raise FormatError("plane shape in stream is implausibly large")
+        x = model.decompress(payload[4:4 + nz], payload[4 + nz:], (hp, wp))
+        scale = float((1 << int(bits)) - 1)
+        with torch.inference_mode():
+            out = torch.round(x[0, 0, :h, :w].clamp(0.0, 1.0) * scale)
+        return out.to(torch.uint8).numpy()
+
+
+def register() -> list[str]:
+    """Register the shipped learned codecs with featcodec's codec registry (if present)."""
+    names = sorted({m["codec"] for m in manifest()["models"]})
+    try:
+        from featcodec.codecs import register_codec  # type: ignore
+    except ImportError:
+        return names
+    for nm in names:
+        if nm == "hyperprior":
+            register_codec(nm, HyperpriorCodec)
+    return names

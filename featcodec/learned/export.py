@@ -1,0 +1,101 @@
+"""Turn training checkpoints into the weights shipped inside the package.
+
+Each model becomes ``<codec>_q<quality>.safetensors`` holding the network (4-D conv
+weights in float16, everything else float32) *and* its ready entropy tables (integer
+CDFs, lengths, offsets, the bottleneck medians and the scale table), so loading never
+calls CompressAI's ``update()`` and never touches the network. ``manifest.json`` lists
+every file with its sha256, which :mod:`featcodec.learned.codec` checks at load.
+
+Example (CLI)::
+
+    python -m featcodec.learned.export --codec hyperprior \
+        runs/hp_0.0005/ckpt.pt runs/hp_0.001/ckpt.pt ... --out featcodec/learned/weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["export_checkpoint", "write_manifest", "main"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path, codec: str, quality: int) -> dict:
+    """Write one model file; returns its manifest entry."""
+    import torch
+    from safetensors.torch import save_file
+
+    from .models import build_model
+
+    ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    net = build_model(cfg)
+    net.load_state_dict(ck["model"])
+    net.update(force=True)
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in net.state_dict().items():
+        if k.startswith(("entropy_bottleneck.", "gaussian_conditional.")):
+            continue
+        v = v.detach().contiguous()
+        if k.endswith(".weight") and v.ndim == 4:
+            v = v.to(torch.float16)
+        tensors["net." + k] = v
+    eb, gc = net.entropy_bottleneck, net.gaussian_conditional
+    tensors["eb.cdf"] = eb._quantized_cdf.to(torch.int32).contiguous()
+    tensors["eb.cdf_length"] = eb._cdf_length.to(torch.int32).reshape(-1).contiguous()
+    tensors["eb.offset"] = eb._offset.to(torch.int32).reshape(-1).contiguous()
+    tensors["eb.medians"] = eb._get_medians().detach().reshape(-1).to(torch.float32).contiguous()
+    tensors["gc.cdf"] = gc._quantized_cdf.to(torch.int32).contiguous()
+    tensors["gc.cdf_length"] = gc._cdf_length.to(torch.int32).reshape(-1).contiguous()
+    tensors["gc.offset"] = gc._offset.to(torch.int32).reshape(-1).contiguous()
+    tensors["gc.scale_table"] = gc.scale_table.to(torch.float32).contiguous()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{codec}_q{quality}.safetensors"
+    meta = {"codec": codec, "quality": str(quality), "config": json.dumps(cfg),
+            "lmbda": str(cfg["lmbda"]), "steps": str(ck["step"])}
+    save_file(tensors, str(out / name), metadata=meta)
+    (out / name).chmod(0o644)
+    return {"codec": codec, "quality": quality, "file": name, "lmbda": cfg["lmbda"],
+            "steps": ck["step"], "input": cfg["input"],
+            "config": {k: cfg[k] for k in ("arch", "N", "M")}}
+
+
+def write_manifest(out: str | Path, models: list[dict]) -> Path:
+    """``manifest.json``: the models and the sha256 of every file."""
+    out = Path(out)
+    files = sorted({m["file"] for m in models})
+    manifest = {"format": 1, "models": models,
+                "sha256": {f: _sha256(out / f) for f in files}}
+    path = out / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m featcodec.learned.export")
+    p.add_argument("--codec", default="hyperprior")
+    p.add_argument("--out", required=True)
+    p.add_argument("ckpts", nargs="+", help="checkpoints in increasing-rate order")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    old = []
+    if (out / "manifest.json").exists():
+        old = [m for m in json.loads((out / "manifest.json").read_text())["models"]
+               if m["codec"] != a.codec]
+    models = old + [export_checkpoint(c, out, a.codec, q)
+                    for q, c in enumerate(a.ckpts, start=1)]
+    print(write_manifest(out, models))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Integer-exact choice of the entropy tables (fixes CompressAI's cross-device decode bug).
+
+CompressAI picks each latent's Gaussian table by comparing the *float* output of the
+hyper-decoder with the scale table. A one-ulp difference (another thread count, another
+CPU's SIMD path) picks another table and the rest of the stream decodes as garbage.
+
+Here the hyper-decoder runs in fixed point: weights become integers ``round(w * 2**s)``,
+activations integers with ``FRAC`` fractional bits, and every convolution runs on
+integer-valued float64 tensors whose partial sums are exact integers below 2**53 (inputs
+are clamped so this holds for any data). Exact integer sums do not depend on summation
+order, so the output is the same for any thread count, BLAS or machine. The table index
+is then an integer comparison against the scale table in the same fixed point.
+
+Example:
+    >>> import torch
+    >>> from featcodec.learned.models import build_model
+    >>> net = build_model({"arch": "hyperprior", "N": 8, "M": 8})
+    >>> hs = FixedPointHyperSynthesis(net.h_s)
+    >>> z = torch.zeros(1, 8, 2, 2, dtype=torch.int64)      # z symbols
+    >>> med = torch.zeros(8)
+    >>> hs(z, med).shape, hs(z, med).dtype
+    (torch.Size([1, 8, 8, 8]), torch.int64)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["FixedPointHyperSynthesis", "scale_indexes", "FRAC", "WEIGHT_BITS"]
+
+FRAC = 16          # fractional bits of activations
+WEIGHT_BITS = 15   # largest |integer weight| is about 2**WEIGHT_BITS
+_EXACT = float(2 ** 53)
+
+
+class _Layer:
+    def __init__(self, m: nn.Module):
+        w = m.weight.detach().to(torch.float64)
+        b = m.bias.detach().to(torch.float64) if m.bias is not None else torch.zeros(
+            w.shape[1] if isinstance(m, nn.ConvTranspose2d) else w.shape[0], dtype=torch.float64)
+        wmax = float(w.abs().max())
+        self.shift = WEIGHT_BITS - (math.ceil(math.log2(wmax)) if wmax > 0 else 0)
+        self.shift = max(0, min(self.shift, 40))
+        self.w = torch.round(w * 2.0 ** self.shift)
+        self.b = torch.round(b * 2.0 ** (self.shift + FRAC))
+        self.transposed = isinstance(m, nn.ConvTranspose2d)
+        self.stride, self.padding = m.stride, m.padding
+        self.output_padding = getattr(m, "output_padding", (0, 0))
+        # Largest sum of |weights| feeding one output: bounds every partial sum.
+        l1 = self.w.abs().sum(dim=(0, 2, 3) if self.transposed else (1, 2, 3)).max()
+        # (Transposed convs with stride feed each output from a subset of taps, so the
+        # full-kernel L1 is an upper bound.)
+        self.amax = math.floor((_EXACT - float(self.b.abs().max()) - 2 ** self.shift)
+                               / max(float(l1), 1.0))
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        a = a.clamp(-self.amax, self.amax)
+        if self.transposed:
+            acc = F.conv_transpose2d(a, self.w, None, self.stride, self.padding,
+                                     self.output_padding)
+        else:
+            acc = F.conv2d(a, self.w, None, self.stride, self.padding)
+        acc = acc + self.b.view(1, -1, 1, 1)
+        # back to FRAC fractional bits, rounding half up: exact in float64
+        return torch.floor((acc + 2.0 ** (self.shift - 1)) / 2.0 ** self.shift) \
+            if self.shift > 0 else acc
+
+
+class FixedPointHyperSynthesis:
+    """The hyper-decoder ``h_s`` (convs, transposed convs, ReLU) in exact fixed point.
+
+    Call with the integer z symbols and the entropy bottleneck's medians; returns the
+    scales as int64 with ``FRAC`` fractional bits.
+    """
+
+    def __init__(self, h_s: nn.Sequential):
+        self.ops: list = []
+        for m in h_s:
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                self.ops.append(_Layer(m))
+            elif isinstance(m, nn.ReLU):
+                self.ops.append("relu")
+            else:
+                raise TypeError(f"no fixed-point version of {type(m).__name__}")
+
+    @torch.no_grad()
+    def __call__(self, z_symbols: torch.Tensor, medians: torch.Tensor) -> torch.Tensor:
+        med_q = torch.round(medians.detach().to(torch.float64).reshape(-1) * 2.0 ** FRAC)
+        a = z_symbols.to(torch.float64) * 2.0 ** FRAC + med_q.view(1, -1, 1, 1)
+        for op in self.ops:
+            a = torch.clamp_min(a, 0.0) if op == "relu" else op(a)
+        return a.to(torch.int64)
+
+
+def scale_thresholds(scale_table: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``floor(s * 2**FRAC)`` for each table scale but the last (int64, ascending)."""
+    t = np.asarray(scale_table, dtype=np.float64)[:-1]
+    return np.floor(t * 2.0 ** FRAC).astype(np.int64)
+
+
+def scale_indexes(scales_q: torch.Tensor | np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """CompressAI's ``build_indexes`` on fixed-point scales, by integer comparison.
+
+    index = (len(table) - 1) - #{t in table[:-1] : scale <= t}; with integer scales and
+    ``thresholds = floor(table * 2**FRAC)`` this is exactly the float rule on
+    ``scale = scales_q / 2**FRAC``.
+    """
+    s = np.asarray(scales_q, dtype=np.int64)
+    n_ge = thresholds.size - np.searchsorted(thresholds, s, side="left")
+    return (thresholds.size - n_ge).astype(np.int32)

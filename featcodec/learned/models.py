@@ -1,0 +1,95 @@
+"""Reduced-width, one-channel CompressAI architectures for feature planes.
+
+The papers use CompressAI ``ScaleHyperprior`` (N=128, M=192) with a one-channel first and
+last layer. Training that on two CPU cores takes days; the same architecture at N=M=64
+learns the same kind of prior in hours.
+
+Example:
+    >>> from featcodec.learned.models import build_model
+    >>> net = build_model({"arch": "hyperprior", "N": 64, "M": 64})
+    >>> net.g_a[0].in_channels, net.g_s[-1].out_channels
+    (1, 1)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+__all__ = ["build_model", "ARCHS"]
+
+ARCHS = ("hyperprior", "elic")
+
+
+def _hyperprior(N: int, M: int) -> nn.Module:
+    from compressai.models import ScaleHyperprior
+    from compressai.models.utils import conv, deconv
+
+    net = ScaleHyperprior(N, M)
+    net.g_a[0] = conv(1, N)
+    net.g_s[-1] = deconv(N, 1)
+    return net
+
+
+def _elic(N: int, M: int) -> nn.Module:
+    from compressai.models import Elic2022Official
+    from compressai.models.utils import conv, deconv
+
+    # ELIC's uneven channel groups (16, 16, 32, 64, rest) scaled to M.
+    g = [max(1, M // 20), max(1, M // 20), max(1, M // 10), max(1, M // 5)]
+    groups = g + [M - sum(g)]
+    net = Elic2022Official(N=N, M=M, groups=groups)
+    net.g_a[0] = conv(1, N, kernel_size=5, stride=2)
+    net.g_s[-1] = deconv(N, 1, kernel_size=5, stride=2)
+    return net
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    """Build an untrained network from a config dict ``{"arch", "N", "M"}``."""
+    arch = config["arch"]
+    if arch == "hyperprior":
+        return _hyperprior(int(config["N"]), int(config["M"]))
+    if arch == "elic":
+        return _elic(int(config["N"]), int(config["M"]))
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
+
+
+class _FrozenGDN(nn.Module):
+    """Inference GDN/IGDN with its reparametrised beta and gamma computed once."""
+
+    def __init__(self, gdn: nn.Module):
+        super().__init__()
+        import torch
+
+        self.inverse = bool(gdn.inverse)
+        with torch.no_grad():
+            beta = gdn.beta_reparam(gdn.beta).detach().clone()
+            gamma = gdn.gamma_reparam(gdn.gamma).detach().clone()
+        c = beta.numel()
+        self.register_buffer("beta", beta)
+        self.register_buffer("gamma", gamma.reshape(c, c, 1, 1))
+
+    def forward(self, x):
+        import torch
+        import torch.nn.functional as F
+
+        norm = F.conv2d(x * x, self.gamma, self.beta)
+        return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+
+
+def for_inference(seq: nn.Sequential) -> nn.Sequential:
+    """A copy of ``seq`` for fast CPU inference: GDNs frozen, channels-last weights.
+
+    Same maths as the original (float rounding aside); feed it channels-last tensors.
+    """
+    import copy
+
+    import torch
+    from compressai.layers import GDN
+
+    seq = copy.deepcopy(seq)
+    for i, m in enumerate(seq):
+        if isinstance(m, GDN):
+            seq[i] = _FrozenGDN(m)
+    return seq.eval().to(memory_format=torch.channels_last)

@@ -1,0 +1,73 @@
+"""Integer-exact hyper-decoder and table choice (featcodec.learned.integer_entropy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from featcodec.learned.integer_entropy import (FRAC, FixedPointHyperSynthesis, scale_indexes,
+                                               scale_thresholds)
+from featcodec.learned.models import build_model
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(1)
+    n = build_model({"arch": "hyperprior", "N": 16, "M": 24})
+    n.update(force=True)
+    return n.eval()
+
+
+def _reference_indexes(net, scales: torch.Tensor) -> np.ndarray:
+    return net.gaussian_conditional.build_indexes(scales).numpy()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 300 << FRAC), min_size=1, max_size=200), st.booleans())
+def test_indexes_match_compressai_rule(net, ints, on_table):
+    """Integer comparison == CompressAI's float rule on the same (exact) scale values."""
+    q = np.array(ints, np.int64)
+    th = scale_thresholds(net.gaussian_conditional.scale_table)
+    if on_table:  # exactly on and around the thresholds
+        q = np.concatenate([q, th, th + 1, th - 1])
+    ref = _reference_indexes(net, torch.from_numpy(q.astype(np.float64) / 2.0 ** FRAC))
+    np.testing.assert_array_equal(scale_indexes(q, th), ref)
+
+
+def test_fixed_point_tracks_float_hyper_decoder(net):
+    hs = FixedPointHyperSynthesis(net.h_s)
+    med = net.entropy_bottleneck._get_medians().detach().reshape(-1)
+    z = torch.randint(-6, 7, (1, 16, 3, 5))
+    q = hs(z, med)
+    with torch.no_grad():
+        ref = net.h_s(z.float() + med.view(1, -1, 1, 1)).double()
+    assert q.dtype == torch.int64
+    err = (q.double() / 2 ** FRAC - ref).abs().max().item()
+    assert err < 1e-3 * max(1.0, ref.abs().max().item())
+
+
+def test_fixed_point_is_thread_count_invariant(net):
+    hs = FixedPointHyperSynthesis(net.h_s)
+    med = net.entropy_bottleneck._get_medians().detach().reshape(-1)
+    z = torch.randint(-40, 41, (1, 16, 9, 11))
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = hs(z, med)
+        torch.set_num_threads(2)
+        b = hs(z, med)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(a, b)
+
+
+def test_huge_symbols_stay_exact(net):
+    """Inputs are clamped so partial sums stay exact integers (no inf/nan, deterministic)."""
+    hs = FixedPointHyperSynthesis(net.h_s)
+    med = torch.zeros(16)
+    z = torch.full((1, 16, 2, 2), 2 ** 30, dtype=torch.int64)
+    q = hs(z, med)
+    assert torch.isfinite(q.double()).all() and (q.abs() < 2 ** 53).all()
