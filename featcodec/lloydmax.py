@@ -412,9 +412,12 @@ def _dp_atoms(points: WeightedPoints, k: int, atoms_per_level: int, dp_budget: f
     if k > 1024:
         return 0
     C = points.channels
-    m = int(min(atoms_per_level * k, points.distinct().min()))
+    fewest = int(points.distinct().min())
+    m = min(atoms_per_level * k, fewest)
     while m >= 2 * k and C * k * m * math.log2(m) > dp_budget:
         m //= 2
+    if m < 2 * k and m == fewest and m > k and C * k * m * math.log2(m) <= dp_budget:
+        return m  # few points: every point of the sparsest channel is an atom, DP is exact
     return m if m >= 2 * k else 0
 
 
