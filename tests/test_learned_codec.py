@@ -4,10 +4,7 @@ thread counts, padding, shipped-weights integrity, bad input."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +79,7 @@ np.save(sys.argv[3], out)
 """
 
 
-def test_decodes_bit_exactly_in_another_process_with_other_thread_count(tmp_path):
+def test_decodes_bit_exactly_in_another_process_with_other_thread_count(tmp_path, run_python):
     import torch
 
     old = torch.get_num_threads()
@@ -96,9 +93,7 @@ def test_decodes_bit_exactly_in_another_process_with_other_thread_count(tmp_path
         torch.set_num_threads(old)
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"payload": payload.hex(), "shape": p.shape, "params": params}))
-    env = dict(os.environ, PYTHONPATH=str(Path(featcodec.__file__).parents[1]))
-    subprocess.run([sys.executable, "-c", _DECODE, "2", str(job), str(tmp_path / "o.npy")],
-                   check=True, env=env, timeout=120)
+    run_python("-c", _DECODE, "2", job, tmp_path / "o.npy", timeout=120)
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), here)
 
 
