@@ -192,11 +192,15 @@ def main() -> None:
                 pts.append(dict(rec, method="zfpy", point=k, bits=8 * len(c), mse=mse,
                                 psnr=_psnr(x, mse)))
         print(f"{key}: {len(test)} tensors, {time.time() - t0:.0f} s", flush=True)
+    from featcodec.learned.codec import manifest
+
+    shipped_steps = [m["steps"] for m in manifest()["models"] if m["codec"] == "hyperprior"]
+    base_steps = [b.steps for b in baselines]
     (out.parent / (out.name + ".json")).write_text(json.dumps(
-        {"points": pts, "qualities": qs,
+        {"points": pts, "qualities": qs, "hyperprior_steps": shipped_steps,
          "baseline_runs": [dict(run=str(r), steps=b.steps, lmbda=b.config["lmbda"])
                            for r, b in zip(runs, baselines)]}))
-    print(report(pts, out))
+    print(report(pts, out, steps=(shipped_steps, base_steps)))
 
 
 def _payload_len(blob: bytes) -> int:
@@ -224,7 +228,8 @@ def curves(pts):
     return res
 
 
-def report(pts, out: Path) -> str:
+def report(pts, out: Path, steps: tuple[list, list] | None = None) -> str:
+    """Markdown report + PNGs; ``steps`` = (steps of each shipped model, of each baseline)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -266,7 +271,12 @@ def report(pts, out: Path) -> str:
         fig.tight_layout()
         fig.savefig(f"{out}_{fam}.png", dpi=110)
         plt.close(fig)
-    summ = ["\n### DT-UFC hyperprior vs CAUFC-input hyperprior (same network and training)\n",
+    if steps is None or sorted(steps[0]) == sorted(steps[1]):
+        title = "same network, same training steps"
+    else:
+        title = (f"same network, NOT the same training: hyperprior steps {steps[0]}, "
+                 f"CAUFC-input steps {steps[1]}")
+    summ = [f"\n### DT-UFC hyperprior vs CAUFC-input hyperprior ({title})\n",
             "BD-rate over the common PSNR range (nan: the PSNR ranges do not overlap); "
             "BD-PSNR over the common rate range.\n",
             "| family | BD-rate | BD-PSNR |", "|---|---|---|"]
