@@ -1,0 +1,505 @@
+"""Task fidelity of featcodec on the real corpus (GitHub issue 4).
+
+For each family's tap, each held-out TEST input and each rate setting, the tapped feature is
+compressed with featcodec, decoded, fed into the rest of the model
+(``model.rest(tap, decoded)``), and the task output is compared with the output of the
+uncompressed feature:
+
+==========  ==========  ==========================================================
+family      tap         task metric (vs the uncompressed feature's output)
+==========  ==========  ==========================================================
+llm         hidden15    next-token argmax agreement over all positions; top-1 of
+                        the last position
+vit         layer9      CLS-embedding cosine; saliency-map PSNR (peak 1) and Pearson
+                        correlation
+cnn         features13  ImageNet top-1 agreement with the uncut model
+latent      latent256   decoded-image PSNR vs the decode of the uncompressed latent
+                        (peak 1); also PSNR of both decodes vs the source image
+==========  ==========  ==========================================================
+
+Rate settings (``index`` codec, bits 1..8):
+
+- ``auto``: Lloyd-Max (DT-UFC) fitted on the tensor itself, levels embedded in the stream;
+- ``uniform``: uniform levels over the tensor's min..max (CAUFC value alignment, no
+  truncation), embedded;
+- ``trained``: Lloyd-Max fitted once on the first ``--n-train`` TRAIN features of the tap
+  (the papers' setting), registered, only its id in the stream;
+- ``trained-clip``: the same with truncation at the train percentiles 0.1 / 99.9;
+- ``trained-uniform-clip``: uniform over the train percentiles 0.1 / 99.9 (CAUFC's fixed
+  truncation range), id only;
+- ``trained-ch``: per-channel Lloyd-Max from the train features (channel axis of the
+  family), id only;
+- ``auto-ch`` (llm only): per-channel Lloyd-Max fitted on the tensor, embedded;
+- ``hyperprior`` at its qualities, when that codec is available.
+
+Rows go to a CSV as they are measured (``--out``); rerunning resumes (rows already present
+are skipped). ``report`` turns the CSV into docs/fidelity.md tables and the plot.
+
+Usage::
+
+    PYTHONPATH=$PWD nohup nice -n 10 python benchmarks/task_fidelity.py run --families llm cnn &
+    PYTHONPATH=$PWD python benchmarks/task_fidelity.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("FEATCODEC_CORPUS", "/work/corpus"))
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "task_fidelity.csv"
+
+TAPS = {"llm": "hidden15", "vit": "layer9", "cnn": "features13", "latent": "latent256"}
+CHANNEL_AXIS = {"llm": -1, "vit": -1, "cnn": 1, "latent": 1}
+BITS = tuple(range(1, 9))
+SETTINGS = ("auto", "uniform", "trained", "trained-clip", "trained-uniform-clip", "trained-ch", "auto-ch")
+CLIP_PERCENTILES = (0.1, 99.9)
+FIELDS = ["family", "tap", "input_id", "setting", "codec", "bits", "quality", "numel",
+          "stream_bytes", "payload_bytes", "bpfp", "mse", "metric", "metric2", "metric3",
+          "error", "seconds"]
+#: name of metric / metric2 / metric3 per family
+METRIC_NAMES = {
+    "llm": ("next-token agreement (all positions)", "last-token top-1 agreement", "-"),
+    "vit": ("CLS cosine", "saliency PSNR (dB)", "saliency correlation"),
+    "cnn": ("top-1 agreement with uncut model", "top-1 prob. of the reference class", "-"),
+    "latent": ("PSNR vs uncompressed decode (dB)", "PSNR vs source image (dB)", "-"),
+}
+
+
+# ----------------------------------------------------------------------------- metrics
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float64) if hasattr(t, "detach") else np.asarray(t, np.float64)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
+    m = float(np.mean((a - b) ** 2))
+    return math.inf if m == 0 else 10 * math.log10(peak * peak / m)
+
+
+class Task:
+    """The reference output of one input and the metrics of a decoded feature against it."""
+
+    def __init__(self, family: str, model: Any, tap: str, input_id: int, x: np.ndarray) -> None:
+        self.family, self.model, self.tap, self.input_id = family, model, tap, input_id
+        self.ref = model.rest(tap, x)
+        if family == "latent":
+            self.src = _np(model.image_tensor(input_id, model.sizes[tap]))
+        if family == "cnn":
+            self.full_top1 = int(_np(model.full(input_id, tap)).argmax())
+
+    def metrics(self, y: np.ndarray) -> tuple[float, float, float]:
+        out = self.model.rest(self.tap, y)
+        f = self.family
+        if f == "llm":
+            a, b = _np(out)[0].argmax(-1), _np(self.ref)[0].argmax(-1)
+            return float(np.mean(a == b)), float(a[-1] == b[-1]), math.nan
+        if f == "vit":
+            c, r = _np(out["cls"]).ravel(), _np(self.ref["cls"]).ravel()
+            cos = float(c @ r / (np.linalg.norm(c) * np.linalg.norm(r)))
+            s, sr = _np(out["saliency"]).ravel(), _np(self.ref["saliency"]).ravel()
+            corr = float(np.corrcoef(s, sr)[0, 1]) if s.std() > 0 else math.nan
+            return cos, _psnr(s, sr), corr
+        if f == "cnn":
+            lo = _np(out)[0]
+            p = np.exp(lo - lo.max())
+            p /= p.sum()
+            return float(lo.argmax() == self.full_top1), float(p[self.full_top1]), math.nan
+        if f == "latent":
+            img = np.clip(_np(out), 0, 1)
+            ref = np.clip(_np(self.ref), 0, 1)
+            return _psnr(img, ref), _psnr(img, self.src), math.nan
+        raise ValueError(f)
+
+
+# ----------------------------------------------------------------------------- settings
+def train_features(family: str, tap: str, n: int) -> list[np.ndarray]:
+    from featcodec.features.extract import load_manifest
+
+    es = sorted(load_manifest(CORPUS, family=family, tap=tap, split="train"), key=lambda e: e["input_id"])
+    return [np.load(e["path"]) for e in es[:n]]
+
+
+class Encoders:
+    """Builds the encode function of each (setting, bits), fitting trained transforms lazily."""
+
+    def __init__(self, family: str, tap: str, n_train: int) -> None:
+        self.family, self.tap, self.n_train = family, tap, n_train
+        self._train: list[np.ndarray] | None = None
+        self._fits: dict[tuple[str, int], Any] = {}
+
+    def train(self) -> list[np.ndarray]:
+        if self._train is None:
+            self._train = train_features(self.family, self.tap, self.n_train)
+        return self._train
+
+    def fitted(self, setting: str, bits: int) -> Any:
+        import featcodec
+
+        key = (setting, bits)
+        if key not in self._fits:
+            tr = self.train()
+            if setting == "trained":
+                t = featcodec.fit_transform(tr, bits=bits)
+            elif setting == "trained-clip":
+                t = featcodec.fit_transform(tr, bits=bits, percentiles=CLIP_PERCENTILES)
+            elif setting == "trained-uniform-clip":
+                t = featcodec.fit_uniform(tr, bits=bits, percentiles=CLIP_PERCENTILES)
+            elif setting == "trained-ch":
+                t = featcodec.fit_transform(tr, bits=bits, channel_axis=CHANNEL_AXIS[self.family])
+            else:
+                raise ValueError(setting)
+            featcodec.register_transform(t)
+            self._fits[key] = t
+        return self._fits[key]
+
+    def encoder(self, setting: str, bits: int, quality: Any = None) -> Callable[[np.ndarray], bytes]:
+        import featcodec
+
+        if setting == "auto":
+            return lambda x: featcodec.encode(x, bits=bits)
+        if setting == "uniform":
+            return lambda x: featcodec.encode(x, bits=bits, transform="uniform")
+        if setting == "auto-ch":
+            ax = CHANNEL_AXIS[self.family]
+            return lambda x: featcodec.encode(x, transform=featcodec.fit_transform(x, bits=bits, channel_axis=ax))
+        if setting == "hyperprior":
+            return lambda x: featcodec.encode(x, "hyperprior", quality=quality)
+        t = self.fitted(setting, bits)
+        return lambda x: featcodec.encode(x, transform=t, embed_transform=False)
+
+
+def settings_for(family: str, names: list[str]) -> list[tuple[str, str, int, Any]]:
+    """(setting, codec, bits, quality) to run."""
+    import featcodec
+
+    out = []
+    for s in names:
+        if s == "auto-ch" and family != "llm":
+            continue
+        if s == "hyperprior":
+            continue
+        out += [(s, "index", b, "") for b in BITS]
+    if "hyperprior" in names and "hyperprior" in featcodec.available_codecs():
+        for q in hyperprior_qualities():
+            out.append(("hyperprior", "hyperprior", 0, q))
+    return out
+
+
+def hyperprior_qualities() -> list[Any]:
+    try:
+        from featcodec.learned import codec as lc  # type: ignore
+
+        qs = getattr(lc, "QUALITIES", None) or getattr(lc, "qualities", None)
+        if callable(qs):
+            qs = qs("hyperprior")
+        if qs:
+            return list(qs)
+    except Exception:  # noqa: BLE001 - the learned codec is optional
+        pass
+    return list(range(1, 9))
+
+
+# ----------------------------------------------------------------------------- run
+def done_keys(path: Path) -> set[tuple]:
+    if not path.is_file():
+        return set()
+    with open(path, newline="") as f:
+        return {(r["family"], r["input_id"], r["setting"], r["bits"], r["quality"]) for r in csv.DictReader(f)}
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    import featcodec
+    from featcodec.bitstream import read_stream
+    from featcodec.features.extract import load_manifest
+    from featcodec.features.models import load_model
+
+    torch.set_num_threads(args.threads)
+    featcodec.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_keys(out)
+    new = not out.is_file()
+    fh = open(out, "a", newline="")
+    w = csv.DictWriter(fh, FIELDS)
+    if new:
+        w.writeheader()
+        fh.flush()
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    for family in args.families:
+        tap = TAPS[family]
+        entries = sorted(load_manifest(CORPUS, family=family, tap=tap, split="test"), key=lambda e: e["input_id"])
+        entries = entries[: args.n_inputs]
+        todo = settings_for(family, args.settings)
+        work = [(e, s) for e in entries for s in todo
+                if (family, str(int(e["input_id"])), s[0], str(s[2]), str(s[3])) not in done]
+        if not work:
+            continue
+        model = load_model(family)
+        enc = Encoders(family, tap, args.n_train)
+        bar = tqdm(total=len(work), desc=family, file=sys.stderr, mininterval=5) if tqdm else None
+        task_cache: dict[int, tuple[np.ndarray, Task]] = {}
+        for e, (setting, codec, bits, quality) in work:
+            iid = int(e["input_id"])
+            if iid not in task_cache:
+                task_cache.clear()
+                x = np.load(e["path"])
+                task_cache[iid] = (x, Task(family, model, tap, iid, x))
+            x, task = task_cache[iid]
+            row = {"family": family, "tap": tap, "input_id": iid, "setting": setting, "codec": codec,
+                   "bits": bits, "quality": quality, "numel": x.size, "error": ""}
+            t0 = time.perf_counter()
+            try:
+                blob = enc.encoder(setting, bits, quality)(x)
+                y = featcodec.decode(blob)
+                if y.shape != x.shape:
+                    raise RuntimeError(f"decoded shape {y.shape} != {x.shape}")
+                payload = len(read_stream(blob).sections[0])
+                m1, m2, m3 = task.metrics(y)
+                row.update(stream_bytes=len(blob), payload_bytes=payload, bpfp=len(blob) * 8 / x.size,
+                           mse=float(np.mean((y.astype(np.float64) - x) ** 2)), metric=m1, metric2=m2, metric3=m3)
+            except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                row["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            row["seconds"] = round(time.perf_counter() - t0, 3)
+            w.writerow(row)
+            fh.flush()
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+    fh.close()
+
+
+# ----------------------------------------------------------------------------- report
+def load_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in ("bpfp", "mse", "metric", "metric2", "metric3"):
+            r[k] = float(r[k]) if r.get(k) not in (None, "") else math.nan
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """{family: {(setting, bits, quality): summary}} of the rows without errors."""
+    groups: dict = {}
+    seen: set = set()
+    for r in rows:
+        k = (r["family"], r["input_id"], r["setting"], r["bits"], r["quality"])
+        if r["error"] or k in seen:  # errors are listed separately; duplicates counted once
+            continue
+        seen.add(k)
+        groups.setdefault(r["family"], {}).setdefault((r["setting"], r["bits"], r["quality"]), []).append(r)
+    out: dict = {}
+    for fam, g in groups.items():
+        out[fam] = {}
+        for key, rs in g.items():
+            def mean(k: str) -> float:
+                v = np.array([r[k] for r in rs], np.float64)
+                v = v[np.isfinite(v)] if k != "metric" or fam != "latent" else v
+                return float(np.mean(v)) if v.size else math.nan
+            s = {"n": len(rs), "bpfp": mean("bpfp"), "mse": mean("mse"), "metric": mean("metric"),
+                 "metric2": mean("metric2"), "metric3": mean("metric3")}
+            if fam == "llm":  # token-weighted agreement
+                T = np.array([int(r["numel"]) // 576 for r in rs], np.float64)
+                s["metric"] = float(np.sum(T * np.array([r["metric"] for r in rs])) / T.sum())
+            out[fam][key] = s
+    return out
+
+
+def meets(family: str, s: dict, ref: dict) -> bool:
+    """Within 1% of uncompressed (criteria in docs/fidelity.md)."""
+    if family == "llm":
+        return s["metric"] >= 0.99
+    if family == "vit":
+        return s["metric"] >= 0.99 and s["metric3"] >= 0.99
+    if family == "cnn":
+        return s["metric"] >= 0.99
+    if family == "latent":
+        return s["metric2"] >= 0.99 * ref["latent_src_psnr"]
+    raise ValueError(family)
+
+
+def _key_label(key: tuple) -> str:
+    return str(key[2]) if key[0] == "hyperprior" else str(key[1])
+
+
+def _rel(fam: str, s: dict, ref: dict) -> float:
+    """The criterion metric relative to the uncompressed feature's own value."""
+    if fam == "latent":
+        return s["metric2"] / ref["latent_src_psnr"] if "latent_src_psnr" in ref else math.nan
+    return s["metric"] / 1.0  # agreement / cosine of the uncompressed output with itself is 1
+
+
+def report(args: argparse.Namespace) -> None:
+    rows = [r for path in (args.csv or [args.out]) for r in load_rows(Path(path))]
+    summ = summarize(rows)
+    ref = json.loads(Path(args.reference).read_text()) if Path(args.reference).is_file() else {}
+    lines: list[str] = []
+    first: dict = {}
+    order = {s: i for i, s in enumerate(SETTINGS + ("hyperprior",))}
+    for fam in ("llm", "vit", "cnn", "latent"):
+        if fam not in summ:
+            continue
+        names = METRIC_NAMES[fam]
+        n_in = len({r["input_id"] for r in rows if r["family"] == fam})
+        lines += [f"### {fam} {TAPS[fam]} ({n_in} test inputs)", ""]
+        extra = [names[2]] if names[2] != "-" else []
+        cols = ["setting", "bits/q", "BPFP", "MSE", names[0], names[1]] + extra + ["rel. to uncompressed", "within 1%"]
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        keys = sorted(summ[fam], key=lambda k: (order.get(k[0], 99), int(k[1]), str(k[2])))
+        for key in keys:
+            s = summ[fam][key]
+            ok = meets(fam, s, ref) if (fam != "latent" or "latent_src_psnr" in ref) else False
+            s["ok"] = ok
+            n_note = "" if s["n"] == n_in else f" (n={s['n']})"
+            vals = [key[0] + n_note, _key_label(key), f"{s['bpfp']:.3f}", f"{s['mse']:.4g}", f"{s['metric']:.4f}",
+                    f"{s['metric2']:.4f}"] + ([f"{s['metric3']:.4f}"] if extra else []) + [f"{_rel(fam, s, ref):.4f}", "yes" if ok else ""]
+            lines.append("| " + " | ".join(vals) + " |")
+        # lowest rate from which the criterion holds at every higher rate of the setting
+        by: dict = {}
+        for key in keys:
+            by.setdefault(key[0], []).append((summ[fam][key]["bpfp"], key, summ[fam][key]["ok"]))
+        for setting, pts in by.items():
+            pts.sort()
+            lo = None
+            for i in range(len(pts)):
+                if all(p[2] for p in pts[i:]):
+                    lo = pts[i]
+                    break
+            first_ok = next((p for p in pts if p[2]), None)
+            first.setdefault(fam, {})[setting] = (lo, first_ok)
+        lines.append("")
+    lines += ["### Lowest rate within 1% of uncompressed, per setting", "",
+              "`stable`: the lowest rate from which every higher rate of the setting also meets the "
+              "criterion; `first`: the lowest rate that meets it at all.", "",
+              "| family | setting | stable: bits/q | stable: BPFP | first: bits/q | first: BPFP | <= 2 BPFP (stable) |",
+              "|---|---|---|---|---|---|---|"]
+    for fam, d in first.items():
+        for setting, (lo, fo) in sorted(d.items(), key=lambda kv: kv[1][0][0] if kv[1][0] else 1e9):
+            f = lambda p, i: (_key_label(p[1]) if i == 0 else f"{p[0]:.3f}") if p else "never"
+            lines.append(f"| {fam} | {setting} | {f(lo, 0)} | {f(lo, 1)} | {f(fo, 0)} | {f(fo, 1)} | "
+                         f"{'yes' if lo and lo[0] <= 2 else 'no'} |")
+    errs = [r for r in rows if r["error"]]
+    lines += ["", f"Rows with errors: {len(errs)}."]
+    for r in errs[:20]:
+        lines.append(f"- {r['family']} {r['input_id']} {r['setting']} bits={r['bits']}: {r['error']}")
+    text = "\n".join(lines) + "\n"
+    Path(args.tables).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.tables).write_text(text)
+    print(text)
+    plot(summ, Path(args.plot))
+
+
+def plot(summ: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = [f for f in ("llm", "vit", "cnn", "latent") if f in summ]
+    fig, axes = plt.subplots(1, len(fams), figsize=(4.6 * len(fams), 4), squeeze=False)
+    for ax, fam in zip(axes[0], fams):
+        by: dict = {}
+        for key, s in summ[fam].items():
+            by.setdefault(key[0], []).append((s["bpfp"], s["metric"] if fam != "latent" else s["metric2"]))
+        for setting, pts in sorted(by.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=3, label=setting)
+        ax.axvline(2.0, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlabel("BPFP (whole stream)")
+        ax.set_ylabel(METRIC_NAMES[fam][0] if fam != "latent" else METRIC_NAMES[fam][1])
+        ax.set_title(f"{fam} {TAPS[fam]}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def reference(args: argparse.Namespace) -> None:
+    """Uncompressed numbers: the latent decode's PSNR vs the source image, and checks that
+    rest(uncompressed tap) reproduces the full model (cnn top-1)."""
+    import torch
+
+    from featcodec.features.extract import load_manifest
+    from featcodec.features.models import load_model
+
+    torch.set_num_threads(args.threads)
+    out: dict = {}
+    m = load_model("latent")
+    es = sorted(load_manifest(CORPUS, family="latent", tap="latent256", split="test"), key=lambda e: e["input_id"])[: args.n_inputs]
+    ps = []
+    for e in es:
+        x = np.load(e["path"])
+        img = np.clip(_np(m.rest("latent256", x)), 0, 1)
+        ps.append(_psnr(img, _np(m.image_tensor(int(e["input_id"]), 256))))
+    out["latent_src_psnr"] = float(np.mean(ps))
+    out["latent_src_psnr_per_input"] = ps
+    Path(args.reference).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.reference).write_text(json.dumps(out, indent=1))
+    print(json.dumps({"latent_src_psnr": out["latent_src_psnr"]}))
+
+
+def llm_outlier(args: argparse.Namespace) -> None:
+    """Where the LLM hidden15 error goes: token 0 (the massive activation) vs the others, and
+    how many of the transform's levels the outlier takes, per setting and bits (no model run)."""
+    import featcodec
+    from featcodec.features.extract import load_manifest
+
+    es = sorted(load_manifest(CORPUS, family="llm", tap="hidden15", split="test"), key=lambda e: e["input_id"])[: args.n_inputs]
+    xs = [np.load(e["path"]) for e in es]
+    enc = Encoders("llm", "hidden15", args.n_train)
+    print("| setting | bits | BPFP | MSE token 0 | MSE tokens 1.. | levels with \\|v\\| > 1000 | token-0 ch.507 decoded / true |")
+    print("|---|---|---|---|---|---|---|")
+    for setting in ("auto", "trained", "trained-clip", "trained-ch"):
+        for b in (2, 4, 6, 8):
+            f = enc.encoder(setting, b)
+            r = []
+            for x in xs:
+                blob = f(x)
+                y = featcodec.decode(blob).astype(np.float64)
+                d = (y - x) ** 2
+                h = featcodec.header(blob)
+                r.append((len(blob) * 8 / x.size, d[:, 0].mean(), d[:, 1:].mean(), y[0, 0, 507] / x[0, 0, 507]))
+            t = enc.fitted(setting, b) if setting != "auto" else featcodec.fit_transform(xs[0], bits=b)
+            lv = np.asarray(t.levels)
+            big = int((np.abs(lv) > 1000).sum()) if lv.ndim == 1 else int((np.abs(lv) > 1000).any(axis=0).sum())
+            m = np.mean(r, axis=0)
+            print(f"| {setting} | {b} | {m[0]:.3f} | {m[1]:.4g} | {m[2]:.4g} | {big}{' (input 0)' if setting == 'auto' else ''} | {m[3]:.4f} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("command", choices=("run", "report", "reference", "llm-outlier"))
+    p.add_argument("--families", nargs="+", default=list(TAPS), choices=list(TAPS))
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS) + ["hyperprior"])
+    p.add_argument("--n-inputs", type=int, default=24, help="test inputs per family (default all 24)")
+    p.add_argument("--n-train", type=int, default=10, help="train features for the trained transforms")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--csv", nargs="+", help="report: the CSV files to read (default --out)")
+    p.add_argument("--reference", default=str(ROOT / "benchmarks" / "results" / "task_fidelity_reference.json"))
+    p.add_argument("--tables", default=str(ROOT / "benchmarks" / "results" / "task_fidelity_tables.md"))
+    p.add_argument("--plot", default=str(ROOT / "docs" / "img" / "task_fidelity.png"))
+    args = p.parse_args(argv)
+    {"run": run, "report": report, "reference": reference, "llm-outlier": llm_outlier}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
