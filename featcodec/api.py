@@ -143,26 +143,29 @@ def encode(
         idx = idx.cpu().numpy()
     plane, info = pack(idx, layout)
     plane = np.ascontiguousarray(plane)
-    for k, v in (("quality", quality), ("target_bpfp", target_bpfp)):
-        if v is not None:
-            params[k] = v
-    try:
-        payload, cparams = codec_obj.encode_plane(plane, t.bits, **params)
-    except TypeError as e:
-        raise InputError(f"codec {codec!r} rejected its parameters {sorted(params)}: {e}") from None
     tinfo, tsections = _transform_fields(t, bool(embed_transform))
-    sections = {"payload": bytes(payload), **tsections}
     head = {
         "codec": codec,
-        "codec_params": cparams,
+        "codec_params": {},
         "bits": t.bits,
         "transform": tinfo,
         "pack": info.to_dict(),
         "dtype": origin.dtype,
         "shape": list(info.shape),
         "framework": origin.framework,
-        "sections": list(sections),
+        "sections": ["payload", *tsections],
     }
+    for k, v in (("quality", quality), ("target_bpfp", target_bpfp)):
+        if v is not None:
+            params[k] = v
+    if target_bpfp is not None:  # the rate target counts the whole stream, not the payload
+        params["overhead_bytes"] = len(bitstream.write_stream(head, [b"", *tsections.values()]))
+    try:
+        payload, head["codec_params"] = codec_obj.encode_plane(plane, t.bits, **params)
+    except TypeError as e:
+        params.pop("overhead_bytes", None)
+        raise InputError(f"codec {codec!r} rejected its parameters {sorted(params)}: {e}") from None
+    sections = {"payload": bytes(payload), **tsections}
     return bitstream.write_stream(head, list(sections.values()))
 
 

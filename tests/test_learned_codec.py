@@ -50,12 +50,31 @@ def test_round_trip_any_shape(shape):
 def test_rate_grows_with_quality_and_target_picks_a_fitting_one():
     c = lc.HyperpriorCodec()
     p = _plane(128, 192, seed=3)
-    sizes = [len(c.encode_plane(p, 8, quality=q)[0]) for q in QS]
+
+    def size(payload, params):  # the payload and what its params add to the header
+        return len(payload) + len(json.dumps(params, separators=(",", ":"))) - 2
+
+    sizes = [size(*c.encode_plane(p, 8, quality=q)) for q in QS]
     assert sizes[-1] > sizes[0]
     target = 8 * sizes[len(sizes) // 2] / p.size
     payload, params = c.encode_plane(p, 8, target_bpfp=target)
-    assert 8 * len(payload) / p.size <= target
+    assert 8 * size(payload, params) / p.size <= target
     assert params["quality"] >= QS[len(QS) // 2]
+
+
+def test_target_bpfp_counts_the_whole_stream():
+    """encode(target_bpfp=t) returns exactly the stream of the highest quality whose whole
+    stream (container, header, embedded transform, payload) fits in t bits per value."""
+    x = np.cumsum(np.random.default_rng(4).standard_normal((1, 32, 24, 40)), -1).astype(np.float32)
+    t = featcodec.fit_transform(x)
+    sizes = {q: len(featcodec.encode(x, "hyperprior", transform=t, quality=q)) for q in QS}
+    mid = QS[len(QS) // 2]
+    target = 8 * sizes[mid] / x.size
+    blob = featcodec.encode(x, "hyperprior", transform=t, target_bpfp=target)
+    q = featcodec.header(blob)["codec_params"]["quality"]
+    assert len(blob) == sizes[q] and 8 * len(blob) / x.size <= target and q >= mid
+    lowest = featcodec.encode(x, "hyperprior", transform=t, target_bpfp=1e-3)
+    assert len(lowest) == sizes[QS[0]]  # nothing fits: the lowest quality
 
 
 def test_planes_not_multiple_of_64_have_no_padding_artefacts():
