@@ -159,11 +159,13 @@ def encode(
         if v is not None:
             params[k] = v
     if target_bpfp is not None:  # the rate target counts the whole stream, not the payload
-        params["overhead_bytes"] = len(bitstream.write_stream(head, [b"", *tsections.values()]))
+        lengths = [len(sec) for sec in tsections.values()]
+        params["stream_size"] = lambda n, cparams: bitstream.stream_size(
+            {**head, "codec_params": cparams}, [n, *lengths])
     try:
         payload, head["codec_params"] = codec_obj.encode_plane(plane, t.bits, **params)
     except TypeError as e:
-        params.pop("overhead_bytes", None)
+        params.pop("stream_size", None)
         raise InputError(f"codec {codec!r} rejected its parameters {sorted(params)}: {e}") from None
     sections = {"payload": bytes(payload), **tsections}
     return bitstream.write_stream(head, list(sections.values()))

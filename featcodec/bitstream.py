@@ -25,12 +25,32 @@ from typing import Any, Sequence
 from .errors import ChecksumError, FormatError, TruncatedError, VersionError
 from .limits import MAX_ELEMENTS, MAX_HEADER_BYTES, MAX_NDIM, MAX_SECTIONS
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "Stream", "write_stream", "read_stream", "header", "validate_header"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "HEADER_TOKENS", "Stream", "write_stream", "stream_size", "read_stream",
+           "header", "validate_header"]
 
 MAGIC = b"\x89FCODEC\n"
-FORMAT_VERSION = 1
-_FIXED = struct.Struct("<8sHHII")  # magic, version, flags, header length, section count
+FORMAT_VERSION = 2
+_PREFIX = struct.Struct("<8sHH")  # magic, version, flags
+_FIXED_V1 = struct.Struct("<8sHHII")  # version 1: ..., u32 header length, u32 section count
 _CRC = struct.Struct("<I")
+# Version 2 stores the compact ASCII JSON header with each of these fragments replaced
+# by one byte, 0x80 + its index (JSON written with ensure_ascii never has such bytes).
+# Greedy longest match, so encoding is deterministic; part of the format: changing the
+# table means a new format version.
+HEADER_TOKENS = (
+    '{"bits":', ',"codec":"', 'index"', 'hyperprior"', 'elic"', 'raw"',
+    ',"codec_params":{', '"model":"', '","quality":', ',"rans":"featcodec"}', '},"dtype":"',
+    'float32"', 'float16"', 'bfloat16"', 'float64"', ',"framework":"', 'numpy"', 'torch"',
+    ',"pack":{', '"grid":[', '],"layout":"', '"layout":"', 'mosaic"', 'plane"', 'tokens"',
+    'kv"', 'vit"', 'flat"', ',"shape":[', ']},"sections":["payload"', ',"levels"',
+    ',"thresholds"', '],"shape":[', '],"transform":{"channel_axis":',
+    'null,"channels":null', ',"channels":', ',"embedded":', 'true', 'false', ',"id":"',
+    '","thresholds":', '}}', 'null',
+)
+_TOKEN_BYTES = tuple(t.encode() for t in HEADER_TOKENS)
+_TOKENS_BY_FIRST: dict[int, list[tuple[bytes, int]]] = {}
+for _i, _t in sorted(enumerate(_TOKEN_BYTES), key=lambda it: -len(it[1])):
+    _TOKENS_BY_FIRST.setdefault(_t[0], []).append((_t, 0x80 + _i))
 _FRAMEWORKS = ("numpy", "torch")
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 _HEADER_KEYS = {
@@ -56,6 +76,74 @@ class Stream:
     sections: list[memoryview]
 
 
+def _compress_header(js: bytes) -> bytes:
+    """Replace :data:`HEADER_TOKENS` in ASCII JSON by their bytes (greedy longest match)."""
+    out = bytearray()
+    i, n = 0, len(js)
+    while i < n:
+        for tok, code in _TOKENS_BY_FIRST.get(js[i], ()):
+            if js.startswith(tok, i):
+                out.append(code)
+                i += len(tok)
+                break
+        else:
+            out.append(js[i])
+            i += 1
+    return bytes(out)
+
+
+def _expand_header(b: bytes) -> bytes:
+    """Inverse of :func:`_compress_header`; bounded by ``MAX_HEADER_BYTES``."""
+    out = bytearray()
+    for c in b:
+        if c < 0x80:
+            out.append(c)
+        elif c - 0x80 < len(_TOKEN_BYTES):
+            out += _TOKEN_BYTES[c - 0x80]
+        else:
+            raise FormatError(f"featcodec stream header has the unknown token byte 0x{c:02x}: corrupt.")
+        if len(out) > MAX_HEADER_BYTES:
+            raise FormatError(f"featcodec stream header expands beyond {MAX_HEADER_BYTES} bytes: corrupt.")
+    return bytes(out)
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _read_varint(v: memoryview, pos: int, what: str) -> tuple[int, int]:
+    """An unsigned LEB128 of at most 9 bytes (< 2**63) at ``pos``; returns (value, next pos)."""
+    value = 0
+    for k in range(9):
+        if pos + k >= len(v):
+            raise TruncatedError(f"featcodec stream truncated inside the {what}.")
+        byte = v[pos + k]
+        value |= (byte & 0x7F) << (7 * k)
+        if not byte & 0x80:
+            if byte == 0 and k > 0:
+                raise FormatError(f"featcodec stream has a non-minimal varint as the {what}: corrupt.")
+            return value, pos + k + 1
+    raise FormatError(f"featcodec stream has an overlong varint as the {what}: corrupt.")
+
+
+def _encode_header(header: dict[str, Any]) -> bytes:
+    js = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    if len(js) > MAX_HEADER_BYTES:
+        raise FormatError(f"stream header of {len(js)} bytes exceeds {MAX_HEADER_BYTES}.")
+    return _compress_header(js.encode("ascii"))
+
+
+def _frame(hbytes: bytes, lengths: Sequence[int]) -> bytes:
+    """Everything before the sections: prefix, header length, section lengths, header."""
+    return b"".join([_PREFIX.pack(MAGIC, FORMAT_VERSION, 0), _varint(len(hbytes)), _varint(len(lengths)),
+                     *map(_varint, lengths), hbytes])
+
+
 def write_stream(header: dict[str, Any], sections: Sequence[bytes | bytearray | memoryview]) -> bytes:
     """Serialise ``header`` (a JSON-able dict) and ``sections`` into one stream.
 
@@ -63,17 +151,15 @@ def write_stream(header: dict[str, Any], sections: Sequence[bytes | bytearray | 
     """
     if len(sections) > MAX_SECTIONS:
         raise FormatError(f"a stream holds at most {MAX_SECTIONS} sections.")
-    hbytes = json.dumps(header, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-    if len(hbytes) > MAX_HEADER_BYTES:
-        raise FormatError(f"stream header of {len(hbytes)} bytes exceeds {MAX_HEADER_BYTES}.")
-    parts = [
-        _FIXED.pack(MAGIC, FORMAT_VERSION, 0, len(hbytes), len(sections)),
-        hbytes,
-        struct.pack(f"<{len(sections)}Q", *(len(memoryview(s).cast("B")) for s in sections)),
-        *sections,
-    ]
-    body = b"".join(parts)
+    lengths = [len(memoryview(s).cast("B")) for s in sections]
+    body = b"".join([_frame(_encode_header(header), lengths), *sections])
     return body + _CRC.pack(zlib.crc32(body))
+
+
+def stream_size(header: dict[str, Any], section_lengths: Sequence[int]) -> int:
+    """Bytes :func:`write_stream` would return for ``header`` and sections of these lengths
+    (for rate targets: no payload needs to be copied or checksummed)."""
+    return len(_frame(_encode_header(header), section_lengths)) + sum(section_lengths) + _CRC.size
 
 
 def _as_view(blob: Any) -> memoryview:
@@ -107,9 +193,9 @@ def read_stream(blob: bytes | bytearray | memoryview) -> Stream:
             "this is not a featcodec stream (bad magic bytes); pass the bytes featcodec.encode "
             "returned, unchanged (open files in binary mode)."
         )
-    if n < _FIXED.size:
-        raise TruncatedError(f"featcodec stream truncated to {n} bytes (the fixed part needs {_FIXED.size}).")
-    _, version, flags, hlen, nsec = _FIXED.unpack_from(v, 0)
+    if n < _PREFIX.size:
+        raise TruncatedError(f"featcodec stream truncated to {n} bytes (the fixed part needs {_PREFIX.size}).")
+    _, version, flags = _PREFIX.unpack_from(v, 0)
     if version > FORMAT_VERSION:
         raise VersionError(
             f"this stream uses featcodec format version {version}; this featcodec reads up to "
@@ -119,17 +205,35 @@ def read_stream(blob: bytes | bytearray | memoryview) -> Stream:
         raise FormatError("featcodec stream has format version 0, which does not exist: the stream is corrupt.")
     if flags != 0:
         raise FormatError(f"featcodec stream has unknown flags 0x{flags:04x}: corrupt, or written by a newer featcodec.")
+    if version == 1:
+        if n < _FIXED_V1.size:
+            raise TruncatedError(f"featcodec stream truncated to {n} bytes (the fixed part needs {_FIXED_V1.size}).")
+        _, _, _, hlen, nsec = _FIXED_V1.unpack_from(v, 0)
+        pos = _FIXED_V1.size
+    else:
+        hlen, pos = _read_varint(v, _PREFIX.size, "header length")
+        nsec, pos = _read_varint(v, pos, "section count")
     if hlen > MAX_HEADER_BYTES:
         raise FormatError(f"featcodec stream claims a {hlen}-byte header (at most {MAX_HEADER_BYTES}): corrupt.")
     if nsec > MAX_SECTIONS:
         raise FormatError(f"featcodec stream claims {nsec} sections (at most {MAX_SECTIONS}): corrupt.")
-    pos = _FIXED.size
-    need = pos + hlen + 8 * nsec
-    if n < need + _CRC.size:
-        raise TruncatedError(f"featcodec stream truncated: {n} bytes, but its header alone needs {need + _CRC.size}.")
-    hbytes = v[pos : pos + hlen]
-    lengths = struct.unpack_from(f"<{nsec}Q", v, pos + hlen)
-    pos = need
+    if version == 1:  # the header, then u64 section lengths
+        if n < pos + hlen + 8 * nsec + _CRC.size:
+            raise TruncatedError(f"featcodec stream truncated: {n} bytes, but its header alone needs "
+                                 f"{pos + hlen + 8 * nsec + _CRC.size}.")
+        hbytes = bytes(v[pos : pos + hlen])
+        lengths = list(struct.unpack_from(f"<{nsec}Q", v, pos + hlen))
+        pos += hlen + 8 * nsec
+    else:  # varint section lengths, then the token-compressed header
+        lengths = []
+        for i in range(nsec):
+            length, pos = _read_varint(v, pos, f"length of section {i}")
+            lengths.append(length)
+        if n < pos + hlen + _CRC.size:
+            raise TruncatedError(f"featcodec stream truncated: {n} bytes, but its header alone needs "
+                                 f"{pos + hlen + _CRC.size}.")
+        hbytes = bytes(v[pos : pos + hlen])
+        pos += hlen
     total = pos + sum(lengths) + _CRC.size
     if n < total:
         raise TruncatedError(f"featcodec stream truncated: {n} bytes of {total}. Was the transfer cut short?")
@@ -139,7 +243,9 @@ def read_stream(blob: bytes | bytearray | memoryview) -> Stream:
     if zlib.crc32(v[: n - _CRC.size]) != crc:
         raise ChecksumError("featcodec stream checksum mismatch: the bytes were corrupted after encoding.")
     try:
-        h = json.loads(bytes(hbytes).decode("utf-8"), parse_constant=_reject_constant)
+        if version >= 2:
+            hbytes = _expand_header(hbytes)
+        h = json.loads(hbytes.decode("utf-8"), parse_constant=_reject_constant)
     except FormatError:
         raise
     except (ValueError, UnicodeDecodeError, RecursionError) as e:

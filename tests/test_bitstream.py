@@ -1,12 +1,13 @@
 """The stream container: round trip, every defect class raises its documented error."""
 
+import json
 import struct
 import zlib
 
 import pytest
 
 import featcodec
-from featcodec.bitstream import FORMAT_VERSION, MAGIC, read_stream, write_stream
+from featcodec.bitstream import FORMAT_VERSION, HEADER_TOKENS, MAGIC, read_stream, write_stream
 from featcodec.limits import MAX_HEADER_BYTES, MAX_SECTIONS
 
 HEADER = {"codec": "test", "values": [1, 2.5, "x"]}
@@ -21,23 +22,73 @@ def _recrc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+def _varint(v: int) -> bytes:  # unsigned LEB128, written independently of the library
+    out = b""
+    while True:
+        out += bytes([(v & 0x7F) | (0x80 if v >= 0x80 else 0)])
+        v >>= 7
+        if not v:
+            return out
+
+
+def _v2(header: bytes, lengths, sections=b"", version=FORMAT_VERSION) -> bytes:
+    """A version-2 stream built by hand from docs/format.md (header bytes as given)."""
+    body = (MAGIC + struct.pack("<HH", version, 0) + _varint(len(header)) + _varint(len(lengths))
+            + b"".join(map(_varint, lengths)) + header + sections)
+    return _recrc(body)
+
+
+def _v1(header: bytes, lengths, sections=b"") -> bytes:
+    """A version-1 stream: u32 header length and section count, JSON, u64 lengths."""
+    return _recrc(MAGIC + struct.pack("<HHII", 1, 0, len(header), len(lengths)) + header
+                  + struct.pack(f"<{len(lengths)}Q", *lengths) + sections)
+
+
 def test_round_trip_and_layout():
     blob = _blob()
     s = read_stream(blob)
-    assert s.version == FORMAT_VERSION and s.header == HEADER
+    assert s.version == FORMAT_VERSION == 2 and s.header == HEADER
     assert [bytes(x) for x in s.sections] == SECTIONS
-    # documented layout: magic, u16 version, u16 flags, u32 header length, u32 section count
-    assert blob[:8] == MAGIC == b"\x89FCODEC\n"
-    version, flags, hlen, nsec = struct.unpack_from("<HHII", blob, 8)
-    assert (version, flags, nsec) == (FORMAT_VERSION, 0, 3)
-    assert blob[20 : 20 + hlen] == b'{"codec":"test","values":[1,2.5,"x"]}'
-    lengths = struct.unpack_from("<3Q", blob, 20 + hlen)
-    assert list(lengths) == [len(x) for x in SECTIONS]
-    assert struct.unpack("<I", blob[-4:])[0] == zlib.crc32(blob[:-4])
-    assert len(blob) == 20 + hlen + 24 + sum(lengths) + 4
+    # documented layout: magic, u16 version, u16 flags, varint header length, varint
+    # section count, varint section lengths, the header, the sections, CRC-32
+    js = b'{"codec":"test","values":[1,2.5,"x"]}'  # no token of the table occurs in it
+    assert blob == _v2(js, [len(x) for x in SECTIONS], b"".join(SECTIONS))
     # memoryview and bytearray inputs read the same
     assert read_stream(bytearray(blob)).header == HEADER
     assert read_stream(memoryview(blob)).header == HEADER
+
+
+def _read_varint(b: bytes, pos: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        v |= (b[pos] & 0x7F) << shift
+        shift += 7
+        pos += 1
+        if b[pos - 1] < 0x80:
+            return v, pos
+
+
+def test_header_tokens_shrink_a_real_header_and_round_trip():
+    import numpy as np
+
+    x = np.linspace(-1, 1, 960, dtype=np.float32).reshape(1, 6, 10, 16)
+    blob = featcodec.encode(x, transform=featcodec.fit_transform(x, bits=4), embed_transform=False)
+    js = json.dumps(read_stream(blob).header, sort_keys=True, separators=(",", ":")).encode()
+    hlen, pos = _read_varint(blob, 12)
+    nsec, pos = _read_varint(blob, pos)
+    for _ in range(nsec):
+        _, pos = _read_varint(blob, pos)
+    packed = blob[pos : pos + hlen]
+    # expand by the documented rule: byte 0x80 + i stands for HEADER_TOKENS[i]
+    expanded = b"".join(HEADER_TOKENS[c - 0x80].encode() if c >= 0x80 else bytes([c]) for c in packed)
+    assert expanded == js
+    assert hlen < len(js) / 2, (hlen, len(js))
+
+
+def test_version_1_streams_still_read():
+    js = b'{"codec":"test","values":[1,2.5,"x"]}'
+    s = read_stream(_v1(js, [len(x) for x in SECTIONS], b"".join(SECTIONS)))
+    assert s.version == 1 and s.header == HEADER and [bytes(x) for x in s.sections] == SECTIONS
 
 
 def test_writing_is_deterministic():
@@ -90,23 +141,45 @@ def test_checksum_error():
         read_stream(bytes(blob))
 
 
-def test_caps_are_enforced_before_allocation():
-    huge_header = MAGIC + struct.pack("<HHII", FORMAT_VERSION, 0, MAX_HEADER_BYTES + 1, 0)
+@pytest.mark.parametrize("make", [_v1, _v2])
+def test_caps_are_enforced_before_allocation(make):
+    big = make(b"{}", [])
+    huge = bytearray(big)  # header length claimed beyond the cap
+    if make is _v1:
+        struct.pack_into("<I", huge, 12, MAX_HEADER_BYTES + 1)
+        huge = bytes(huge)
+    else:
+        huge = MAGIC + struct.pack("<HH", FORMAT_VERSION, 0) + _varint(MAX_HEADER_BYTES + 1) + bytes(8)
     with pytest.raises(featcodec.FormatError, match="header"):
-        read_stream(huge_header + bytes(8))
-    many = MAGIC + struct.pack("<HHII", FORMAT_VERSION, 0, 2, MAX_SECTIONS + 1)
+        read_stream(huge)
     with pytest.raises(featcodec.FormatError, match="sections"):
-        read_stream(many + b"{}" + bytes(8 * (MAX_SECTIONS + 1)) + bytes(4))
-    # a section length of 2**64 - 1 is checked against the bytes present, not allocated
-    body = MAGIC + struct.pack("<HHII", FORMAT_VERSION, 0, 2, 1) + b"{}" + struct.pack("<Q", 2**64 - 1)
+        read_stream(make(b"{}", [0] * (MAX_SECTIONS + 1)))
+    # a section length of 2**63 - 1 is checked against the bytes present, not allocated
     with pytest.raises(featcodec.TruncatedError):
+        read_stream(make(b"{}", [2**63 - 1]))
+
+
+@pytest.mark.parametrize("varint", [b"\x80" * 9 + b"\x01", b"\x81\x00"])
+def test_overlong_or_non_minimal_varints_are_format_errors(varint):
+    body = MAGIC + struct.pack("<HH", FORMAT_VERSION, 0) + varint + b"\x00" + b"{}"
+    with pytest.raises(featcodec.FormatError, match="varint"):
         read_stream(_recrc(body))
 
 
+def test_unknown_header_token_is_a_format_error():
+    with pytest.raises(featcodec.FormatError, match="token"):
+        read_stream(_v2(b"{\xff}", []))
+
+
+def test_header_expanding_beyond_the_cap_is_a_format_error():
+    longest = max(range(len(HEADER_TOKENS)), key=lambda i: len(HEADER_TOKENS[i]))
+    bomb = bytes([0x80 + longest]) * (MAX_HEADER_BYTES // len(HEADER_TOKENS[longest]) + 1)
+    with pytest.raises(featcodec.FormatError, match="expands"):
+        read_stream(_v2(bomb, []))
+
+
+@pytest.mark.parametrize("make", [_v1, _v2])
 @pytest.mark.parametrize("text", [b"[1,", b"\xff\xfe", b"NaN", b"[" * 100000 + b"]" * 100000])
-def test_bad_json_with_valid_checksum(text):
-    body = MAGIC + struct.pack("<HHII", FORMAT_VERSION, 0, len(text), 0) + text
-    if len(text) > MAX_HEADER_BYTES:
-        pytest.skip("too large")
+def test_bad_json_with_valid_checksum(make, text):
     with pytest.raises(featcodec.FormatError):
-        read_stream(_recrc(body))
+        read_stream(make(text, []))

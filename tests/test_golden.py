@@ -32,6 +32,21 @@ def test_golden_stream_decodes_bit_exactly(name):
     assert tuple(y.shape) == x.shape
 
 
+OLD = {v.name: json.loads((v / "manifest.json").read_text()) for v in sorted(GOLDEN.glob("v*"))}
+
+
+@pytest.mark.parametrize("version,name", [(v, n) for v, m in OLD.items() for n in sorted(m)])
+def test_streams_of_older_format_versions_still_decode(version, name):
+    """Streams written by earlier featcodec releases stay readable, bit-exactly."""
+    folder = GOLDEN / version
+    blob = (folder / f"{name}.fcs").read_bytes()
+    case = OLD[version][name]
+    assert hashlib.sha256(blob).hexdigest() == case["stream_sha256"], "the golden file itself changed"
+    assert featcodec.header(blob)["format_version"] == int(version[1:])
+    y = featcodec.decode(blob)
+    assert hashlib.sha256(make_golden.decoded_bytes(y)).hexdigest() == case["decoded_sha256"]
+
+
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_reencoding_reproduces_the_golden_stream(name):
     """Format and pipeline: the same input and transform give the same bytes."""

@@ -1,5 +1,6 @@
 """Write the golden streams in tests/data/golden/ (run only when the format changes on
-purpose, and bump the format version then).
+purpose, and bump the format version then: first move the previous version's files to
+tests/data/golden/v<N>/, which tests/test_golden.py keeps decoding).
 
     PYTHONPATH=$PWD python tools/make_golden.py
 

@@ -2,7 +2,7 @@
 # Train the shipped learned codecs: one model at a middle lambda, then chains of short
 # fine-tunes towards higher and lower rates, each starting from its neighbour's
 # checkpoint (a small move per stage). INPUT=dtufc (the transform) or caufc (baseline).
-# Usage: INPUT=dtufc MAIN_STEPS=5000 FT_STEPS=1400 tools/train_learned.sh
+# Usage: INPUT=dtufc MAIN_STEPS=4000 FT_STEPS=1000 tools/train_learned.sh
 # Every stage resumes from its own checkpoint if rerun.
 set -euo pipefail
 PY=${PY:-/work/venv/bin/python}
@@ -13,8 +13,8 @@ ARCH=${ARCH:-hyperprior}
 MAIN_LMBDA=${MAIN_LMBDA:-0.006}
 UP_LMBDAS=${UP_LMBDAS:-"0.02 0.06 0.15"}   # fine-tune chain towards higher rates
 DOWN_LMBDAS=${DOWN_LMBDAS:-"0.002 0.0005"}  # and towards lower rates
-MAIN_STEPS=${MAIN_STEPS:-5000}
-FT_STEPS=${FT_STEPS:-1400}
+MAIN_STEPS=${MAIN_STEPS:-4000}
+FT_STEPS=${FT_STEPS:-1000}
 LR=${LR:-3e-4}
 FT_LR=${FT_LR:-1e-4}
 FAMILIES=${FAMILIES:-llm,vit,cnn,latent}

@@ -30,7 +30,7 @@ class IndexCodec:
 
         if params:
             raise InputError(
-                f"codec 'index' takes no parameters besides bits (got {sorted(set(params) - {'overhead_bytes'})}); "
+                f"codec 'index' takes no parameters besides bits (got {sorted(set(params) - {'stream_size'})}); "
                 "lower bits for a smaller stream, or choose a learned codec for quality/target_bpfp."
             )
         return encode_symbols(np.ascontiguousarray(plane).reshape(-1)), {}

@@ -28,7 +28,7 @@ import struct
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -189,13 +189,13 @@ class HyperpriorCodec:
         return plane
 
     def encode_plane(self, plane: np.ndarray, bits: int = 8, *, quality: int | None = None,
-                     target_bpfp: float | None = None, overhead_bytes: int = 0,
+                     target_bpfp: float | None = None,
+                     stream_size: Callable[[int, dict], int] | None = None,
                      **_: Any) -> tuple[bytes, dict]:
         """Plane of indices -> (payload, params). ``target_bpfp`` picks the highest
-        quality whose stream stays within that many bits per value: the payload, plus
-        ``overhead_bytes`` (the rest of the container, which :func:`featcodec.encode`
-        measures) plus the params' own JSON in the header; the lowest quality if none
-        fits."""
+        quality whose stream stays within that many bits per value (the lowest quality if
+        none fits): the whole stream as ``stream_size(payload length, params)`` counts it
+        (:func:`featcodec.encode` passes it), else the payload alone."""
         import torch
 
         plane = self._check_plane(plane, bits)
@@ -208,7 +208,8 @@ class HyperpriorCodec:
         if target_bpfp is not None:
             if not target_bpfp > 0:
                 raise InputError("target_bpfp must be a positive number of bits per value")
-            return self._search(xp, plane.size, float(target_bpfp), qs, int(overhead_bytes))
+            return self._search(xp, plane.size, float(target_bpfp), qs,
+                                stream_size or (lambda n, _params: n))
         if quality is None:
             quality = qs[len(qs) // 2]
         return self._encode(xp, int(quality))
@@ -220,15 +221,13 @@ class HyperpriorCodec:
                                                    "rans": rans_backend.BACKEND}
 
     def _search(self, xp, n: int, target: float, qs: list[int],
-                overhead: int) -> tuple[bytes, dict]:
+                stream_size: Callable[[int, dict], int]) -> tuple[bytes, dict]:
         lo, hi = 0, len(qs) - 1
         best = None
         while lo <= hi:  # rate grows with quality: binary search the highest that fits
             mid = (lo + hi) // 2
             payload, params = self._encode(xp, qs[mid])
-            # The header's compact JSON grows by the params' JSON minus the "{}" it had.
-            size = len(payload) + overhead + len(json.dumps(params, separators=(",", ":"))) - 2
-            if 8 * size / n <= target:
+            if 8 * stream_size(len(payload), params) / n <= target:
                 best = (payload, params)
                 lo = mid + 1
             else:
