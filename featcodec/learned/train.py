@@ -54,7 +54,7 @@ def _seed_all(seed: int) -> None:
 
 
 def train(corpus: str, out: str, *, lmbda: float = 0.004, steps: int = 20000,
-          arch: str = "hyperprior", N: int = 64, M: int = 64, input: str = "dtufc",
+          arch: str = "hyperprior", N: int = 48, M: int = 192, input: str = "dtufc",
           batch: int = 8, crop: int = 128, lr: float = 1e-4, aux_lr: float = 1e-3,
           lr_drop_at: float = 0.9, seed: int = 0, threads: int = 1,
           families: Sequence[str] = ("llm", "vit", "cnn", "latent"),
@@ -188,8 +188,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--lmbda", type=float, default=0.004)
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--arch", choices=("hyperprior", "elic"), default="hyperprior")
-    p.add_argument("--N", type=int, default=64)
-    p.add_argument("--M", type=int, default=64)
+    p.add_argument("--N", type=int, default=48, help="hidden width (shipped: 48)")
+    p.add_argument("--M", type=int, default=192, help="latent channels (shipped: 192)")
     p.add_argument("--input", choices=("dtufc", "caufc"), default="dtufc",
                    help="dtufc: Lloyd-Max transform indices/255; caufc: clip + min-max")
     p.add_argument("--batch", type=int, default=8)
