@@ -30,7 +30,8 @@ Rate settings (``index`` codec, bits 1..8):
 - ``trained-ch``: per-channel Lloyd-Max from the train features (channel axis of the
   family), id only;
 - ``auto-ch`` (llm only): per-channel Lloyd-Max fitted on the tensor, embedded;
-- ``hyperprior`` at its qualities, when that codec is available.
+- ``hyperprior`` at its qualities, on the 8-bit ``trained`` transform (id only), when that
+  codec is available.
 
 Rows go to a CSV as they are measured (``--out``); rerunning resumes (rows already present
 are skipped). ``report`` turns the CSV into docs/fidelity.md tables and the plot.
@@ -172,8 +173,10 @@ class Encoders:
         if setting == "auto-ch":
             ax = CHANNEL_AXIS[self.family]
             return lambda x: featcodec.encode(x, transform=featcodec.fit_transform(x, bits=bits, channel_axis=ax))
-        if setting == "hyperprior":
-            return lambda x: featcodec.encode(x, "hyperprior", quality=quality)
+        if setting == "hyperprior":  # the papers' setting: the 8-bit transform fitted on train
+            t = self.fitted("trained", 8)
+            return lambda x: featcodec.encode(x, "hyperprior", transform=t, quality=quality,
+                                              embed_transform=False)
         t = self.fitted(setting, bits)
         return lambda x: featcodec.encode(x, transform=t, embed_transform=False)
 
@@ -195,18 +198,10 @@ def settings_for(family: str, names: list[str]) -> list[tuple[str, str, int, Any
     return out
 
 
-def hyperprior_qualities() -> list[Any]:
-    try:
-        from featcodec.learned import codec as lc  # type: ignore
+def hyperprior_qualities() -> list[int]:
+    from featcodec.learned.codec import available_qualities
 
-        qs = getattr(lc, "QUALITIES", None) or getattr(lc, "qualities", None)
-        if callable(qs):
-            qs = qs("hyperprior")
-        if qs:
-            return list(qs)
-    except Exception:  # noqa: BLE001 - the learned codec is optional
-        pass
-    return list(range(1, 9))
+    return available_qualities("hyperprior")
 
 
 # ----------------------------------------------------------------------------- run
