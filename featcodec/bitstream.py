@@ -48,9 +48,17 @@ HEADER_TOKENS = (
     '","thresholds":', '}}', 'null',
 )
 _TOKEN_BYTES = tuple(t.encode() for t in HEADER_TOKENS)
-_TOKENS_BY_FIRST: dict[int, list[tuple[bytes, int]]] = {}
-for _i, _t in sorted(enumerate(_TOKEN_BYTES), key=lambda it: -len(it[1])):
-    _TOKENS_BY_FIRST.setdefault(_t[0], []).append((_t, 0x80 + _i))
+
+
+def _tokens_by_first_byte() -> dict[int, list[tuple[bytes, int]]]:
+    """token -> its byte, grouped by the token's first character, longest first."""
+    by_first: dict[int, list[tuple[bytes, int]]] = {}
+    for i, tok in sorted(enumerate(_TOKEN_BYTES), key=lambda it: -len(it[1])):
+        by_first.setdefault(tok[0], []).append((tok, 0x80 + i))
+    return by_first
+
+
+_TOKENS_BY_FIRST = _tokens_by_first_byte()
 _FRAMEWORKS = ("numpy", "torch")
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 _HEADER_KEYS = {
