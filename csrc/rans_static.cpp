@@ -227,7 +227,9 @@ struct DecTables {
   std::vector<E> slots;
 };
 
-template <int K, class Sym, class E>
+// Bits: the table precision when known at compile time (0: d.bits), so the hot loop's
+// shifts and masks are immediates and free two registers for the K states.
+template <int K, int Bits, class Sym, class E>
 void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
                   const DecTables<Sym, E>& d) {
   const uint8_t* const end = p + size;
@@ -243,7 +245,7 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
     if (st[j] < kL || st[j] >= kStateEnd)
       throw FormatError("rANS chunk starts with an invalid coder state (corrupt stream)");
   }
-  const uint32_t bits = uint32_t(d.bits);
+  const uint32_t bits = Bits ? uint32_t(Bits) : uint32_t(d.bits);
   const uint64_t mask = (1ull << bits) - 1;
   const Sym* lut = d.lut.data();
   const E* slots = d.slots.data();
@@ -272,15 +274,7 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
         const E e = slots[slot];
         st[j] = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
       }
-      for (int j = 0; j < K; ++j) {
-        // Branch-free (masks: a `?:` here is compiled back into a mispredicted branch).
-        const uint64_t x = st[j];
-        const uint64_t w = load_le32(p);
-        const uint64_t r = uint64_t(x < kL);
-        const uint64_t m = 0 - r;
-        st[j] = (x & ~m) | (((x << 32) | w) & m);
-        p += r << 2;
-      }
+      for (int j = 0; j < K; ++j) dec_renorm(st[j], p);
     } else {
       for (int j = 0; j < K; ++j) checked(st[j], out[i + j]);
     }
@@ -334,10 +328,15 @@ void decode_chunks(const StaticHeader& h, int bits, const std::vector<uint32_t>&
     const uint8_t* p = spans[c].first;
     const size_t sz = spans[c].second;
     switch (h.lanes_log2) {
-      case 0: decode_chunk<1>(p, sz, out + b, len, d); break;
-      case 1: decode_chunk<2>(p, sz, out + b, len, d); break;
-      case 2: decode_chunk<4>(p, sz, out + b, len, d); break;
-      default: decode_chunk<8>(p, sz, out + b, len, d); break;
+      case 0: decode_chunk<1, 0>(p, sz, out + b, len, d); break;
+      case 1: decode_chunk<2, 0>(p, sz, out + b, len, d); break;
+      case 2: decode_chunk<4, 0>(p, sz, out + b, len, d); break;
+      default:  // long streams: 8 lanes, and precision 16 for every 8-bit alphabet
+        if (bits == 16)
+          decode_chunk<8, 16>(p, sz, out + b, len, d);
+        else
+          decode_chunk<8, 0>(p, sz, out + b, len, d);
+        break;
     }
   });
 }
