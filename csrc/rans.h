@@ -140,14 +140,14 @@ inline void dec_renorm(uint64_t& x, const uint8_t*& p) {
 
 // Encode one symbol into state x, writing at most one 32-bit word backwards at p.
 // Branch-free: the word is always stored below p (the caller keeps room for it) and p
-// moves only when the state really overflows.
-// Masks, not `?:`: compilers turn the ternary back into a branch that mispredicts.
+// moves only when the state really overflows (a conditional move, see compute_now).
 inline void enc_put(uint64_t& x, uint8_t*& p, const EncSym& s) {
-  const uint64_t r = uint64_t(x >= s.x_max);
-  const uint64_t m = 0 - r;
+  uint64_t y = x >> 32;
+  compute_now(y);
+  const uint64_t r = x >= s.x_max;  // 64-bit: see dec_renorm
   store_le32(p - 4, uint32_t(x));
   p -= r << 2;
-  x = (x & ~m) | ((x >> 32) & m);
+  x = r ? y : x;
   const uint64_t q = mulhi64(x, s.rcp) >> s.shift;
   x = x + s.bias + q * s.cmpl;
 }
