@@ -138,16 +138,18 @@ inline void dec_renorm(uint64_t& x, const uint8_t*& p) {
   p += r << 2;
 }
 
-// Encode one symbol into state x, writing at most one 32-bit word backwards at p.
-// Branch-free: the word is always stored below p (the caller keeps room for it) and p
-// moves only when the state really overflows (a conditional move, see compute_now).
-inline void enc_put(uint64_t& x, uint8_t*& p, const EncSym& s) {
+// Encode one symbol into state x, writing at most one 32-bit word downwards: the words
+// written so far start at base + 4 * w. Branch-free: the low word of x is always stored
+// just below them (the caller keeps room for it), and w moves only when the state really
+// overflows, the state update being a conditional move (see compute_now). w is an index,
+// not a pointer, so that `w - 1 + keep` compiles to one add-with-carry of the comparison.
+inline void enc_put(uint64_t& x, uint8_t* base, size_t& w, const EncSym& s) {
   uint64_t y = x >> 32;
   compute_now(y);
-  const uint64_t r = x >= s.x_max;  // 64-bit: see dec_renorm
-  store_le32(p - 4, uint32_t(x));
-  p -= r << 2;
-  x = r ? y : x;
+  const uint64_t keep = x < s.x_max;  // 64-bit: see dec_renorm
+  store_le32(base + 4 * w - 4, uint32_t(x));
+  w = w - 1 + keep;
+  x = keep ? x : y;
   const uint64_t q = mulhi64(x, s.rcp) >> s.shift;
   x = x + s.bias + q * s.cmpl;
 }

@@ -130,16 +130,20 @@ template <int K, class Sym>
 size_t encode_chunk(const Sym* s, uint64_t len, const EncSym* tab, uint8_t* buf_end) {
   uint64_t st[K];
   for (int j = 0; j < K; ++j) st[j] = kL;
-  uint8_t* p = buf_end;
+  // At most one word per symbol: with w = len + 1 words of room above base, the word
+  // enc_put always stores below the written ones stays at or above base.
+  size_t w = size_t(len) + 1;
+  uint8_t* const base = buf_end - 4 * w;
   uint64_t i = len;
   while (i % K) {
     --i;
-    enc_put(st[i % K], p, tab[s[i]]);
+    enc_put(st[i % K], base, w, tab[s[i]]);
   }
   while (i) {
     i -= K;
-    for (int j = K - 1; j >= 0; --j) enc_put(st[j], p, tab[s[i + j]]);
+    for (int j = K - 1; j >= 0; --j) enc_put(st[j], base, w, tab[s[i + j]]);
   }
+  uint8_t* p = base + 4 * w;
   for (int j = K - 1; j >= 0; --j) {
     p -= 8;
     store_le64(p, st[j]);
@@ -196,8 +200,8 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
   enc.spans.resize(chunks, Encoded::Span{0, 0, 0});
   parallel_for(chunks, threads, [&](uint64_t c) {
     const uint64_t b = c * kChunk, len = std::min(n, b + kChunk) - b;
-    // At most one 32-bit word per symbol, plus the flushed states.
-    const size_t cap = size_t(4 * len + 8 * (1 << kMaxLanesLog2));
+    // At most one 32-bit word per symbol, the word stored past them, the flushed states.
+    const size_t cap = size_t(4 * (len + 1) + 8 * (1 << kMaxLanesLog2));
     enc.bufs[c].reset(new uint8_t[cap]);
     uint8_t* end = enc.bufs[c].get() + cap;
     size_t used = 0;
