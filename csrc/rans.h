@@ -125,17 +125,19 @@ inline void compute_now(T& v) {
 #endif
 }
 
-// Decoder renormalisation: pull one 32-bit word into x when it fell below kL. Reads 4
-// bytes at p unconditionally: the caller guarantees they are inside the buffer.
-inline void dec_renorm(uint64_t& x, const uint8_t*& p) {
-  uint64_t y = (x << 32) | load_le32(p);
+// Decoder renormalisation: pull the next 32-bit word, number w of the words at base, into
+// x when x fell below kL. Reads that word unconditionally: the caller guarantees it is
+// inside the buffer. w is an index, not a pointer, so that `w += r` compiles to one
+// add-with-carry of the comparison.
+inline void dec_renorm(uint64_t& x, const uint8_t* base, size_t& w) {
+  uint64_t y = (x << 32) | load_le32(base + 4 * w);
   compute_now(y);
-  // r as a full-width integer: GCC then zeroes it before `setb` (a `bool` gets a `setb`
-  // into a register last written by the word load, a false dependency that puts the
-  // load latency on the chain of pointer updates: -40% decode speed).
+  // r as a full-width integer: with a `bool`, GCC wrote `setb` into the register of the
+  // word load, a false dependency that put the load latency on the chain of position
+  // updates (-40% decode speed).
   const uint64_t r = x < kL;
   x = r ? y : x;
-  p += r << 2;
+  w += r;
 }
 
 // Encode one symbol into state x, writing at most one 32-bit word downwards: the words

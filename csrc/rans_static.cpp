@@ -249,6 +249,9 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
     if (st[j] < kL || st[j] >= kStateEnd)
       throw FormatError("rANS chunk starts with an invalid coder state (corrupt stream)");
   }
+  const uint8_t* const words = p;  // the 32-bit words, read in order: w so far
+  const size_t nwords = size_t(end - words) / 4;
+  size_t w = 0;
   const uint32_t bits = Bits ? uint32_t(Bits) : uint32_t(d.bits);
   const uint64_t mask = (1ull << bits) - 1;
   const Sym* lut = d.lut.data();
@@ -261,15 +264,15 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
     const E e = slots[slot];
     x = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
     if (x < kL) {
-      if (end - p < 4)
+      if (w == nwords)
         throw TruncatedError("rANS chunk truncated: the stream ends before its symbols do");
-      x = (x << 32) | load_le32(p);
-      p += 4;
+      x = (x << 32) | load_le32(words + 4 * w);
+      ++w;
     }
   };
   uint64_t i = 0;
   for (; i + K <= len; i += K) {
-    if (size_t(end - p) >= 4 * size_t(K)) {
+    if (nwords - w >= size_t(K)) {
       // Decode all lanes first (independent chains), then renormalise them in order.
       for (int j = 0; j < K; ++j) {
         const uint64_t x = st[j];
@@ -278,14 +281,14 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
         const E e = slots[slot];
         st[j] = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
       }
-      for (int j = 0; j < K; ++j) dec_renorm(st[j], p);
+      for (int j = 0; j < K; ++j) dec_renorm(st[j], words, w);
     } else {
       for (int j = 0; j < K; ++j) checked(st[j], out[i + j]);
     }
   }
   for (; i < len; ++i) checked(st[i % K], out[i]);
-  if (p != end)
-    throw FormatError("rANS chunk has " + std::to_string(end - p) +
+  if (w != nwords)
+    throw FormatError("rANS chunk has " + std::to_string(4 * (nwords - w)) +
                       " bytes left after its last symbol (corrupt stream or wrong count)");
   for (int j = 0; j < K; ++j)
     if (st[j] != kL)
