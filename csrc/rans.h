@@ -145,16 +145,38 @@ inline void dec_renorm(uint64_t& x, const uint8_t* base, size_t& w) {
 // just below them (the caller keeps room for it), and w moves only when the state really
 // overflows, the state update being a conditional move (see compute_now). w is an index,
 // not a pointer, so that `w - 1 + keep` compiles to one add-with-carry of the comparison.
-inline void enc_put(uint64_t& x, uint8_t* base, size_t& w, const EncSym& s) {
+// T holds the EncSym fields of symbol s as T::field[s] (see EncTable).
+template <class T>
+inline void enc_put(uint64_t& x, uint8_t* base, size_t& w, const T& t, size_t s) {
   uint64_t y = x >> 32;
   compute_now(y);
-  const uint64_t keep = x < s.x_max;  // 64-bit: see dec_renorm
+  const uint64_t keep = x < t.x_max[s];  // 64-bit: see dec_renorm
   store_le32(base + 4 * w - 4, uint32_t(x));
   w = w - 1 + keep;
   x = keep ? x : y;
-  const uint64_t q = mulhi64(x, s.rcp) >> s.shift;
-  x = x + s.bias + q * s.cmpl;
+  const uint64_t q = mulhi64(x, t.rcp[s]) >> t.shift[s];
+  x = x + t.bias[s] + q * t.cmpl[s];
 }
+
+// The EncSym of each symbol of an alphabet of A, field by field (structure of arrays), all
+// 64-bit and in one block: field f of symbol s is at this + offset of f + 8 * s, an address
+// x86 forms from the symbol alone (scaled index), where an array of 32-byte EncSym needs a
+// shift and an add per symbol; one register holds the whole table.
+template <size_t A>
+struct EncTable {
+  uint64_t rcp[A];
+  uint64_t x_max[A];
+  uint64_t bias[A];
+  uint64_t cmpl[A];
+  uint64_t shift[A];
+  void set(size_t s, const EncSym& e) {
+    rcp[s] = e.rcp;
+    x_max[s] = e.x_max;
+    bias[s] = e.bias;
+    cmpl[s] = e.cmpl;
+    shift[s] = e.shift;
+  }
+};
 
 // Unsigned LEB128 varints for headers and tables.
 inline void put_varint(std::vector<uint8_t>& out, uint64_t v) {

@@ -126,8 +126,8 @@ std::vector<uint64_t> histogram(const Sym* s, uint64_t n, int threads) {
   return total;
 }
 
-template <int K, class Sym>
-size_t encode_chunk(const Sym* s, uint64_t len, const EncSym* tab, uint8_t* buf_end) {
+template <int K, class Sym, class Tab>
+size_t encode_chunk(const Sym* s, uint64_t len, const Tab& tab, uint8_t* buf_end) {
   uint64_t st[K];
   for (int j = 0; j < K; ++j) st[j] = kL;
   // At most one word per symbol: with w = len + 1 words of room above base, the word
@@ -137,11 +137,11 @@ size_t encode_chunk(const Sym* s, uint64_t len, const EncSym* tab, uint8_t* buf_
   uint64_t i = len;
   while (i % K) {
     --i;
-    enc_put(st[i % K], base, w, tab[s[i]]);
+    enc_put(st[i % K], base, w, tab, s[i]);
   }
   while (i) {
     i -= K;
-    for (int j = K - 1; j >= 0; --j) enc_put(st[j], base, w, tab[s[i + j]]);
+    for (int j = K - 1; j >= 0; --j) enc_put(st[j], base, w, tab, s[i + j]);
   }
   uint8_t* p = base + 4 * w;
   for (int j = K - 1; j >= 0; --j) {
@@ -188,10 +188,10 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
     return enc;
   }
 
-  std::vector<EncSym> tab(hist.size());
+  auto tab = std::make_unique<EncTable<size_t(1) << (8 * sizeof(Sym))>>();
   uint32_t start = 0;
   for (size_t i = 0; i < k; ++i) {
-    tab[present[i]] = make_enc_sym(start, freq[i], uint32_t(bits));
+    tab->set(present[i], make_enc_sym(start, freq[i], uint32_t(bits)));
     start += freq[i];
   }
   put_varint(enc.head, kChunk);
@@ -206,10 +206,10 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
     uint8_t* end = enc.bufs[c].get() + cap;
     size_t used = 0;
     switch (lanes_log2) {
-      case 0: used = encode_chunk<1>(s + b, len, tab.data(), end); break;
-      case 1: used = encode_chunk<2>(s + b, len, tab.data(), end); break;
-      case 2: used = encode_chunk<4>(s + b, len, tab.data(), end); break;
-      default: used = encode_chunk<8>(s + b, len, tab.data(), end); break;
+      case 0: used = encode_chunk<1>(s + b, len, *tab, end); break;
+      case 1: used = encode_chunk<2>(s + b, len, *tab, end); break;
+      case 2: used = encode_chunk<4>(s + b, len, *tab, end); break;
+      default: used = encode_chunk<8>(s + b, len, *tab, end); break;
     }
     enc.spans[c] = Encoded::Span{c, cap - used, used};
   });
