@@ -19,6 +19,8 @@
 // the bytes stay the same for any thread count.
 #include <algorithm>
 #include <queue>
+#include <type_traits>
+#include <utility>
 
 #include "rans.h"
 
@@ -126,28 +128,41 @@ std::vector<uint64_t> histogram(const Sym* s, uint64_t n, int threads) {
   return total;
 }
 
+// Calls f(lane) for lane = K - 1 down to 0, each lane a compile-time constant: arrays
+// indexed by it (the K coder states) are then split into registers from the start.
+// (With loops over j, GCC kept the states in memory and moved them in and out of
+// registers around every iteration: ~12% more instructions in the encoder.)
+template <int K, class F, int... J>
+inline void lanes_down(F&& f, std::integer_sequence<int, J...>) {
+  (f(std::integral_constant<int, K - 1 - J>{}), ...);
+}
+template <int K, class F>
+inline void lanes_down(F&& f) {
+  lanes_down<K>(f, std::make_integer_sequence<int, K>{});
+}
+
 template <int K, class Sym, class Tab>
 size_t encode_chunk(const Sym* s, uint64_t len, const Tab& tab, uint8_t* buf_end) {
   uint64_t st[K];
-  for (int j = 0; j < K; ++j) st[j] = kL;
+  lanes_down<K>([&](auto j) { st[j] = kL; });
   // At most one word per symbol: with w = len + 1 words of room above base, the word
   // enc_put always stores below the written ones stays at or above base.
   size_t w = size_t(len) + 1;
   uint8_t* const base = buf_end - 4 * w;
-  uint64_t i = len;
-  while (i % K) {
-    --i;
-    enc_put(st[i % K], base, w, tab, s[i]);
-  }
+  // Backwards, symbol i on lane i % K: first the symbols past the last multiple of K.
+  uint64_t i = len - len % K;
+  lanes_down<K>([&](auto j) {
+    if (uint64_t(j) < len % K) enc_put(st[j], base, w, tab, s[i + j]);
+  });
   while (i) {
     i -= K;
-    for (int j = K - 1; j >= 0; --j) enc_put(st[j], base, w, tab, s[i + j]);
+    lanes_down<K>([&](auto j) { enc_put(st[j], base, w, tab, s[i + j]); });
   }
   uint8_t* p = base + 4 * w;
-  for (int j = K - 1; j >= 0; --j) {
+  lanes_down<K>([&](auto j) {
     p -= 8;
     store_le64(p, st[j]);
-  }
+  });
   return size_t(buf_end - p);
 }
 
