@@ -152,8 +152,8 @@ inline void enc_put(uint64_t& x, uint8_t* base, size_t& w, const T& t, size_t s)
   compute_now(y);
   const uint64_t keep = x < t.x_max[s];  // 64-bit: see dec_renorm
   store_le32(base + 4 * w - 4, uint32_t(x));
+  x = keep ? x : y;  // before the add-with-carry: GCC then compares only once for both
   w = w - 1 + keep;
-  x = keep ? x : y;
   const uint64_t q = mulhi64(x, t.rcp[s]) >> t.shift[s];
   x = x + t.bias[s] + q * t.cmpl[s];
 }
