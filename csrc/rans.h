@@ -77,15 +77,14 @@ inline int lanes_log2_for(uint64_t n) {
   return 0;
 }
 
-// An encoder symbol: division by freq replaced by a multiplication with its reciprocal
-// (exact for states below 2**63), as in rans64.h.
+// An encoder symbol (stored field by field in an EncTable): division by freq replaced by
+// a multiplication with its reciprocal (exact for states below 2**63), as in rans64.h.
 struct EncSym {
   uint64_t rcp = 0;
   uint64_t x_max = 0;
   uint32_t bias = 0;
   uint32_t cmpl = 0;
   uint32_t shift = 0;
-  uint32_t pad = 0;
 };
 
 inline EncSym make_enc_sym(uint32_t start, uint32_t freq, uint32_t bits) {
@@ -112,19 +111,71 @@ inline EncSym make_enc_sym(uint32_t start, uint32_t freq, uint32_t bits) {
   return s;
 }
 
-// Encode one symbol into state x, writing at most one 32-bit word backwards at p.
-// Branch-free: the word is always stored below p (the caller keeps room for it) and p
-// moves only when the state really overflows.
-// Masks, not `?:`: compilers turn the ternary back into a branch that mispredicts.
-inline void enc_put(uint64_t& x, uint8_t*& p, const EncSym& s) {
-  const uint64_t r = uint64_t(x >= s.x_max);
-  const uint64_t m = 0 - r;
-  store_le32(p - 4, uint32_t(x));
-  p -= r << 2;
-  x = (x & ~m) | ((x >> 32) & m);
-  const uint64_t q = mulhi64(x, s.rcp) >> s.shift;
-  x = x + s.bias + q * s.cmpl;
+// Makes the compiler compute v here, unconditionally. GCC otherwise sinks the work that
+// only one side of a select needs into a branch, and the renormalisation branches are
+// taken at random (about one symbol in six at 5 bits per symbol), so they mispredict; with
+// v already computed the select compiles to a conditional move.
+template <class T>
+inline void compute_now(T& v) {
+#if defined(__GNUC__)
+  asm("" : "+r"(v));
+#else
+  (void)v;
+#endif
 }
+
+// Decoder renormalisation: pull the next 32-bit word, number w of the words at base, into
+// x when x fell below kL. Reads that word unconditionally: the caller guarantees it is
+// inside the buffer. w is an index, not a pointer, so that `w += r` compiles to one
+// add-with-carry of the comparison.
+inline void dec_renorm(uint64_t& x, const uint8_t* base, size_t& w) {
+  uint64_t y = (x << 32) | load_le32(base + 4 * w);
+  compute_now(y);
+  // r as a full-width integer: with a `bool`, GCC wrote `setb` into the register of the
+  // word load, a false dependency that put the load latency on the chain of position
+  // updates (decode ~25% slower than with masks).
+  const uint64_t r = x < kL;
+  x = r ? y : x;
+  w += r;
+}
+
+// Encode one symbol into state x, writing at most one 32-bit word downwards: the words
+// written so far start at base + 4 * w. Branch-free: the low word of x is always stored
+// just below them (the caller keeps room for it), and w moves only when the state really
+// overflows, the state update being a conditional move (see compute_now). w is an index,
+// not a pointer, so that `w - 1 + keep` compiles to one add-with-carry of the comparison.
+// T holds the EncSym fields of symbol s as T::field[s] (see EncTable).
+template <class T>
+inline void enc_put(uint64_t& x, uint8_t* base, size_t& w, const T& t, size_t s) {
+  uint64_t y = x >> 32;
+  compute_now(y);
+  const uint64_t keep = x < t.x_max[s];  // 64-bit: see dec_renorm
+  store_le32(base + 4 * w - 4, uint32_t(x));
+  x = keep ? x : y;  // before the add-with-carry: GCC then compares only once for both
+  w = w - 1 + keep;
+  const uint64_t q = mulhi64(x, t.rcp[s]) >> t.shift[s];
+  x = x + t.bias[s] + q * t.cmpl[s];
+}
+
+// The EncSym of each symbol of an alphabet of A, field by field (structure of arrays), all
+// 64-bit and in one block: field f of symbol s is at this + offset of f + 8 * s, an address
+// x86 forms from the symbol alone (scaled index), where an array of 32-byte EncSym needs a
+// shift and an add per symbol; one register holds the whole table.
+template <size_t A>
+struct EncTable {
+  uint64_t rcp[A];
+  uint64_t x_max[A];
+  uint64_t bias[A];
+  uint64_t cmpl[A];
+  uint64_t shift[A];
+  void set(size_t s, const EncSym& e) {
+    rcp[s] = e.rcp;
+    x_max[s] = e.x_max;
+    bias[s] = e.bias;
+    cmpl[s] = e.cmpl;
+    shift[s] = e.shift;
+  }
+};
 
 // Unsigned LEB128 varints for headers and tables.
 inline void put_varint(std::vector<uint8_t>& out, uint64_t v) {
