@@ -197,6 +197,42 @@ def test_static_errors_are_truncated_error_when_cut():
         decode_symbols(data[: len(data) // 2], 10_000)
 
 
+def _leb128(v: int) -> bytes:
+    out = b""
+    while True:
+        out += bytes([(v & 0x7F) | (0x80 if v >= 0x80 else 0)])
+        v >>= 7
+        if not v:
+            return out
+
+
+def _fnv1a(b: bytes) -> int:
+    h = 2166136261
+    for c in b:
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+@pytest.mark.parametrize("extra", [1, 2, 3, 4])
+def test_static_chunk_with_bytes_past_its_words_is_a_format_error(extra):
+    """A one-chunk stream rebuilt by hand (docs/entropy.md layout) whose chunk claims
+    `extra` bytes more than its encoder wrote, with a valid table checksum."""
+    x = RNG.integers(0, 256, 3000).astype(np.uint8)
+    data = encode_symbols(x)
+    for size in range(1, len(data)):  # the payload size: the varint just before the hash
+        v = _leb128(size)
+        head = len(data) - size
+        if data[head - 4 - len(v) : head - 4] == v and _fnv1a(data[: head - 4]) == int.from_bytes(data[head - 4 : head], "little"):
+            break
+    else:
+        pytest.fail("chunk size not found")
+    meta = data[: head - 4 - len(v)] + _leb128(size + extra)
+    bad = meta + _fnv1a(meta).to_bytes(4, "little") + data[head:] + bytes(extra)
+    with pytest.raises(featcodec.FormatError):
+        decode_symbols(bad, x.size)
+    np.testing.assert_array_equal(decode_symbols(data, x.size), x)
+
+
 # ----- indexed-CDF model vs CompressAI -----
 
 def _compressai_tables(num: int = 12, seed: int = 0):
