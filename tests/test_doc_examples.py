@@ -1,4 +1,4 @@
-"""The examples in the docstrings of the packing, container, API and codec modules run."""
+"""The examples in the docstrings of the packing, container, API, codec and model modules run."""
 
 import doctest
 import importlib
@@ -6,7 +6,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["featcodec.packing", "featcodec.bitstream", "featcodec.api", "featcodec.codecs", "featcodec.codecs.index"])
+@pytest.mark.parametrize("name", ["featcodec.packing", "featcodec.bitstream", "featcodec.api", "featcodec.codecs", "featcodec.codecs.index",
+                                  "featcodec.learned.models"])
 def test_docstring_examples(name):
     res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0

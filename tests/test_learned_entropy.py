@@ -71,3 +71,35 @@ def test_huge_symbols_stay_exact(net):
     z = torch.full((1, 16, 2, 2), 2 ** 30, dtype=torch.int64)
     q = hs(z, med)
     assert torch.isfinite(q.double()).all() and (q.abs() < 2 ** 53).all()
+
+
+@pytest.mark.parametrize("cout,h,w", [(1, 5, 7), (1, 16, 9), (3, 4, 4), (8, 1, 1)])
+def test_subpixel_deconv_equals_compressai_deconv(cout, h, w):
+    """The sub-pixel rewrite of a stride-2 5x5 transposed conv gives CompressAI's output."""
+    from compressai.models.utils import deconv
+
+    from featcodec.learned.models import _SubPixelDeconv
+
+    torch.manual_seed(cout * 100 + h)
+    d = deconv(6, cout).eval()
+    x = torch.randn(2, 6, h, w, dtype=torch.float64)
+    d = d.double()
+    with torch.no_grad():
+        np.testing.assert_allclose(_SubPixelDeconv(d)(x).numpy(), d(x).numpy(), rtol=0, atol=1e-12)
+
+
+def test_inference_transforms_match_compressai(net):
+    """for_inference (frozen in-place GDN, sub-pixel last layer, channels-last) computes
+    what CompressAI's g_a / g_s compute."""
+    from featcodec.learned.models import for_inference
+
+    x = torch.rand(1, 1, 64, 128)
+    with torch.no_grad():
+        y_ref = net.g_a(x)
+        x_ref = net.g_s(torch.round(y_ref))
+        g_a, g_s = for_inference(net.g_a), for_inference(net.g_s)
+        y = g_a(x.contiguous(memory_format=torch.channels_last))
+        x_hat = g_s(torch.round(y_ref).contiguous(memory_format=torch.channels_last))
+    assert any(type(m).__name__ == "_SubPixelDeconv" for m in g_s)
+    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x_hat.numpy(), x_ref.numpy(), rtol=1e-4, atol=1e-5)

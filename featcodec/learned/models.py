@@ -60,7 +60,11 @@ def build_model(config: dict[str, Any]) -> nn.Module:
 
 
 class _FrozenGDN(nn.Module):
-    """Inference GDN/IGDN with its reparametrised beta and gamma computed once."""
+    """Inference GDN/IGDN with its reparametrised beta and gamma computed once.
+
+    Computed in place on the normaliser: two full-size temporaries instead of four (at
+    full resolution each is megabytes, and every fresh one costs page faults).
+    """
 
     def __init__(self, gdn: nn.Module):
         super().__init__()
@@ -75,15 +79,70 @@ class _FrozenGDN(nn.Module):
         self.register_buffer("gamma", gamma.reshape(c, c, 1, 1))
 
     def forward(self, x):
-        import torch
         import torch.nn.functional as F
 
         norm = F.conv2d(x * x, self.gamma, self.beta)
-        return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+        norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
+        return norm.mul_(x)
+
+
+class _SubPixelDeconv(nn.Module):
+    """A stride-2, 5x5 ``ConvTranspose2d`` (padding 2, output padding 1) as a 3x3
+    convolution to 4 x C_out phase channels and a pixel shuffle: the same sums.
+
+    Output pixel (2i + a, 2j + b) takes input (i + di, j + dj) through tap
+    (a + 2 - 2 di, b + 2 - 2 dj) of the transposed kernel, for di, dj in {-1, 0, 1}.
+    oneDNN's transposed convolution is slow for few output channels (the codec's last
+    layer, 48 -> 1: about 2.5x), the convolution is not.
+
+    Example:
+        >>> import torch
+        >>> from compressai.models.utils import deconv
+        >>> d = deconv(8, 1)
+        >>> x = torch.randn(1, 8, 5, 7)
+        >>> bool(torch.allclose(_SubPixelDeconv(d)(x), d(x), atol=1e-5))
+        True
+    """
+
+    @staticmethod
+    def fits(m: nn.Module) -> bool:
+        """Whether ``m`` is a transposed convolution of the shape this class rewrites."""
+        return isinstance(m, nn.ConvTranspose2d) and (
+            m.kernel_size, m.stride, m.padding, m.output_padding, m.groups, m.dilation
+        ) == ((5, 5), (2, 2), (2, 2), (1, 1), 1, (1, 1))
+
+    def __init__(self, deconv: nn.ConvTranspose2d):
+        super().__init__()
+        import torch
+
+        if not self.fits(deconv):
+            raise ValueError("_SubPixelDeconv takes a 5x5, stride-2 deconv(padding 2, output padding 1)")
+        w = deconv.weight.detach()  # (C_in, C_out, 5, 5)
+        cin, cout = w.shape[:2]
+        phases = torch.zeros(cout, 2, 2, cin, 3, 3, dtype=w.dtype)
+        for a in range(2):
+            for di in (-1, 0, 1):
+                k = a + 2 - 2 * di
+                if not 0 <= k < 5:
+                    continue
+                for b in range(2):
+                    for dj in (-1, 0, 1):
+                        m = b + 2 - 2 * dj
+                        if 0 <= m < 5:
+                            phases[:, a, b, :, di + 1, dj + 1] = w[:, :, k, m].t()
+        self.register_buffer("weight", phases.reshape(4 * cout, cin, 3, 3))
+        bias = deconv.bias.detach() if deconv.bias is not None else torch.zeros(cout)
+        self.register_buffer("bias", bias.repeat_interleave(4))
+
+    def forward(self, x):
+        import torch.nn.functional as F
+
+        return F.pixel_shuffle(F.conv2d(x, self.weight, self.bias, padding=1), 2)
 
 
 def for_inference(seq: nn.Sequential) -> nn.Sequential:
-    """A copy of ``seq`` for fast CPU inference: GDNs frozen, channels-last weights.
+    """A copy of ``seq`` for fast CPU inference: GDNs frozen and in place, the last
+    (few-channel) transposed convolution in sub-pixel form, channels-last weights.
 
     Same maths as the original (float rounding aside); feed it channels-last tensors.
     """
@@ -96,4 +155,6 @@ def for_inference(seq: nn.Sequential) -> nn.Sequential:
     for i, m in enumerate(seq):
         if isinstance(m, GDN):
             seq[i] = _FrozenGDN(m)
+        elif _SubPixelDeconv.fits(m) and m.out_channels <= 4:  # the last synthesis layer
+            seq[i] = _SubPixelDeconv(m)
     return seq.eval().to(memory_format=torch.channels_last)
