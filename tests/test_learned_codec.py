@@ -147,3 +147,36 @@ def test_bad_input_raises_featcodec_errors():
         c.decode_plane(payload, (40, 40), 8, dict(params, model="0" * 16))
     with pytest.raises(featcodec.FormatError):
         c.decode_plane(payload, (40, 40), 8, dict(params, quality=999))
+
+
+def test_padding_to_16_and_older_64_streams_decode_like_compressai(monkeypatch):
+    """New streams pad to a multiple of 16 (fewer bytes than CompressAI's 64); a stream
+    padded to 64 without the ``pad`` parameter (made before it existed) still decodes,
+    to what CompressAI's own compress/decompress of the same network gives."""
+    import torch
+    import torch.nn.functional as F
+
+    c = lc.HyperpriorCodec()
+    p = _plane(100, 70, seed=11)
+    q = QS[len(QS) // 2]
+    new, params = c.encode_plane(p, 8, quality=q)
+    assert params["pad"] == 16
+    monkeypatch.setattr(lc, "PAD", 64)
+    old, old_params = c.encode_plane(p, 8, quality=q)
+    monkeypatch.undo()
+    del old_params["pad"]
+    assert len(new) < len(old)
+    ours = c.decode_plane(old, p.shape, 8, old_params).astype(int)
+
+    ref = lc.load_model("hyperprior", q).to_compressai()
+    x = torch.from_numpy(p.astype(np.float32) / 255)[None, None]
+    x = F.pad(x, (0, (-70) % 64, 0, (-100) % 64), mode="replicate")
+    with torch.inference_mode():
+        out = ref.compress(x)
+        x_hat = ref.decompress(out["strings"], out["shape"])["x_hat"]
+    theirs = torch.round(x_hat[0, 0, :100, :70].clamp(0, 1) * 255).numpy().astype(int)
+    diff = np.abs(ours - theirs)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    assert np.abs(c.decode_plane(new, p.shape, 8, params).astype(int) - p).mean() < 40
+    with pytest.raises(featcodec.FormatError, match="multiple of"):
+        c.decode_plane(new, p.shape, 8, dict(params, pad=32))

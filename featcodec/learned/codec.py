@@ -7,7 +7,11 @@ come from ``featcodec/learned/weights`` (sha256-checked, never from the network)
 Determinism: the z symbols are integers, the hyper-decoder runs in exact fixed point
 (:mod:`.integer_entropy`), and the Gaussian table of every latent is chosen by integer
 comparison, so any process on any machine decodes the same symbols. Planes are
-edge-replicated to a multiple of 64 before analysis and cropped after synthesis.
+edge-replicated to a multiple of 16 (the analysis transform's stride) before analysis and
+cropped after synthesis; the hyper-decoder's output, a multiple of 64, is cropped to the
+latents. CompressAI itself needs multiples of 64: on a 140 x 140 plane that is 88% more
+area to code. The multiple is the stream's ``pad`` parameter (absent in streams made
+before it existed, which used 64).
 
 Example:
     >>> import numpy as np
@@ -40,7 +44,8 @@ __all__ = ["LearnedModel", "HyperpriorCodec", "load_model", "available_qualities
 
 #: Shipped weights; ``FEATCODEC_LEARNED_WEIGHTS`` points at another export (own training).
 WEIGHTS_DIR = Path(os.environ.get("FEATCODEC_LEARNED_WEIGHTS") or Path(__file__).with_name("weights"))
-PAD = 64
+PAD = 16            #: new streams: planes edge-replicated to a multiple of this
+PADS = (16, 64)     #: what a stream may say (64: streams made before ``pad`` was stored)
 _LOCK = threading.Lock()
 
 
@@ -112,13 +117,45 @@ class LearnedModel:
         self.g_s = for_inference(self.net.g_s)
         self.id = self.sha256[:16]
 
+    def to_compressai(self):
+        """CompressAI's own ``ScaleHyperprior`` with these weights and entropy tables: its
+        ``compress()``/``decompress()`` (inputs padded to multiples of 64) code what this
+        model codes, with CompressAI's coder and float table choice.
+
+        Example:
+            >>> import torch
+            >>> m = load_model("hyperprior", available_qualities("hyperprior")[0])
+            >>> out = m.to_compressai().compress(torch.rand(1, 1, 64, 64))
+            >>> sorted(out)
+            ['shape', 'strings']
+        """
+        import copy
+
+        import torch
+
+        ref = copy.deepcopy(self.net).eval()
+        eb, gc = ref.entropy_bottleneck, ref.gaussian_conditional
+        for mod, (cdf, length, offset) in ((eb, self.eb), (gc, self.gc)):
+            mod._quantized_cdf = torch.from_numpy(cdf.copy())
+            mod._cdf_length = torch.from_numpy(length.copy())
+            mod._offset = torch.from_numpy(offset.copy())
+        with torch.no_grad():
+            eb.quantiles[:, 0, 1] = self.medians
+        gc.scale_table = torch.from_numpy(self.scale_table.copy())
+        return ref
+
     # -- analysis / synthesis -------------------------------------------------------
     def _z_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
         c = shape[1]
         return np.broadcast_to(np.arange(c, dtype=np.int32).reshape(1, c, 1, 1), shape)
 
+    @staticmethod
+    def _crop(scales, hw):
+        """The hyper-decoder's scales cropped to the latents' (H/16, W/16)."""
+        return scales[:, :, : hw[0], : hw[1]].contiguous()
+
     def compress(self, x) -> tuple[bytes, bytes]:
-        """``x``: float32 tensor (1, 1, H, W), H and W multiples of 64 -> (z, y) strings."""
+        """``x``: float32 tensor (1, 1, H, W), H and W multiples of 16 -> (z, y) strings."""
         import torch
 
         from .integer_entropy import scale_indexes
@@ -128,7 +165,7 @@ class LearnedModel:
             z = self.net.h_a(torch.abs(y))
             z_sym = torch.round(z - self.medians.view(1, -1, 1, 1)).to(torch.int32)
             z_str = rans_backend.encode(z_sym.numpy(), self._z_indexes(z_sym.shape), *self.eb)
-            scales_q = self.hs(z_sym, self.medians)
+            scales_q = self._crop(self.hs(z_sym, self.medians), y.shape[2:])
             idx = scale_indexes(scales_q.numpy(), self.thresholds)
             y_sym = torch.round(y).to(torch.int32).numpy()
             y_str = rans_backend.encode(y_sym, idx, *self.gc)
@@ -142,13 +179,13 @@ class LearnedModel:
 
         h, w = hw
         n, m = int(self.config["N"]), int(self.config["M"])
-        zshape = (1, n, h // 64, w // 64)
+        zshape = (1, n, -(-h // 64), -(-w // 64))
         with torch.inference_mode():
             z_sym = rans_backend.decode(z_str, self._z_indexes(zshape), *self.eb)
             scales_q = self.hs(torch.from_numpy(z_sym), self.medians)
-            if scales_q.shape[1:] != (m, h // 16, w // 16):
+            if scales_q.shape[1] != m or scales_q.shape[2] < h // 16 or scales_q.shape[3] < w // 16:
                 raise FormatError("payload does not fit this model")
-            idx = scale_indexes(scales_q.numpy(), self.thresholds)
+            idx = scale_indexes(self._crop(scales_q, (h // 16, w // 16)).numpy(), self.thresholds)
             y_sym = rans_backend.decode(y_str, idx, *self.gc)
             y_hat = torch.from_numpy(y_sym).float().contiguous(memory_format=torch.channels_last)
             return self.g_s(y_hat).contiguous()
@@ -161,7 +198,7 @@ def load_model(codec: str, quality: int) -> LearnedModel:
     return LearnedModel(WEIGHTS_DIR / e["file"], manifest()["sha256"][e["file"]])
 
 
-def _pad(x, mult: int = PAD):
+def _pad(x, mult: int):
     import torch.nn.functional as F
 
     h, w = x.shape[-2:]
@@ -204,7 +241,7 @@ class HyperpriorCodec:
             raise InputError(f"no weights for codec {self.name!r} are installed")
         scale = float((1 << int(bits)) - 1)
         x = torch.from_numpy(plane.astype(np.float32) / scale)[None, None]
-        xp = _pad(x)
+        xp = _pad(x, PAD)
         if target_bpfp is not None:
             if not target_bpfp > 0:
                 raise InputError("target_bpfp must be a positive number of bits per value")
@@ -218,7 +255,7 @@ class HyperpriorCodec:
         model = load_model(self.name, quality)
         z, y = model.compress(xp)
         return struct.pack("<I", len(z)) + z + y, {"quality": quality, "model": model.id,
-                                                   "rans": rans_backend.BACKEND}
+                                                   "rans": rans_backend.BACKEND, "pad": PAD}
 
     def _search(self, xp, n: int, target: float, qs: list[int],
                 stream_size: Callable[[int, dict], int]) -> tuple[bytes, dict]:
@@ -255,13 +292,17 @@ class HyperpriorCodec:
             raise FormatError(f"stream was entropy-coded by {params.get('rans')!r}, this "
                               f"build has {rans_backend.BACKEND!r}: install featcodec with "
                               "its compiled core")
+        pad = params.get("pad", 64)
+        if type(pad) is not int or pad not in PADS:
+            raise FormatError(f"stream pads planes to a multiple of {pad!r:.20}; this featcodec "
+                              f"knows {list(PADS)}: upgrade featcodec")
         payload = bytes(payload)
         if len(payload) < 4:
             raise FormatError("learned-codec payload shorter than its 4-byte header")
         (nz,) = struct.unpack_from("<I", payload)
         if nz > len(payload) - 4:
             raise FormatError("learned-codec payload is truncated")
-        hp, wp = h + (-h) % PAD, w + (-w) % PAD
+        hp, wp = h + (-h) % pad, w + (-w) % pad
         if hp * wp > 1 << 31:
             raise FormatError("plane shape in stream is implausibly large")
         x = model.decompress(payload[4:4 + nz], payload[4 + nz:], (hp, wp))
