@@ -6,8 +6,9 @@ Per family (llm, vit, cnn, latent present in the corpus) and test tensor:
   features): whole ``featcodec.encode`` stream length (header included; the per-tap
   transform is registered, not embedded) vs MSE / PSNR in the original feature domain;
 * ``caufc``: the same architecture trained on the CAUFC baseline input (truncation +
-  min-max) from ``--baseline-runs``; rate = its two CompressAI strings plus the header
-  size our stream needed for the same tensor;
+  min-max) from ``--baseline-runs``, coded exactly as the shipped codec codes
+  (``LearnedModel.from_checkpoint``); rate = its payload plus the header size our stream
+  needed for the same tensor;
 * ``int8+zstd``: uniform b-bit quantisation over [min, max] (b = 2..8) + zstd -19,
   rate includes 8 bytes for min/max;
 * ``zfpy``: fixed-accuracy mode over a range of tolerances.
@@ -75,33 +76,27 @@ def rate_at_mse(rates, mses, mse):
 
 
 class Baseline:
-    """A CAUFC-input training run evaluated with CompressAI's own compress/decompress."""
+    """A training run (its ``ckpt.pt``) coded exactly as the shipped codec codes: exported
+    weights, planes padded to the codec's multiple, integer table choice, our rANS."""
 
     def __init__(self, run: Path):
-        import torch
+        from featcodec.learned.codec import LearnedModel
 
-        from featcodec.learned.models import build_model
-
-        ck = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=False)
-        self.config = ck["config"]
-        self.steps = ck["step"]
-        self.net = build_model(self.config)
-        self.net.load_state_dict(ck["model"])
-        self.net.update(force=True)
-        self.net.eval()
+        self.model = LearnedModel.from_checkpoint(run / "ckpt.pt")
+        self.config = self.model.config
+        self.steps = self.model.steps
 
     def code(self, unit_plane: np.ndarray) -> tuple[int, np.ndarray]:
+        """Plane of values in [0, 1] -> (payload bits, reconstruction in [0, 1])."""
         import torch
-        import torch.nn.functional as F
+
+        from featcodec.learned.codec import PAD, _pad
 
         h, w = unit_plane.shape
-        x = torch.from_numpy(np.ascontiguousarray(unit_plane, np.float32))[None, None]
-        x = F.pad(x, (0, (-w) % 64, 0, (-h) % 64), mode="replicate")
-        with torch.inference_mode():
-            c = self.net.compress(x)
-            nbytes = sum(len(s[0]) for s in c["strings"])
-            y = self.net.decompress(c["strings"], c["shape"])["x_hat"]
-        return 8 * nbytes, y[0, 0, :h, :w].clamp(0, 1).numpy()
+        x = _pad(torch.from_numpy(np.ascontiguousarray(unit_plane, np.float32))[None, None], PAD)
+        z, y = self.model.compress(x)
+        x_hat = self.model.decompress(z, y, tuple(x.shape[-2:]))
+        return 8 * (4 + len(z) + len(y)), x_hat[0, 0, :h, :w].clamp(0, 1).numpy()
 
 
 def main() -> None:

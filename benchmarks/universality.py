@@ -4,8 +4,9 @@ For every family F, two sets of training runs with the same schedule are compare
 held-out test tensors: ``all`` (trained on all four families) and ``no<F>`` (trained
 without F, so F is unseen). Input: the DT-UFC 8-bit transform fitted per tap on
 ``--fit-samples`` train features, packed to a plane, indices / 255, exactly as in
-training. Each run is coded with CompressAI's own ``compress``/``decompress`` (the rate
-is the payload; the container around it is the same for both and left out). MSE and PSNR
+training. Each run is coded exactly as the shipped codec would code it
+(``learned_rd.Baseline``: exported weights, padding, integer table choice, our rANS); the
+rate is the payload (the container around it is the same for both and left out). MSE and PSNR
 are in the original feature domain, averaged over tensors as in ``learned_rd.py``.
 
 The figure of merit is the BD-rate of ``no<F>`` against ``all`` on F (target: +10% or

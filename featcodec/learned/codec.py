@@ -117,6 +117,21 @@ class LearnedModel:
         self.g_s = for_inference(self.net.g_s)
         self.id = self.sha256[:16]
 
+    @classmethod
+    def from_checkpoint(cls, ckpt: str | Path) -> "LearnedModel":
+        """A ``featcodec train`` checkpoint as it would ship: exported (float16 conv
+        weights, entropy tables; :mod:`.export`) and loaded like the shipped weights, so
+        it codes exactly as the shipped codec would. ``steps`` holds its training steps."""
+        import tempfile
+
+        from .export import export_checkpoint
+
+        with tempfile.TemporaryDirectory() as d:
+            entry = export_checkpoint(ckpt, d, "run", 0)
+            model = cls(Path(d) / entry["file"])
+        model.steps = int(entry["steps"])
+        return model
+
     def to_compressai(self):
         """CompressAI's own ``ScaleHyperprior`` with these weights and entropy tables: its
         ``compress()``/``decompress()`` (inputs padded to multiples of 64) code what this
