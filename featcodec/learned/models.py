@@ -26,7 +26,20 @@ __all__ = ["build_model", "ARCHS"]
 ARCHS = ("hyperprior", "elic")
 
 
+def _import_compressai() -> None:
+    """Import CompressAI once without the FutureWarning that its optional torch_geometric
+    import raises (``torch.jit.script`` is deprecated), which is no concern of our users."""
+    import sys
+    import warnings
+
+    if "compressai.models" not in sys.modules:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script", category=FutureWarning)
+            import compressai.models  # noqa: F401
+
+
 def _hyperprior(N: int, M: int) -> nn.Module:
+    _import_compressai()
     from compressai.models import ScaleHyperprior
     from compressai.models.utils import conv, deconv
 
@@ -37,6 +50,7 @@ def _hyperprior(N: int, M: int) -> nn.Module:
 
 
 def _elic(N: int, M: int) -> nn.Module:
+    _import_compressai()
     from compressai.models import Elic2022Official
     from compressai.models.utils import conv, deconv
 
