@@ -9,6 +9,8 @@ Per family (llm, vit, cnn, latent present in the corpus) and test tensor:
   min-max) from ``--baseline-runs``, coded exactly as the shipped codec codes
   (``LearnedModel.from_checkpoint``); rate = its payload plus the header size our stream
   needed for the same tensor;
+* the ``index`` codec (no learning) at 2..8 bits with a Lloyd-Max and with a uniform
+  transform, fitted on the same train features and referenced by id;
 * ``int8+zstd``: uniform b-bit quantisation over [min, max] (b = 2..8) + zstd -19,
   rate includes 8 bytes for min/max;
 * ``zfpy``: fixed-accuracy mode over a range of tolerances.
@@ -33,6 +35,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+
+INDEX_LLOYD = "index codec, Lloyd-Max transform"
+INDEX_UNIFORM = "index codec, uniform transform"
+INDEX_BITS = (2, 3, 4, 5, 6, 7, 8)
+#: featcodec's own methods, compared with the alternatives at equal MSE
+OURS = ("hyperprior", INDEX_LLOYD, INDEX_UNIFORM)
 
 
 def _psnr(x: np.ndarray, mse: float) -> float:
@@ -138,7 +147,15 @@ def main() -> None:
             continue
         fit = np.concatenate([np.load(e["abspath"]).ravel() for e in train])
         t = featcodec.fit_transform(fit, bits=8)
-        featcodec.register_transform(t)
+        # the non-learned index codec at 2..8 bits, transforms fitted on the same train
+        # features and referenced by id (8-bit Lloyd-Max = lossless on the hyperprior's indices)
+        index_transforms = {
+            INDEX_LLOYD: {b: t if b == 8 else featcodec.fit_transform(fit, bits=b) for b in INDEX_BITS},
+            INDEX_UNIFORM: {b: featcodec.fit_uniform(fit, bits=b) for b in INDEX_BITS},
+        }
+        for fitted in index_transforms.values():
+            for ti in fitted.values():
+                featcodec.register_transform(ti)
         cau = TapTransform.fit("caufc", fit)
         for e in test:
             x = np.load(e["abspath"]).astype(np.float32)
@@ -154,14 +171,13 @@ def main() -> None:
                                 psnr=_psnr(x, mse)))
                 if header is None:
                     header = len(blob) - _payload_len(blob)
-            try:
-                blob = featcodec.encode(x, codec="index", transform=t, embed_transform=False)
-                xr = np.asarray(featcodec.decode(blob))
-                mse = float(np.mean((xr.astype(np.float64) - x) ** 2))
-                pts.append(dict(rec, method="transform+index (lossless on indices)", point=8,
-                                bits=8 * len(blob), mse=mse, psnr=_psnr(x, mse)))
-            except ImportError:  # the "index" codec's entropy module is not in this build
-                pass
+            for name, fitted in index_transforms.items():
+                for bits, ti in fitted.items():
+                    blob = featcodec.encode(x, codec="index", transform=ti, embed_transform=False)
+                    xr = np.asarray(featcodec.decode(blob))
+                    mse = float(np.mean((xr.astype(np.float64) - x) ** 2))
+                    pts.append(dict(rec, method=name, point=bits, bits=8 * len(blob), mse=mse,
+                                    psnr=_psnr(x, mse)))
             plane, info = featcodec.pack(x)
             for i, b in enumerate(baselines):
                 bits, y = b.code(cau.to_unit(plane))
@@ -246,14 +262,15 @@ def report(pts, out: Path, steps: tuple[list, list] | None = None) -> str:
             h, c = ms["hyperprior"], ms["caufc"]
             args = ([r[1] for r in c], [r[3] for r in c], [r[1] for r in h], [r[3] for r in h])
             bds.append((fam, bd_rate(*args), bd_psnr(*args)))
-        for alt in ("int8+zstd", "zfpy"):
-            if alt in ms and "hyperprior" in ms:
-                rs = []
-                for _, r, mse, _ in ms["hyperprior"]:
-                    ar = rate_at_mse([x[1] for x in ms[alt]], [x[2] for x in ms[alt]], mse)
-                    if ar is not None:
-                        rs.append(ar / r)
-                ratios[fam][alt] = rs
+        for ours in OURS:
+            for alt in ("int8+zstd", "zfpy"):
+                if alt in ms and ours in ms:
+                    rs = []
+                    for _, r, mse, _ in ms[ours]:
+                        ar = rate_at_mse([x[1] for x in ms[alt]], [x[2] for x in ms[alt]], mse)
+                        if ar is not None:
+                            rs.append(ar / r)
+                    ratios[(fam, ours)][alt] = rs
         fig, ax = plt.subplots(figsize=(5, 3.6))
         for m, rows in ms.items():
             ax.plot([r[1] for r in rows], [r[3] for r in rows], "o-", ms=3, label=m)
@@ -281,13 +298,14 @@ def report(pts, out: Path, steps: tuple[list, list] | None = None) -> str:
     summ.append(f"| **mean** | **{np.mean(fin):+.1f}%** ({len(fin)} families) | "
                 f"**{np.mean(fin_d):+.2f} dB** ({len(fin_d)} families) |" if fin else
                 f"| **mean** | no overlap | **{np.mean(fin_d) if fin_d else float('nan'):+.2f} dB** |")
-    summ += ["\n### Bits of the alternative / bits of hyperprior at equal MSE\n",
-             "(one ratio per hyperprior quality whose MSE lies inside the alternative's range)\n",
-             "| family | int8+zstd | zfpy |", "|---|---|---|"]
-    for fam in sorted(ratios):
+    summ += ["\n### Bits of the alternative / bits of featcodec at equal MSE\n",
+             "(one ratio per featcodec point, low rate first, whose MSE lies inside the "
+             "alternative's range; the index codec's points are 2..8 bits)\n",
+             "| family | featcodec | int8+zstd | zfpy |", "|---|---|---|---|"]
+    for fam, ours in sorted(ratios):
         cell = lambda v: ", ".join(f"{x:.2f}x" for x in v) if v else "no overlap"  # noqa: E731
-        summ.append(f"| {fam} | {cell(ratios[fam].get('int8+zstd', []))} | "
-                    f"{cell(ratios[fam].get('zfpy', []))} |")
+        summ.append(f"| {fam} | {ours} | {cell(ratios[(fam, ours)].get('int8+zstd', []))} | "
+                    f"{cell(ratios[(fam, ours)].get('zfpy', []))} |")
     text = "\n".join(summ + lines) + "\n"
     Path(f"{out}.md").write_text(text)
     return text
