@@ -198,9 +198,11 @@ def test_demo_runs_on_the_bundled_data(capsys):
     assert run(capsys, "demo", "--transforms", "magic")[0] == EXIT_ERROR
 
 
-def test_console_script_exit_codes(tmp_path, run_python):
-    """`python -m featcodec.cli`, the console script's entry, in a process of its own."""
-    r = run_python("-m", "featcodec.cli", "decode", tmp_path / "nothing.fc", text=True, check=False, timeout=120)
+@pytest.mark.parametrize("module", ["featcodec.cli", "featcodec"])
+def test_console_script_exit_codes(tmp_path, run_python, module):
+    """`python -m featcodec.cli` (the console script's entry) and `python -m featcodec`,
+    in a process of their own."""
+    r = run_python("-m", module, "decode", tmp_path / "nothing.fc", text=True, check=False, timeout=120)
     assert r.returncode == EXIT_ERROR and "no such file" in r.stderr
     assert "Traceback" not in r.stderr
 
