@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Train the shipped learned codecs: one model at a middle lambda, then chains of short
 # fine-tunes towards higher and lower rates, each starting from its neighbour's
-# checkpoint (a small move per stage). INPUT=dtufc (the transform) or caufc (baseline).
-# Usage: INPUT=dtufc MAIN_STEPS=4000 FT_STEPS=1000 tools/train_learned.sh
+# checkpoint (a small move per stage), then every model polished at its own lambda
+# (POLISH_STEPS more steps, other seed, into $ROOT/polished/). INPUT=dtufc (the
+# transform) or caufc (baseline).
+# Usage: INPUT=dtufc MAIN_STEPS=4000 FT_STEPS=1000 POLISH_STEPS=1000 tools/train_learned.sh
 # Every stage resumes from its own checkpoint if rerun.
 set -euo pipefail
 PY=${PY:-/work/venv/bin/python}
@@ -15,6 +17,7 @@ UP_LMBDAS=${UP_LMBDAS:-"0.02 0.06 0.15"}   # fine-tune chain towards higher rate
 DOWN_LMBDAS=${DOWN_LMBDAS:-"0.002 0.0005"}  # and towards lower rates
 MAIN_STEPS=${MAIN_STEPS:-4000}
 FT_STEPS=${FT_STEPS:-1000}
+POLISH_STEPS=${POLISH_STEPS:-1000}   # 0: no polishing stage
 LR=${LR:-3e-4}
 FT_LR=${FT_LR:-1e-4}
 FAMILIES=${FAMILIES:-llm,vit,cnn,latent}
@@ -37,3 +40,10 @@ for chain in "$UP_LMBDAS" "$DOWN_LMBDAS"; do
     prev=$l
   done
 done
+if [ "$POLISH_STEPS" -gt 0 ]; then  # (the later --seed wins)
+  for l in $MAIN_LMBDA $UP_LMBDAS $DOWN_LMBDAS; do
+    $PY -m featcodec.learned.train "${common[@]}" --seed 1 \
+        --out "$ROOT/polished/${ARCH}_${INPUT}${TAG}_$l" --lr "$FT_LR" --lmbda "$l" \
+        --steps "$POLISH_STEPS" --init "$(run "$l")/ckpt.pt" --lr-drop-at 0.7
+  done
+fi
