@@ -114,7 +114,7 @@ def encode(
         x: torch tensor (any device) or numpy array, float16/bfloat16/float32/float64,
             finite, not empty.
         codec: a name from :func:`featcodec.available_codecs` (``"index"``: rANS over the
-            transform's indices, lossless on them).
+            transform's indices, lossless on them), or ``"auto"`` (below).
         transform: ``"auto"`` (fit the peaky-to-balanced transform on ``x``), ``"uniform"``,
             a fitted :class:`featcodec.Transform`, or the id of a registered one.
         bits: the transform's bits when fitting (default 8; lower is smaller and lossier).
@@ -126,7 +126,18 @@ def encode(
 
     Returns:
         bytes that :func:`decode` turns back into a tensor like ``x``.
+
+    ``codec="auto"`` with ``target_bpfp``: the stream with the lowest MSE within that many
+    bits per value among the index codec and the learned codecs (:mod:`featcodec.ratecontrol`).
     """
+    if codec == "auto":
+        from .ratecontrol import encode_within
+
+        if quality is not None or bits is not None or params:
+            raise InputError("codec='auto' chooses the codec, bits and quality itself: pass only "
+                             "target_bpfp (and transform, layout, embed_transform).")
+        return encode_within(x, target_bpfp, transform=transform, embed_transform=embed_transform,
+                             layout=layout, encode=encode, decode=decode)
     if is_torch(x) and x.device.type != "cpu":  # no host copy just to read the metadata
         if x.dtype not in _TORCH_NAME:
             raise InputError(f"x has dtype {x.dtype}; featcodec takes float16, bfloat16, float32 or float64 tensors.")

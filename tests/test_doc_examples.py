@@ -7,7 +7,8 @@ import pytest
 
 
 @pytest.mark.parametrize("name", ["featcodec.packing", "featcodec.bitstream", "featcodec.api", "featcodec.codecs", "featcodec.codecs.index",
-                                  "featcodec.learned.models", "featcodec.learned.codec"])
+                                  "featcodec.learned.models", "featcodec.learned.codec",
+                                  "featcodec.ratecontrol"])
 def test_docstring_examples(name):
     res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0

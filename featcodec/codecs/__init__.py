@@ -65,6 +65,8 @@ def register_codec(name: str, cls: Callable[[], Codec], *, replace: bool = False
     """
     if not isinstance(name, str) or not _NAME.match(name):
         raise InputError(f"codec name {name!r} must be 1-64 letters, digits or _.+- characters.")
+    if name == "auto":
+        raise InputError("codec name 'auto' is reserved: featcodec.encode(codec='auto') chooses a codec.")
     if not callable(cls):
         raise InputError("register_codec takes a codec class (or a zero-argument factory).")
     with _LOCK:

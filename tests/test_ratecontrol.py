@@ -1,0 +1,65 @@
+"""codec="auto": the lowest-MSE stream within the budget, checked by brute force over every
+index-codec bits and learned-codec quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import featcodec
+from featcodec.learned.codec import available_qualities
+
+
+def _x():
+    return np.cumsum(np.random.default_rng(3).standard_normal((1, 32, 24, 40)), -1).astype(np.float32)
+
+
+def _mse(blob, x, t=None):
+    return float(np.mean((featcodec.decode(blob, transform=t).astype(np.float64) - x) ** 2))
+
+
+@pytest.mark.parametrize("target", [0.6, 1.5, 3.0, 6.0])
+def test_auto_is_the_best_fitting_candidate(target):
+    x = _x()
+    budget = target * x.size / 8
+    cands = []
+    for b in range(1, 9):
+        t = featcodec.fit_transform(x, bits=b)
+        cands.append(featcodec.encode(x, "index", transform=t))
+    t8 = featcodec.fit_transform(x, bits=8)
+    for q in available_qualities("hyperprior"):
+        cands.append(featcodec.encode(x, "hyperprior", transform=t8, quality=q))
+    fitting = [c for c in cands if len(c) <= budget]
+    blob = featcodec.encode(x, codec="auto", target_bpfp=target)
+    assert len(blob) <= budget
+    assert _mse(blob, x) <= min(_mse(c, x) for c in fitting) * (1 + 1e-12)
+
+
+def test_auto_with_a_given_transform_and_nothing_fitting():
+    x = _x()
+    t = featcodec.fit_transform(x, bits=8)
+    featcodec.register_transform(t)
+    blob = featcodec.encode(x, codec="auto", target_bpfp=1e-4, transform=t, embed_transform=False)
+    qs = available_qualities("hyperprior")
+    smallest = min([featcodec.encode(x, "index", transform=t, embed_transform=False)]
+                   + [featcodec.encode(x, "hyperprior", transform=t, quality=q, embed_transform=False)
+                      for q in qs], key=len)
+    assert blob == smallest  # nothing fits: the smallest stream
+    assert featcodec.header(blob)["transform"]["id"] == t.id
+
+
+def test_auto_needs_a_target_and_nothing_else():
+    x = _x()
+    with pytest.raises(featcodec.InputError, match="target_bpfp"):
+        featcodec.encode(x, codec="auto")
+    with pytest.raises(featcodec.InputError, match="chooses"):
+        featcodec.encode(x, codec="auto", target_bpfp=1.0, quality=2)
+    with pytest.raises(featcodec.InputError, match="transform"):
+        featcodec.encode(x, codec="auto", target_bpfp=1.0, transform="no-such-id")
+
+
+def test_auto_is_not_a_registrable_codec_name():
+    from featcodec.codecs import register_codec
+
+    with pytest.raises(featcodec.InputError, match="reserved"):
+        register_codec("auto", object)
