@@ -23,6 +23,7 @@ MODULES = [
     ("featcodec.api", "Encode, decode, headers, transform registry"),
     ("featcodec.transform", "Transforms: fit, apply, save"),
     ("featcodec.codecs", "Codec registry"),
+    ("featcodec.ratecontrol", "Rate control across codecs (codec=\"auto\")"),
     ("featcodec.packing", "Format alignment into a 2-D plane"),
     ("featcodec.kernels", "Compiled quantization kernels"),
     ("featcodec.entropy", "Entropy coding"),
