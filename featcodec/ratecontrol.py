@@ -8,7 +8,7 @@ setting whose *whole stream* fits the budget, decodes each, and keeps the one wi
 lowest mean squared error in the feature domain:
 
 * ``index`` at the largest ``bits`` (1..8) that fits, with the transform fitted at those
-  bits (``transform="auto"`` or ``"uniform"``), or at the given transform's bits;
+  bits (``transform="auto"`` or ``"uniform"``), or at the given (or registered) transform's bits;
 * every shipped learned codec at its highest fitting quality, on the 8-bit transform.
 
 If nothing fits, the smallest stream is returned. The result is an ordinary stream of
@@ -50,8 +50,11 @@ def encode_within(x: Any, target_bpfp: float, *, transform: Any = "auto",
                   encode: Callable[..., bytes], decode: Callable[..., Any]) -> bytes:
     """The lowest-MSE stream of ``x`` within ``target_bpfp`` bits per value (see module
     docstring); ``encode``/``decode`` are :func:`featcodec.encode`/:func:`featcodec.decode`."""
+    from .api import registered_transforms
     from .transform import Transform, fit_transform, fit_uniform
 
+    if isinstance(transform, str) and transform in registered_transforms():
+        transform = registered_transforms()[transform]
     if isinstance(target_bpfp, bool) or not isinstance(target_bpfp, (int, float)) or not target_bpfp > 0:
         raise InputError(f"codec='auto' needs target_bpfp, a positive number of bits per value "
                          f"(got {target_bpfp!r:.40}).")
@@ -70,8 +73,8 @@ def encode_within(x: Any, target_bpfp: float, *, transform: Any = "auto",
             elif transform == "uniform":
                 fits[bits] = fit_uniform(x, bits=bits)
             else:
-                raise InputError("codec='auto' takes transform='auto', 'uniform' or a Transform "
-                                 f"(it fits one per bits), not {transform!r:.80}.")
+                raise InputError("codec='auto' takes transform='auto', 'uniform', a Transform or "
+                                 f"a registered transform's id, not {transform!r:.80}.")
         return fits[bits]
 
     def index_stream(bits: int) -> tuple[bytes, Any]:

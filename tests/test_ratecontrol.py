@@ -35,11 +35,11 @@ def test_auto_is_the_best_fitting_candidate(target):
     assert _mse(blob, x) <= min(_mse(c, x) for c in fitting) * (1 + 1e-12)
 
 
-def test_auto_with_a_given_transform_and_nothing_fitting():
+def test_auto_with_a_registered_transform_and_nothing_fitting():
     x = _x()
     t = featcodec.fit_transform(x, bits=8)
     featcodec.register_transform(t)
-    blob = featcodec.encode(x, codec="auto", target_bpfp=1e-4, transform=t, embed_transform=False)
+    blob = featcodec.encode(x, codec="auto", target_bpfp=1e-4, transform=t.id, embed_transform=False)
     qs = available_qualities("hyperprior")
     smallest = min([featcodec.encode(x, "index", transform=t, embed_transform=False)]
                    + [featcodec.encode(x, "hyperprior", transform=t, quality=q, embed_transform=False)
