@@ -342,9 +342,13 @@ def _measure(x: Any, codec: str, opts: dict[str, Any], repeat: int = 1) -> dict[
         enc_t, dec_t = min(enc_t, t1 - t0), min(dec_t, t2 - t1)
     n = _numel(x)
     mb = _raw_nbytes(x) / 1e6
+    head = api.header(blob)  # what the stream holds (codec="auto" chose it)
+    label = head["codec"]
+    if "quality" in head["codec_params"]:
+        label += f" q{head['codec_params']['quality']}"
     return {
-        "codec": codec,
-        "bits": opts.get("bits"),
+        "codec": label if codec != "auto" else f"auto: {label}",
+        "bits": head["bits"],
         "values": n,
         "raw_bytes": _raw_nbytes(x),
         "bytes": len(blob),
@@ -377,6 +381,9 @@ def _codec_grid(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     grid = []
     base = _encode_options(argparse.Namespace(**{**vars(args), "bits": None}))
     for c in codecs:
+        if c == "auto":  # chooses its own bits
+            grid.append((c, dict(base)))
+            continue
         for b in bits_list:
             opts = dict(base)
             if b is not None:

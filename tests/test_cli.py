@@ -112,6 +112,17 @@ def test_fit_then_encode_with_a_shared_transform(capsys, feat, tmp_path):
     assert distortion(x, y)["psnr"] > 25
 
 
+def test_eval_names_what_codec_auto_chose(capsys, feat):
+    path, x = feat
+    rc, out, err = run(capsys, "eval", path, "--codec", "auto", "--target-bpfp", "3", "--bits", "4,8", "--json")
+    assert rc == EXIT_OK, err
+    (row,) = json.loads(out)  # one row: auto chooses its own bits
+    blob = featcodec.encode(x, codec="auto", target_bpfp=3)
+    head = featcodec.header(blob)
+    assert row["codec"].startswith(f"auto: {head['codec']}") and row["bits"] == head["bits"]
+    assert row["bytes"] == len(blob) and row["bits_per_value"] <= 3
+
+
 def test_eval_reports_rate_and_distortion(capsys, feat):
     path, x = feat
     rc, out, err = run(capsys, "eval", path, "--bits", "4,8", "--json")
