@@ -103,3 +103,21 @@ def test_inference_transforms_match_compressai(net):
     assert any(type(m).__name__ == "_SubPixelDeconv" for m in g_s)
     np.testing.assert_allclose(y.numpy(), y_ref.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(x_hat.numpy(), x_ref.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("hw", [(3, 5), (70, 90)])  # 6300 pixels: more than one block
+def test_frozen_gdn_equals_compressai_gdn(inverse, hw):
+    from compressai.layers import GDN
+
+    from featcodec.learned.models import _FrozenGDN
+
+    torch.manual_seed(hw[0])
+    gdn = GDN(8, inverse=inverse).eval()
+    with torch.no_grad():
+        gdn.gamma.add_(0.05 * torch.rand_like(gdn.gamma))
+        x = torch.randn(2, 8, *hw)
+        ref = gdn(x)
+        frozen = _FrozenGDN(gdn)
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):  # plain and blocked path
+            np.testing.assert_allclose(frozen(inp).numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)

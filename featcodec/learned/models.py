@@ -76,9 +76,14 @@ def build_model(config: dict[str, Any]) -> nn.Module:
 class _FrozenGDN(nn.Module):
     """Inference GDN/IGDN with its reparametrised beta and gamma computed once.
 
-    Computed in place on the normaliser: two full-size temporaries instead of four (at
-    full resolution each is megabytes, and every fresh one costs page faults).
+    On a channels-last input the normalisation runs over blocks of ``ROWS`` pixels (the
+    1x1 convolution as one matrix product per block): the temporaries stay in cache and
+    only the output is a full-size tensor, where the plain form writes four full-size
+    temporaries (at full resolution each is megabytes, and every fresh one costs page
+    faults). The same sums as the convolution.
     """
+
+    ROWS = 4096
 
     def __init__(self, gdn: nn.Module):
         super().__init__()
@@ -91,13 +96,32 @@ class _FrozenGDN(nn.Module):
         c = beta.numel()
         self.register_buffer("beta", beta)
         self.register_buffer("gamma", gamma.reshape(c, c, 1, 1))
+        self.register_buffer("gamma_t", gamma.reshape(c, c).t().contiguous())
 
     def forward(self, x):
+        import torch
         import torch.nn.functional as F
 
-        norm = F.conv2d(x * x, self.gamma, self.beta)
-        norm = norm.sqrt_() if self.inverse else norm.rsqrt_()
-        return norm.mul_(x)
+        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
+            norm = F.conv2d(x * x, self.gamma, self.beta)
+            return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
+        c = x.shape[1]
+        pixels = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view: channels-last memory
+        out = torch.empty_like(x)
+        out_pixels = out.permute(0, 2, 3, 1).reshape(-1, c)
+        rows = min(self.ROWS, pixels.shape[0])
+        sq, norm = torch.empty(rows, c, dtype=x.dtype), torch.empty(rows, c, dtype=x.dtype)
+        for s in range(0, pixels.shape[0], rows):
+            block = pixels[s:s + rows]
+            k = block.shape[0]
+            torch.mul(block, block, out=sq[:k])
+            torch.addmm(self.beta, sq[:k], self.gamma_t, out=norm[:k])
+            if self.inverse:
+                norm[:k].sqrt_()
+            else:
+                norm[:k].rsqrt_()
+            torch.mul(norm[:k], block, out=out_pixels[s:s + k])
+        return out
 
 
 class _SubPixelDeconv(nn.Module):
@@ -155,7 +179,7 @@ class _SubPixelDeconv(nn.Module):
 
 
 def for_inference(seq: nn.Sequential) -> nn.Sequential:
-    """A copy of ``seq`` for fast CPU inference: GDNs frozen and in place, the last
+    """A copy of ``seq`` for fast CPU inference: GDNs frozen and computed in blocks, the last
     (few-channel) transposed convolution in sub-pixel form, channels-last weights.
 
     Same maths as the original (float rounding aside); feed it channels-last tensors.
