@@ -86,8 +86,12 @@ def evaluate(corpus: Path, family: str, runs: dict[str, list[Path]], per_tap: in
     return out
 
 
-def report(res: dict[str, dict], steps: dict[str, int]) -> str:
-    lines = ["| held-out family | BD-rate of no-F vs all | BD-PSNR | all: BPFP / PSNR per lambda | "
+def report(res: dict[str, dict], steps: dict[str, list[int]], root: str = "") -> str:
+    lines = [f"# Universality: each family left out of training (runs under {root})\n",
+             "Made by `python benchmarks/universality.py` (its docstring has the method). "
+             "BPFP = payload bits per value, PSNR in the feature domain, means over the "
+             "held-out family's test tensors.\n",
+             "| held-out family | BD-rate of no-F vs all | BD-PSNR | all: BPFP / PSNR per lambda | "
              "no-F: BPFP / PSNR per lambda |", "|---|---|---|---|---|"]
     bds = []
     for fam, cur in res.items():
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                             a.per_tap, a.fit_samples)
         print(fam, json.dumps(res[fam]), flush=True)
     steps = {t: [Baseline(d).steps for d in ds] for t, ds in runs.items()}
-    text = report(res, steps)
+    text = report(res, steps, a.runs_root)
     Path(f"{a.out}.json").write_text(json.dumps({"curves": res, "steps": steps}, indent=1))
     Path(f"{a.out}.md").write_text(text)
     print(text)
