@@ -31,6 +31,7 @@ import math
 import re
 import sys
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,12 @@ def find_runs(root: Path) -> dict[str, list[Path]]:
         if m and (d / "ckpt.pt").exists():
             runs[m["tag"]].append((float(m["lmbda"]), d))
     return {t: [p for _, p in sorted(v)] for t, v in runs.items()}
+
+
+@lru_cache(maxsize=None)
+def load_run(d: Path) -> Baseline:
+    """A run, exported and loaded once (the "all" runs serve every family)."""
+    return Baseline(d)
 
 
 def evaluate(corpus: Path, family: str, runs: dict[str, list[Path]], per_tap: int,
@@ -73,7 +80,7 @@ def evaluate(corpus: Path, family: str, runs: dict[str, list[Path]], per_tap: in
     for tag, dirs in runs.items():
         pts = []
         for d in dirs:
-            net = Baseline(d)
+            net = load_run(d)
             rates, psnrs = [], []
             for tt, x in tensors:
                 plane, info = featcodec.pack(x)
@@ -131,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         res[fam] = evaluate(Path(a.corpus), fam, {"all": runs["all"], f"no{fam}": runs[f"no{fam}"]},
                             a.per_tap, a.fit_samples)
         print(fam, json.dumps(res[fam]), flush=True)
-    steps = {t: [Baseline(d).steps for d in ds] for t, ds in runs.items()}
+    steps = {t: [load_run(d).steps for d in ds] for t, ds in runs.items()}
     text = report(res, steps, a.runs_root)
     Path(f"{a.out}.json").write_text(json.dumps({"curves": res, "steps": steps}, indent=1))
     Path(f"{a.out}.md").write_text(text)

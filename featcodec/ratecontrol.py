@@ -25,11 +25,12 @@ Example:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
 
-from ._arrays import float_view
+from ._arrays import is_torch
 from .errors import InputError
 
 __all__ = ["encode_within"]
@@ -50,40 +51,25 @@ def encode_within(x: Any, target_bpfp: float, *, transform: Any = "auto",
                   encode: Callable[..., bytes], decode: Callable[..., Any]) -> bytes:
     """The lowest-MSE stream of ``x`` within ``target_bpfp`` bits per value (see module
     docstring); ``encode``/``decode`` are :func:`featcodec.encode`/:func:`featcodec.decode`."""
-    from .api import registered_transforms
-    from .transform import Transform, fit_transform, fit_uniform
+    from .api import _resolve_encode_transform
+    from .metrics import mse
 
-    if isinstance(transform, str) and transform in registered_transforms():
-        transform = registered_transforms()[transform]
     if isinstance(target_bpfp, bool) or not isinstance(target_bpfp, (int, float)) or not target_bpfp > 0:
         raise InputError(f"codec='auto' needs target_bpfp, a positive number of bits per value "
                          f"(got {target_bpfp!r:.40}).")
-    ref, _ = float_view(x)
-    ref = np.asarray(ref, np.float64)
-    budget = float(target_bpfp) * ref.size / 8  # bytes
-
-    fits: dict[int, Any] = {}
-
-    def transform_at(bits: int) -> Any:
-        if isinstance(transform, Transform):
-            return transform
-        if bits not in fits:
-            if transform == "auto":
-                fits[bits] = fit_transform(x, bits=bits)
-            elif transform == "uniform":
-                fits[bits] = fit_uniform(x, bits=bits)
-            else:
-                raise InputError("codec='auto' takes transform='auto', 'uniform', a Transform or "
-                                 f"a registered transform's id, not {transform!r:.80}.")
-        return fits[bits]
+    fitted = isinstance(transform, str) and transform in ("auto", "uniform")  # one per bits
+    fixed = None if fitted else _resolve_encode_transform(transform, None, x)
+    transform_at = lru_cache(maxsize=None)(
+        lambda bits: _resolve_encode_transform(transform, bits, x) if fitted else fixed)
+    budget = target_bpfp * (x.numel() if is_torch(x) else np.size(x)) / 8  # bytes
 
     def index_stream(bits: int) -> tuple[bytes, Any]:
         t = transform_at(bits)
         return encode(x, "index", transform=t, embed_transform=embed_transform, layout=layout), t
 
     streams: list[tuple[bytes, Any]] = []  # (stream, its transform)
-    if isinstance(transform, Transform):
-        streams.append(index_stream(transform.bits))
+    if not fitted:
+        streams.append(index_stream(fixed.bits))
     else:  # the rate grows with bits: binary search the largest that fits
         lo, hi, best = 1, 8, None
         while lo <= hi:
@@ -94,7 +80,7 @@ def encode_within(x: Any, target_bpfp: float, *, transform: Any = "auto",
             else:
                 hi = mid - 1
         streams.append(best if best is not None else index_stream(1))
-    t8 = transform if isinstance(transform, Transform) else transform_at(8)
+    t8 = transform_at(8)
     if t8.bits == 8:
         for name in _learned_codecs():
             streams.append((encode(x, name, transform=t8, target_bpfp=target_bpfp,
@@ -102,9 +88,4 @@ def encode_within(x: Any, target_bpfp: float, *, transform: Any = "auto",
     fitting = [s for s in streams if len(s[0]) <= budget]
     if not fitting:
         return min((s for s, _ in streams), key=len)
-
-    def mse(stream: tuple[bytes, Any]) -> float:
-        y, _ = float_view(decode(stream[0], transform=stream[1]))
-        return float(np.mean((np.asarray(y, np.float64) - ref) ** 2))
-
-    return min(fitting, key=lambda s: (mse(s), len(s[0])))[0]
+    return min(fitting, key=lambda s: (mse(x, decode(s[0], transform=s[1])), len(s[0])))[0]

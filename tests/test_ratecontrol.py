@@ -14,14 +14,22 @@ def _x():
     return np.cumsum(np.random.default_rng(3).standard_normal((1, 32, 24, 40)), -1).astype(np.float32)
 
 
+def _values(a):
+    """float64 numpy values of a numpy array or a (bfloat16) torch tensor."""
+    return a.double().numpy() if hasattr(a, "double") else np.asarray(a, np.float64)
+
+
 def _mse(blob, x, t=None):
-    return float(np.mean((featcodec.decode(blob, transform=t).astype(np.float64) - x) ** 2))
+    return float(np.mean((_values(featcodec.decode(blob, transform=t)) - _values(x)) ** 2))
 
 
 @pytest.mark.parametrize("target", [0.6, 1.5, 3.0, 6.0])
-def test_auto_is_the_best_fitting_candidate(target):
-    x = _x()
-    budget = target * x.size / 8
+@pytest.mark.parametrize("bf16", [False, True])  # bfloat16 travels as raw bits: MSE of values
+def test_auto_is_the_best_fitting_candidate(target, bf16):
+    import torch
+
+    x = torch.from_numpy(_x()).to(torch.bfloat16) if bf16 else _x()
+    budget = target * np.size(_values(x)) / 8
     cands = []
     for b in range(1, 9):
         t = featcodec.fit_transform(x, bits=b)
@@ -63,3 +71,4 @@ def test_auto_is_not_a_registrable_codec_name():
 
     with pytest.raises(featcodec.InputError, match="reserved"):
         register_codec("auto", object)
+

@@ -94,6 +94,7 @@ class LearnedModel:
         self.config = json.loads(meta["config"])
         self.codec = meta["codec"]
         self.quality = int(meta["quality"])
+        self.steps = int(meta.get("steps", 0))  # training steps of the last stage
         net = build_model(self.config)
         state = {k[4:]: v.float() if v.is_floating_point() else v
                  for k, v in t.items() if k.startswith("net.")}
@@ -121,16 +122,13 @@ class LearnedModel:
     def from_checkpoint(cls, ckpt: str | Path) -> "LearnedModel":
         """A ``featcodec train`` checkpoint as it would ship: exported (float16 conv
         weights, entropy tables; :mod:`.export`) and loaded like the shipped weights, so
-        it codes exactly as the shipped codec would. ``steps`` holds its training steps."""
+        it codes exactly as the shipped codec would."""
         import tempfile
 
         from .export import export_checkpoint
 
         with tempfile.TemporaryDirectory() as d:
-            entry = export_checkpoint(ckpt, d, "run", 0)
-            model = cls(Path(d) / entry["file"])
-        model.steps = int(entry["steps"])
-        return model
+            return cls(Path(d) / export_checkpoint(ckpt, d, "run", 0)["file"])
 
     def to_compressai(self):
         """CompressAI's own ``ScaleHyperprior`` with these weights and entropy tables: its

@@ -109,7 +109,7 @@ class _FrozenGDN(nn.Module):
         pixels = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view: channels-last memory
         out = torch.empty_like(x)
         out_pixels = out.permute(0, 2, 3, 1).reshape(-1, c)
-        rows = min(self.ROWS, pixels.shape[0])
+        rows = max(1, min(self.ROWS, pixels.shape[0]))
         sq, norm = torch.empty(rows, c, dtype=x.dtype), torch.empty(rows, c, dtype=x.dtype)
         for s in range(0, pixels.shape[0], rows):
             block = pixels[s:s + rows]
@@ -131,7 +131,7 @@ class _SubPixelDeconv(nn.Module):
     Output pixel (2i + a, 2j + b) takes input (i + di, j + dj) through tap
     (a + 2 - 2 di, b + 2 - 2 dj) of the transposed kernel, for di, dj in {-1, 0, 1}.
     oneDNN's transposed convolution is slow for few output channels (the codec's last
-    layer, 48 -> 1: about 2.5x), the convolution is not.
+    layer, 48 -> 1), the convolution is not.
 
     Example:
         >>> import torch
