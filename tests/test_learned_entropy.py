@@ -121,3 +121,85 @@ def test_frozen_gdn_equals_compressai_gdn(inverse, hw):
         frozen = _FrozenGDN(gdn)
         for inp in (x, x.contiguous(memory_format=torch.channels_last)):  # plain and blocked path
             np.testing.assert_allclose(frozen(inp).numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# -- ELIC's space-channel context model in fixed point (featcodec.learned.latents) -------
+
+def _tiny_elic():
+    torch.manual_seed(3)
+    n = build_model({"arch": "elic", "N": 16, "M": 40})
+    n.update(force=True)
+    return n.eval()
+
+
+@pytest.fixture(scope="module")
+def elic():
+    from featcodec.learned.integer_entropy import to_fixed
+    from featcodec.learned.latents import CheckerboardGroupLatents
+
+    n = _tiny_elic()
+    gc = n.latent_codec["y"].latent_codec["y0"].latent_codec["y"].gaussian_conditional
+    tables = (gc._quantized_cdf.numpy().astype(np.int32), gc._cdf_length.numpy().astype(np.int32),
+              gc._offset.numpy().astype(np.int32))
+    lat = CheckerboardGroupLatents(n.latent_codec["y"], tables, scale_thresholds(gc.scale_table))
+    return n, lat, to_fixed
+
+
+def _side(n, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 2 * 16, h, w, generator=g) * 2
+
+
+def test_elic_fixed_point_latents_track_compressai(elic):
+    """Our fixed-point checkerboard x channel-group coding gives CompressAI's float y_hat
+    (up to the fixed-point rounding of the means, which may flip a rare symbol that sits on
+    a rounding boundary) on a size CompressAI supports."""
+    n, lat, to_fixed = elic
+    y = torch.randn(1, 40, 6, 8) * 4
+    side = _side(n, 6, 8, 0)
+    with torch.no_grad():
+        ref = n.latent_codec["y"].compress(y, side)["y_hat"]
+    strings = lat.encode(y, to_fixed(side).to(torch.int64))
+    y_hat = lat.decode(strings, to_fixed(side).to(torch.int64), (6, 8))
+    assert len(strings) == 2 * len(n.groups)
+    diff = (y_hat - ref).abs()
+    assert diff.median().item() < 1e-4 and (diff > 1e-3).float().mean().item() < 0.01
+
+
+@pytest.mark.parametrize("h,w", [(5, 7), (1, 1), (3, 10)])
+def test_elic_latents_round_trip_on_odd_sizes(elic, h, w):
+    """Sizes CompressAI's checkerboard cannot code (it halves the width) round-trip: the
+    decoder rebuilds exactly the encoder's y_hat, and y_hat - y is within half a step."""
+    n, lat, to_fixed = elic
+    y = torch.randn(1, 40, h, w) * 5
+    side = to_fixed(_side(n, h, w, 1)).to(torch.int64)
+    enc_hat, strings = lat._run(side, (h, w), y, None)
+    dec_hat = lat.decode(strings, side, (h, w))
+    assert torch.equal(enc_hat, dec_hat)
+    assert (dec_hat - y).abs().max().item() <= 0.5 + 1e-4
+
+
+def test_elic_latents_thread_count_invariant(elic):
+    n, lat, to_fixed = elic
+    y = torch.randn(1, 40, 9, 7) * 5
+    side = to_fixed(_side(n, 9, 7, 2)).to(torch.int64)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = lat.encode(y, side)
+        torch.set_num_threads(2)
+        b = lat.encode(y, side)
+        da = lat.decode(a, side, (9, 7))
+    finally:
+        torch.set_num_threads(old)
+    assert a == b and torch.equal(da, lat.decode(b, side, (9, 7)))
+
+
+def test_elic_latents_reject_a_wrong_string_count(elic):
+    import featcodec
+
+    n, lat, to_fixed = elic
+    side = to_fixed(_side(n, 2, 2, 3)).to(torch.int64)
+    strings = lat.encode(torch.zeros(1, 40, 2, 2), side)
+    with pytest.raises(featcodec.FormatError):
+        lat.decode(strings[:-1], side, (2, 2))

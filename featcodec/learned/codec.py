@@ -1,12 +1,13 @@
-"""The pretrained learned codecs ``"hyperprior"`` (and ``"elic"`` when shipped).
+"""The pretrained learned codecs ``"hyperprior"`` and ``"elic"`` (each when shipped).
 
 A codec turns a 2-D index plane (the DT-UFC transform's output) into payload bytes and
 back; the container around the payload is the library's. Weights and entropy tables
 come from ``featcodec/learned/weights`` (sha256-checked, never from the network).
 
-Determinism: the z symbols are integers, the hyper-decoder runs in exact fixed point
-(:mod:`.integer_entropy`), and the Gaussian table of every latent is chosen by integer
-comparison, so any process on any machine decodes the same symbols. Planes are
+Determinism: the z symbols are integers, the hyper-decoder (and ELIC's context model)
+runs in exact fixed point (:mod:`.integer_entropy`, :mod:`.latents`), and the Gaussian
+table of every latent is chosen by integer comparison, so any process on any machine
+decodes the same symbols. Planes are
 edge-replicated to a multiple of 16 (the analysis transform's stride) before analysis and
 cropped after synthesis; the hyper-decoder's output, a multiple of 64, is cropped to the
 latents. CompressAI itself needs multiples of 64: on a 140 x 140 plane that is 88% more
@@ -39,8 +40,8 @@ import numpy as np
 from ..errors import ChecksumError, FormatError, InputError
 from . import rans_backend
 
-__all__ = ["LearnedModel", "HyperpriorCodec", "load_model", "available_qualities",
-           "WEIGHTS_DIR", "manifest"]
+__all__ = ["LearnedModel", "LearnedCodec", "HyperpriorCodec", "ElicCodec", "load_model",
+           "available_qualities", "WEIGHTS_DIR", "manifest"]
 
 #: Shipped weights; ``FEATCODEC_LEARNED_WEIGHTS`` points at another export (own training).
 WEIGHTS_DIR = Path(os.environ.get("FEATCODEC_LEARNED_WEIGHTS") or Path(__file__).with_name("weights"))
@@ -79,6 +80,7 @@ class LearnedModel:
         from safetensors.torch import load
 
         from .integer_entropy import FixedPointHyperSynthesis, scale_thresholds
+        from .latents import CheckerboardGroupLatents, ScaleLatents
         from .models import build_model, for_inference
 
         raw = Path(path).read_bytes()
@@ -99,8 +101,7 @@ class LearnedModel:
         state = {k[4:]: v.float() if v.is_floating_point() else v
                  for k, v in t.items() if k.startswith("net.")}
         missing, unexpected = net.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith(("entropy_bottleneck.", "gaussian_conditional."))
-                             for k in missing):
+        if unexpected or any(not _is_entropy_state(k) for k in missing):
             raise FormatError(f"{path}: weights do not fit the {self.config} network")
         self.net = net.eval()
         for p_ in self.net.parameters():
@@ -113,7 +114,16 @@ class LearnedModel:
                    n("gc.offset").copy())
         self.scale_table = n("gc.scale_table").copy()
         self.thresholds = scale_thresholds(self.scale_table)
-        self.hs = FixedPointHyperSynthesis(self.net.h_s)
+        if self.config["arch"] == "elic":
+            hyper = self.net.latent_codec["hyper"]
+            self.h_a, h_s = hyper.h_a, hyper.h_s
+            self.latents = CheckerboardGroupLatents(self.net.latent_codec["y"], self.gc,
+                                                    self.thresholds)
+        else:  # ScaleHyperprior: the hyper-encoder sees |y|
+            self.h_a, h_s = (lambda y: self.net.h_a(torch.abs(y))), self.net.h_s
+            self.latents = ScaleLatents(self.gc, self.thresholds)
+        self.hs = FixedPointHyperSynthesis(h_s)
+        self.side_channels = [m for m in h_s if hasattr(m, "out_channels")][-1].out_channels
         self.g_a = for_inference(self.net.g_a)
         self.g_s = for_inference(self.net.g_s)
         self.id = self.sha256[:16]
@@ -131,9 +141,10 @@ class LearnedModel:
             return cls(Path(d) / export_checkpoint(ckpt, d, "run", 0)["file"])
 
     def to_compressai(self):
-        """CompressAI's own ``ScaleHyperprior`` with these weights and entropy tables: its
-        ``compress()``/``decompress()`` (inputs padded to multiples of 64) code what this
-        model codes, with CompressAI's coder and float table choice.
+        """CompressAI's own network (``ScaleHyperprior`` or ``Elic2022Official``) with these
+        weights and entropy tables: its ``compress()``/``decompress()`` (inputs padded to
+        multiples of 64) code what this model codes, with CompressAI's coder and float
+        table choice.
 
         Example:
             >>> import torch
@@ -146,15 +157,20 @@ class LearnedModel:
 
         import torch
 
+        from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
         ref = copy.deepcopy(self.net).eval()
-        eb, gc = ref.entropy_bottleneck, ref.gaussian_conditional
-        for mod, (cdf, length, offset) in ((eb, self.eb), (gc, self.gc)):
-            mod._quantized_cdf = torch.from_numpy(cdf.copy())
-            mod._cdf_length = torch.from_numpy(length.copy())
-            mod._offset = torch.from_numpy(offset.copy())
-        with torch.no_grad():
-            eb.quantiles[:, 0, 1] = self.medians
-        gc.scale_table = torch.from_numpy(self.scale_table.copy())
+        for mod in ref.modules():
+            if isinstance(mod, (EntropyBottleneck, GaussianConditional)):
+                cdf, length, offset = self.eb if isinstance(mod, EntropyBottleneck) else self.gc
+                mod._quantized_cdf = torch.from_numpy(cdf.copy())
+                mod._cdf_length = torch.from_numpy(length.copy())
+                mod._offset = torch.from_numpy(offset.copy())
+            if isinstance(mod, EntropyBottleneck):
+                with torch.no_grad():
+                    mod.quantiles[:, 0, 1] = self.medians
+            elif isinstance(mod, GaussianConditional):
+                mod.scale_table = torch.from_numpy(self.scale_table.copy())
         return ref
 
     # -- analysis / synthesis -------------------------------------------------------
@@ -167,41 +183,44 @@ class LearnedModel:
         """The hyper-decoder's scales cropped to the latents' (H/16, W/16)."""
         return scales[:, :, : hw[0], : hw[1]].contiguous()
 
-    def compress(self, x) -> tuple[bytes, bytes]:
-        """``x``: float32 tensor (1, 1, H, W), H and W multiples of 16 -> (z, y) strings."""
+    def compress(self, x) -> list[bytes]:
+        """``x``: float32 tensor (1, 1, H, W), H and W multiples of 16 -> the z string,
+        then the latents' strings (:attr:`n_strings` in all)."""
         import torch
-
-        from .integer_entropy import scale_indexes
 
         with torch.inference_mode():
             y = self.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
-            z = self.net.h_a(torch.abs(y))
+            z = self.h_a(y)
             z_sym = torch.round(z - self.medians.view(1, -1, 1, 1)).to(torch.int32)
             z_str = rans_backend.encode(z_sym.numpy(), self._z_indexes(z_sym.shape), *self.eb)
-            scales_q = self._crop(self.hs(z_sym, self.medians), y.shape[2:])
-            idx = scale_indexes(scales_q.numpy(), self.thresholds)
-            y_sym = torch.round(y).to(torch.int32).numpy()
-            y_str = rans_backend.encode(y_sym, idx, *self.gc)
-        return z_str, y_str
+            side = self._crop(self.hs(z_sym, self.medians), y.shape[2:])
+            return [z_str, *self.latents.encode(y, side)]
 
-    def decompress(self, z_str: bytes, y_str: bytes, hw: tuple[int, int]):
+    @property
+    def n_strings(self) -> int:
+        """How many strings :meth:`compress` returns."""
+        return 1 + self.latents.n_strings
+
+    def decompress(self, strings: list[bytes], hw: tuple[int, int]):
         """Inverse of :meth:`compress` for padded size ``hw``; float32 (1, 1, H, W)."""
         import torch
 
-        from .integer_entropy import scale_indexes
-
         h, w = hw
-        n, m = int(self.config["N"]), int(self.config["M"])
+        n, c = int(self.config["N"]), self.side_channels
         zshape = (1, n, -(-h // 64), -(-w // 64))
         with torch.inference_mode():
-            z_sym = rans_backend.decode(z_str, self._z_indexes(zshape), *self.eb)
-            scales_q = self.hs(torch.from_numpy(z_sym), self.medians)
-            if scales_q.shape[1] != m or scales_q.shape[2] < h // 16 or scales_q.shape[3] < w // 16:
+            z_sym = rans_backend.decode(strings[0], self._z_indexes(zshape), *self.eb)
+            side = self.hs(torch.from_numpy(z_sym), self.medians)
+            if side.shape[1] != c or side.shape[2] < h // 16 or side.shape[3] < w // 16:
                 raise FormatError("payload does not fit this model")
-            idx = scale_indexes(self._crop(scales_q, (h // 16, w // 16)).numpy(), self.thresholds)
-            y_sym = rans_backend.decode(y_str, idx, *self.gc)
-            y_hat = torch.from_numpy(y_sym).float().contiguous(memory_format=torch.channels_last)
-            return self.g_s(y_hat).contiguous()
+            y_hat = self.latents.decode(strings[1:], self._crop(side, (h // 16, w // 16)),
+                                        (h // 16, w // 16))
+            return self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
+def _is_entropy_state(key: str) -> bool:
+    """State-dict keys of the entropy models (shipped as ready tables instead)."""
+    return any(part in ("entropy_bottleneck", "gaussian_conditional") for part in key.split("."))
 
 
 @lru_cache(maxsize=None)
@@ -221,10 +240,14 @@ def _pad(x, mult: int):
     return x
 
 
-class HyperpriorCodec:
-    """Learned codec ``"hyperprior"``: 1-channel reduced-width ScaleHyperprior."""
+class LearnedCodec:
+    """A shipped learned codec (:class:`HyperpriorCodec`, :class:`ElicCodec`).
 
-    name = "hyperprior"
+    Payload: the model's strings (the z string first), each but the last preceded by its
+    length as a little-endian u32.
+    """
+
+    name = ""
 
     def _check_plane(self, plane: np.ndarray, bits: int) -> np.ndarray:
         plane = np.asarray(plane)
@@ -266,8 +289,9 @@ class HyperpriorCodec:
 
     def _encode(self, xp, quality: int) -> tuple[bytes, dict]:
         model = load_model(self.name, quality)
-        z, y = model.compress(xp)
-        return struct.pack("<I", len(z)) + z + y, {"quality": quality, "model": model.id,
+        strings = model.compress(xp)
+        payload = b"".join(struct.pack("<I", len(s_)) + s_ for s_ in strings[:-1]) + strings[-1]
+        return payload, {"quality": quality, "model": model.id,
                                                    "rans": rans_backend.BACKEND, "pad": PAD}
 
     def _search(self, xp, n: int, target: float, qs: list[int],
@@ -310,19 +334,37 @@ class HyperpriorCodec:
             raise FormatError(f"stream pads planes to a multiple of {pad!r:.20}; this featcodec "
                               f"knows {list(PADS)}: upgrade featcodec")
         payload = bytes(payload)
-        if len(payload) < 4:
-            raise FormatError("learned-codec payload shorter than its 4-byte header")
-        (nz,) = struct.unpack_from("<I", payload)
-        if nz > len(payload) - 4:
-            raise FormatError("learned-codec payload is truncated")
+        strings, pos = [], 0
+        for _ in range(model.n_strings - 1):
+            if len(payload) - pos < 4:
+                raise FormatError("learned-codec payload is truncated in its string lengths")
+            (n,) = struct.unpack_from("<I", payload, pos)
+            if n > len(payload) - pos - 4:
+                raise FormatError("learned-codec payload is truncated")
+            strings.append(payload[pos + 4:pos + 4 + n])
+            pos += 4 + n
+        strings.append(payload[pos:])
         hp, wp = h + (-h) % pad, w + (-w) % pad
         if hp * wp > 1 << 31:
             raise FormatError("plane shape in stream is implausibly large")
-        x = model.decompress(payload[4:4 + nz], payload[4 + nz:], (hp, wp))
+        x = model.decompress(strings, (hp, wp))
         scale = float((1 << int(bits)) - 1)
         with torch.inference_mode():
             out = torch.round(x[0, 0, :h, :w].clamp(0.0, 1.0) * scale)
         return out.to(torch.uint8).numpy()
+
+
+class HyperpriorCodec(LearnedCodec):
+    """Learned codec ``"hyperprior"``: 1-channel reduced-width ScaleHyperprior."""
+
+    name = "hyperprior"
+
+
+class ElicCodec(LearnedCodec):
+    """Learned codec ``"elic"``: 1-channel reduced-width ELIC (``Elic2022Official``),
+    checkerboard and channel-group context in fixed point (:mod:`.latents`)."""
+
+    name = "elic"
 
 
 def register() -> list[str]:
@@ -332,7 +374,7 @@ def register() -> list[str]:
         from featcodec.codecs import register_codec  # type: ignore
     except ImportError:
         return names
-    for nm in names:
-        if nm == "hyperprior":
-            register_codec(nm, HyperpriorCodec)
+    for cls in (HyperpriorCodec, ElicCodec):
+        if cls.name in names:
+            register_codec(cls.name, cls)
     return names

@@ -31,6 +31,7 @@ def _sha256(path: Path) -> str:
 def export_checkpoint(ckpt: str | Path, out: str | Path, codec: str, quality: int) -> dict:
     """Write one model file; returns its manifest entry."""
     import torch
+    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
     from safetensors.torch import save_file
 
     from .models import build_model
@@ -42,13 +43,18 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, codec: str, quality: in
     net.update(force=True)
     tensors: dict[str, torch.Tensor] = {}
     for k, v in net.state_dict().items():
-        if k.startswith(("entropy_bottleneck.", "gaussian_conditional.")):
+        if {"entropy_bottleneck", "gaussian_conditional"} & set(k.split(".")):
             continue
         v = v.detach().contiguous()
         if k.endswith(".weight") and v.ndim == 4:
             v = v.to(torch.float16)
         tensors["net." + k] = v
-    eb, gc = net.entropy_bottleneck, net.gaussian_conditional
+    (eb,) = [m for m in net.modules() if isinstance(m, EntropyBottleneck)]
+    gc, *others = [m for m in net.modules() if isinstance(m, GaussianConditional)]
+    for o in others:  # ELIC has one per channel group: the same fixed scale table
+        if not (torch.equal(o._quantized_cdf, gc._quantized_cdf)
+                and torch.equal(o.scale_table, gc.scale_table)):
+            raise ValueError(f"{ckpt}: the Gaussian conditionals' tables differ")
     tensors["eb.cdf"] = eb._quantized_cdf.to(torch.int32).contiguous()
     tensors["eb.cdf_length"] = eb._cdf_length.to(torch.int32).reshape(-1).contiguous()
     tensors["eb.offset"] = eb._offset.to(torch.int32).reshape(-1).contiguous()

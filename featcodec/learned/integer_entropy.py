@@ -31,7 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["FixedPointHyperSynthesis", "scale_indexes", "FRAC", "WEIGHT_BITS"]
+__all__ = ["FixedPointSequential", "FixedPointHyperSynthesis", "to_fixed", "scale_indexes",
+           "scale_thresholds", "FRAC", "WEIGHT_BITS"]
 
 FRAC = 16          # fractional bits of activations
 WEIGHT_BITS = 15   # largest |integer weight| is about 2**WEIGHT_BITS
@@ -41,6 +42,8 @@ _EXACT = float(2 ** 53)
 class _Layer:
     def __init__(self, m: nn.Module):
         w = m.weight.detach().to(torch.float64)
+        if getattr(m, "mask", None) is not None:  # CompressAI's (checkerboard) masked convs
+            w = w * m.mask.detach().to(torch.float64)
         b = m.bias.detach().to(torch.float64) if m.bias is not None else torch.zeros(
             w.shape[1] if isinstance(m, nn.ConvTranspose2d) else w.shape[0], dtype=torch.float64)
         wmax = float(w.abs().max())
@@ -71,16 +74,16 @@ class _Layer:
             if self.shift > 0 else acc
 
 
-class FixedPointHyperSynthesis:
-    """The hyper-decoder ``h_s`` (convs, transposed convs, ReLU) in exact fixed point.
+class FixedPointSequential:
+    """A stack of convolutions (plain, masked or transposed) and ReLUs in exact fixed point.
 
-    Call with the integer z symbols and the entropy bottleneck's medians; returns the
-    scales as int64 with ``FRAC`` fractional bits.
+    Takes and returns integer-valued float64 tensors with ``FRAC`` fractional bits: the
+    same numbers whatever the thread count or machine.
     """
 
-    def __init__(self, h_s: nn.Sequential):
+    def __init__(self, seq: nn.Sequential):
         self.ops: list = []
-        for m in h_s:
+        for m in seq:
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 self.ops.append(_Layer(m))
             elif isinstance(m, nn.ReLU):
@@ -89,12 +92,32 @@ class FixedPointHyperSynthesis:
                 raise TypeError(f"no fixed-point version of {type(m).__name__}")
 
     @torch.no_grad()
-    def __call__(self, z_symbols: torch.Tensor, medians: torch.Tensor) -> torch.Tensor:
-        med_q = torch.round(medians.detach().to(torch.float64).reshape(-1) * 2.0 ** FRAC)
-        a = z_symbols.to(torch.float64) * 2.0 ** FRAC + med_q.view(1, -1, 1, 1)
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
         for op in self.ops:
             a = torch.clamp_min(a, 0.0) if op == "relu" else op(a)
-        return a.to(torch.int64)
+        return a
+
+
+def to_fixed(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Real numbers to fixed point (float64 integers, ``FRAC`` fractional bits), rounded."""
+    return torch.round(torch.as_tensor(x).to(torch.float64) * 2.0 ** FRAC)
+
+
+class FixedPointHyperSynthesis:
+    """The hyper-decoder ``h_s`` (convs, transposed convs, ReLU) in exact fixed point.
+
+    Call with the integer z symbols and the entropy bottleneck's medians; returns the
+    hyper-decoder's output as int64 with ``FRAC`` fractional bits.
+    """
+
+    def __init__(self, h_s: nn.Sequential):
+        self.net = FixedPointSequential(h_s)
+
+    @torch.no_grad()
+    def __call__(self, z_symbols: torch.Tensor, medians: torch.Tensor) -> torch.Tensor:
+        med_q = to_fixed(medians.detach().reshape(-1))
+        a = z_symbols.to(torch.float64) * 2.0 ** FRAC + med_q.view(1, -1, 1, 1)
+        return self.net(a).to(torch.int64)
 
 
 def scale_thresholds(scale_table: torch.Tensor | np.ndarray) -> np.ndarray:
