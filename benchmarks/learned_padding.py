@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> None:
                 unit = torch.from_numpy(tt.to_unit(plane))[None, None]
                 for pad in res:
                     xp = _pad(unit, pad)
-                    z, y = model.compress(xp)
-                    x_hat = model.decompress(z, y, tuple(xp.shape[-2:]))[0, 0, :h, :w].clamp(0, 1)
+                    strings = model.compress(xp)
+                    x_hat = model.decompress(strings, tuple(xp.shape[-2:]))[0, 0, :h, :w].clamp(0, 1)
                     rec = tt.from_unit(x_hat.numpy())
                     mse = float(np.mean((rec - plane.astype(np.float64)) ** 2))
-                    res[pad].append((8 * (len(z) + len(y)) / x.size, _psnr(x, mse)))
+                    res[pad].append((8 * sum(map(len, strings)) / x.size, _psnr(x, mse)))
             (r64, p64), (r16, p16) = (np.mean(res[p], axis=0) for p in (64, 16))
             print(f"| {key} | {h}x{w} | q{q} | {r64:.3f}, {p64:.2f} | {r16:.3f}, {p16:.2f} | "
                   f"{100 * (r16 / r64 - 1):+.1f}% |", flush=True)

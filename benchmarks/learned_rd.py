@@ -2,8 +2,8 @@
 
 Per family (llm, vit, cnn, latent present in the corpus) and test tensor:
 
-* ``hyperprior`` (shipped weights, DT-UFC transform fitted per tap on 10 train
-  features): whole ``featcodec.encode`` stream length (header included; the per-tap
+* ``hyperprior`` and ``elic`` (shipped weights, DT-UFC transform fitted per tap on 10
+  train features): whole ``featcodec.encode`` stream length (header included; the per-tap
   transform is registered, not embedded) vs MSE / PSNR in the original feature domain;
 * ``caufc``: the same architecture trained on the CAUFC baseline input (truncation +
   min-max) from ``--baseline-runs``, coded exactly as the shipped codec codes
@@ -22,6 +22,9 @@ Usage::
 
     PYTHONPATH=. python benchmarks/learned_rd.py --corpus /work/corpus --per-tap 4 \
         --baseline-runs '/work/train/hyperprior_caufc_*' --out docs/learned_rd
+
+``--methods elic --merge docs/learned_rd.json`` measures only the ELIC codec and keeps every
+other method's points from an earlier run's JSON (same corpus and options).
 """
 
 from __future__ import annotations
@@ -40,8 +43,11 @@ import numpy as np
 INDEX_LLOYD = "index codec, Lloyd-Max transform"
 INDEX_UNIFORM = "index codec, uniform transform"
 INDEX_BITS = (2, 3, 4, 5, 6, 7, 8)
+LEARNED = ("hyperprior", "elic")
 #: featcodec's own methods, compared with the alternatives at equal MSE
-OURS = ("hyperprior", INDEX_LLOYD, INDEX_UNIFORM)
+OURS = (*LEARNED, INDEX_LLOYD, INDEX_UNIFORM)
+#: what --methods can name
+METHOD_GROUPS = (*LEARNED, "index", "caufc", "int8+zstd", "zfpy")
 
 
 def _psnr(x: np.ndarray, mse: float) -> float:
@@ -103,9 +109,10 @@ class Baseline:
 
         h, w = unit_plane.shape
         x = _pad(torch.from_numpy(np.ascontiguousarray(unit_plane, np.float32))[None, None], PAD)
-        z, y = self.model.compress(x)
-        x_hat = self.model.decompress(z, y, tuple(x.shape[-2:]))
-        return 8 * (4 + len(z) + len(y)), x_hat[0, 0, :h, :w].clamp(0, 1).numpy()
+        strings = self.model.compress(x)
+        x_hat = self.model.decompress(strings, tuple(x.shape[-2:]))
+        framing = 4 * (len(strings) - 1)  # the payload's u32 string lengths
+        return 8 * (framing + sum(map(len, strings))), x_hat[0, 0, :h, :w].clamp(0, 1).numpy()
 
 
 def main() -> None:
@@ -124,7 +131,14 @@ def main() -> None:
     ap.add_argument("--baseline-runs", default="/work/train/hyperprior_caufc_*")
     ap.add_argument("--out", default="docs/learned_rd")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--methods", default=",".join(METHOD_GROUPS),
+                    help=f"comma list of what to measure, out of {', '.join(METHOD_GROUPS)}")
+    ap.add_argument("--merge", default=None,
+                    help="an earlier run's JSON: keep its points of the methods not measured")
     a = ap.parse_args()
+    methods = set(a.methods.split(","))
+    if methods - set(METHOD_GROUPS):
+        ap.error(f"unknown methods {sorted(methods - set(METHOD_GROUPS))}")
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -133,9 +147,10 @@ def main() -> None:
     taps = defaultdict(list)
     for e in sorted(entries, key=lambda e: (tap_key(e), str(e["input_id"]))):
         taps[tap_key(e)].append(e)
-    qs = available_qualities("hyperprior")
+    qs = {c: available_qualities(c) for c in LEARNED if c in methods or c == "hyperprior"}
     runs = sorted((Path(p) for p in glob.glob(a.baseline_runs) if (Path(p) / "ckpt.pt").exists()),
                   key=lambda p: json.loads((p / "config.json").read_text())["lmbda"])
+    runs = runs if "caufc" in methods else []
     baselines = [Baseline(r) for r in runs]
     zc = zstandard.ZstdCompressor(level=19)
     pts = []  # one record per (tensor, method, point)
@@ -162,16 +177,19 @@ def main() -> None:
             n = x.size
             rec = dict(family=e["family"], tap=key, input=e["input_id"], n=n)
             header = None
-            for q in qs:
-                blob = featcodec.encode(x, codec="hyperprior", transform=t, quality=q,
-                                        embed_transform=False)
-                xr = np.asarray(featcodec.decode(blob))
-                mse = float(np.mean((xr.astype(np.float64) - x) ** 2))
-                pts.append(dict(rec, method="hyperprior", point=q, bits=8 * len(blob), mse=mse,
-                                psnr=_psnr(x, mse)))
-                if header is None:
-                    header = len(blob) - _payload_len(blob)
-            for name, fitted in index_transforms.items():
+            for codec, cqs in qs.items():
+                for q in cqs:
+                    blob = featcodec.encode(x, codec=codec, transform=t, quality=q,
+                                            embed_transform=False)
+                    if header is None:  # the container around a learned payload
+                        header = len(blob) - _payload_len(blob)
+                    if codec not in methods:
+                        break
+                    xr = np.asarray(featcodec.decode(blob))
+                    mse = float(np.mean((xr.astype(np.float64) - x) ** 2))
+                    pts.append(dict(rec, method=codec, point=q, bits=8 * len(blob), mse=mse,
+                                    psnr=_psnr(x, mse)))
+            for name, fitted in (index_transforms if "index" in methods else {}).items():
                 for bits, ti in fitted.items():
                     blob = featcodec.encode(x, codec="index", transform=ti, embed_transform=False)
                     xr = np.asarray(featcodec.decode(blob))
@@ -186,7 +204,7 @@ def main() -> None:
                 pts.append(dict(rec, method="caufc", point=i + 1, bits=bits + 8 * header,
                                 mse=mse, psnr=_psnr(x, mse)))
             lo, hi = float(x.min()), float(x.max())
-            for bb in range(1, 9):
+            for bb in range(1, 9 if "int8+zstd" in methods else 1):
                 L = (1 << bb) - 1
                 qv = np.rint((x - lo) / max(hi - lo, 1e-30) * L).astype(np.uint8)
                 nbytes = len(zc.compress(qv.tobytes())) + 8
@@ -195,7 +213,7 @@ def main() -> None:
                 pts.append(dict(rec, method="int8+zstd", point=bb, bits=8 * nbytes, mse=mse,
                                 psnr=_psnr(x, mse)))
             sd = float(x.std()) or 1.0
-            for k in range(-4, 9):
+            for k in range(-4, 9 if "zfpy" in methods else -4):
                 tol = sd * 2.0 ** k
                 c = zfpy.compress_numpy(x, tolerance=tol)
                 xr = zfpy.decompress_numpy(c)
@@ -206,12 +224,18 @@ def main() -> None:
     from featcodec.learned.codec import manifest
 
     shipped_steps = [m["steps"] for m in manifest()["models"] if m["codec"] == "hyperprior"]
-    base_steps = [b.steps for b in baselines]
+    base_runs = [dict(run=str(r), steps=b.steps, lmbda=b.config["lmbda"])
+                 for r, b in zip(runs, baselines)]
+    if a.merge:  # the methods not measured now, from the earlier run
+        old = json.loads(Path(a.merge).read_text())
+        measured = {p["method"] for p in pts}
+        pts += [p for p in old["points"] if p["method"] not in measured]
+        base_runs = base_runs or old.get("baseline_runs", [])
     (out.parent / (out.name + ".json")).write_text(json.dumps(
-        {"points": pts, "qualities": qs, "hyperprior_steps": shipped_steps,
-         "baseline_runs": [dict(run=str(r), steps=b.steps, lmbda=b.config["lmbda"])
-                           for r, b in zip(runs, baselines)]}))
-    print(report(pts, out, steps=(shipped_steps, base_steps)))
+        {"points": pts, "qualities": qs["hyperprior"], "hyperprior_steps": shipped_steps,
+         "elic_steps": [m["steps"] for m in manifest()["models"] if m["codec"] == "elic"],
+         "baseline_runs": base_runs}))
+    print(report(pts, out, steps=(shipped_steps, [b["steps"] for b in base_runs])))
 
 
 def _payload_len(blob: bytes) -> int:
@@ -239,6 +263,21 @@ def curves(pts):
     return res
 
 
+def _bd_table(heading: str, rows: list) -> list[str]:
+    """Markdown lines: BD-rate / BD-PSNR per family and their means."""
+    t = [f"\n### {heading}\n",
+         "BD-rate over the common PSNR range (nan: the PSNR ranges do not overlap); "
+         "BD-PSNR over the common rate range.\n",
+         "| family | BD-rate | BD-PSNR |", "|---|---|---|"]
+    t += [f"| {f} | {b:+.1f}% | {d:+.2f} dB |" for f, b, d in rows]
+    fin = [b for _, b, _ in rows if math.isfinite(b)]
+    fin_d = [d for _, _, d in rows if math.isfinite(d)]
+    mean_d = f"**{np.mean(fin_d):+.2f} dB** ({len(fin_d)} families)" if fin_d else "no overlap"
+    mean_r = f"**{np.mean(fin):+.1f}%** ({len(fin)} families)" if fin else "no overlap"
+    t.append(f"| **mean** | {mean_r} | {mean_d} |")
+    return t
+
+
 def report(pts, out: Path, steps: tuple[list, list] | None = None) -> str:
     """Markdown report + PNGs; ``steps`` = (steps of each shipped model, of each baseline)."""
     import matplotlib
@@ -248,7 +287,7 @@ def report(pts, out: Path, steps: tuple[list, list] | None = None) -> str:
 
     cv = curves(pts)
     lines = []
-    bds = []
+    bds, elic_bds = [], []  # (family, BD-rate, BD-PSNR): hyperprior vs CAUFC, ELIC vs hyperprior
     ratios = defaultdict(dict)
     for fam in sorted(cv):
         ms = cv[fam]
@@ -258,10 +297,11 @@ def report(pts, out: Path, steps: tuple[list, list] | None = None) -> str:
         for m, rows in ms.items():
             for pt, r, mse, ps in rows:
                 lines.append(f"| {m} | {pt} | {r:.3f} | {mse:.4g} | {ps:.2f} |")
-        if "hyperprior" in ms and "caufc" in ms and len(ms["caufc"]) >= 2:
-            h, c = ms["hyperprior"], ms["caufc"]
-            args = ([r[1] for r in c], [r[3] for r in c], [r[1] for r in h], [r[3] for r in h])
-            bds.append((fam, bd_rate(*args), bd_psnr(*args)))
+        for (ref, new), acc in ((("caufc", "hyperprior"), bds), (("hyperprior", "elic"), elic_bds)):
+            if ref in ms and new in ms and len(ms[ref]) >= 2 and len(ms[new]) >= 2:
+                r, c = ms[new], ms[ref]
+                args = ([x[1] for x in c], [x[3] for x in c], [x[1] for x in r], [x[3] for x in r])
+                acc.append((fam, bd_rate(*args), bd_psnr(*args)))
         for ours in OURS:
             for alt in ("int8+zstd", "zfpy"):
                 if alt in ms and ours in ms:
@@ -288,16 +328,11 @@ def report(pts, out: Path, steps: tuple[list, list] | None = None) -> str:
     else:
         title = (f"same network, NOT the same training: hyperprior steps {steps[0]}, "
                  f"CAUFC-input steps {steps[1]}")
-    summ = [f"\n### DT-UFC hyperprior vs CAUFC-input hyperprior ({title})\n",
-            "BD-rate over the common PSNR range (nan: the PSNR ranges do not overlap); "
-            "BD-PSNR over the common rate range.\n",
-            "| family | BD-rate | BD-PSNR |", "|---|---|---|"]
-    summ += [f"| {f} | {b:+.1f}% | {d:+.2f} dB |" for f, b, d in bds]
-    fin = [b for _, b, _ in bds if math.isfinite(b)]
-    fin_d = [d for _, _, d in bds if math.isfinite(d)]
-    summ.append(f"| **mean** | **{np.mean(fin):+.1f}%** ({len(fin)} families) | "
-                f"**{np.mean(fin_d):+.2f} dB** ({len(fin_d)} families) |" if fin else
-                f"| **mean** | no overlap | **{np.mean(fin_d) if fin_d else float('nan'):+.2f} dB** |")
+    summ = []
+    for heading, rows in ((f"DT-UFC hyperprior vs CAUFC-input hyperprior ({title})", bds),
+                          ("ELIC vs hyperprior (both DT-UFC, shipped weights)", elic_bds)):
+        if rows:
+            summ += _bd_table(heading, rows)
     summ += ["\n### Bits of the alternative / bits of featcodec at equal MSE\n",
              "(one ratio per featcodec point, low rate first, whose MSE lies inside the "
              "alternative's range; the index codec's points are 2..8 bits)\n",

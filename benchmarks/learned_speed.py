@@ -1,14 +1,15 @@
-"""Encode + decode time of the shipped "hyperprior" codec against CompressAI's own
+"""Encode + decode time of a shipped learned codec ("hyperprior" or "elic") against CompressAI's own
 ``compress()``/``decompress()`` of the same network (same weights, same entropy tables)
 on the same input plane, one thread each, best of ``--repeat``.
 
 CompressAI gets the float tensor ready-made, edge-padded to the multiple of 64 its
-hyperprior needs (the padding is not timed); ours is timed from the uint8 index plane
+networks need (the padding is not timed); ours is timed from the uint8 index plane
 to the payload and back, padding to a multiple of 16 inside (featcodec.learned.codec).
 
 Usage::
 
     PYTHONPATH=. python benchmarks/learned_speed.py --corpus /work/corpus --quality 3
+    PYTHONPATH=. python benchmarks/learned_speed.py --codec elic --out docs/learned_speed_elic.json
 """
 
 from __future__ import annotations
@@ -30,26 +31,33 @@ def best(f, repeat: int) -> float:
     return min(t)
 
 
+def _nbytes(strings) -> int:
+    """Total length of CompressAI's (nested) lists of strings."""
+    return len(strings) if isinstance(strings, bytes) else sum(_nbytes(s) for s in strings)
+
+
 def main() -> None:
     import torch
     import torch.nn.functional as F
 
     import featcodec
-    from featcodec.learned.codec import HyperpriorCodec, available_qualities, load_model
+    from featcodec.codecs import get_codec
+    from featcodec.learned.codec import available_qualities, load_model
     from featcodec.learned.data import load_manifest
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default="/work/corpus")
+    ap.add_argument("--codec", choices=("hyperprior", "elic"), default="hyperprior")
     ap.add_argument("--quality", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", default="docs/learned_speed.json")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    qs = available_qualities("hyperprior")
+    qs = available_qualities(a.codec)
     q = a.quality or qs[len(qs) // 2]
-    model = load_model("hyperprior", q)
+    model = load_model(a.codec, q)
     ref = model.to_compressai()
-    codec = HyperpriorCodec()
+    codec = get_codec(a.codec)
     seen, rows = set(), []
     for e in load_manifest(a.corpus):
         if e["split"] != "test" or (e["family"], e["tap"]) in seen:
@@ -69,10 +77,10 @@ def main() -> None:
             ours_d = best(lambda: codec.decode_plane(payload, plane.shape, 8, params), a.repeat)
             cai_e = best(lambda: ref.compress(xp), a.repeat)
             cai_d = best(lambda: ref.decompress(c["strings"], c["shape"]), a.repeat)
-        row = dict(family=e["family"], tap=e["tap"], plane=[h, w], quality=q,
+        row = dict(codec=a.codec, family=e["family"], tap=e["tap"], plane=[h, w], quality=q,
                    ours_encode_s=ours_e, ours_decode_s=ours_d, compressai_compress_s=cai_e,
                    compressai_decompress_s=cai_d, ours_bytes=len(payload),
-                   compressai_bytes=sum(len(s[0]) for s in c["strings"]),
+                   compressai_bytes=_nbytes(c["strings"]),
                    speedup=(cai_e + cai_d) / (ours_e + ours_d))
         rows.append(row)
         print(json.dumps(row), flush=True)

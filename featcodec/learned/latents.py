@@ -69,6 +69,9 @@ class CheckerboardGroupLatents:
                 raise FormatError("unsupported ELIC configuration (anchor parity or chunks)")
         self.spatial_ctx = [FixedPointSequential(nn.Sequential(s.context_prediction)) for s in sub]
         self.params = [FixedPointSequential(s.entropy_parameters) for s in sub]
+        for s in sub:
+            if any(getattr(m, "kernel_size", (1, 1)) != (1, 1) for m in s.entropy_parameters.modules()):
+                raise FormatError("ELIC's parameter nets must be pointwise (1x1 convolutions)")
 
     def _run(self, side: torch.Tensor, shape: tuple[int, int], y: torch.Tensor | None,
              strings: list[bytes] | None) -> tuple[torch.Tensor, list[bytes]]:
@@ -87,8 +90,12 @@ class CheckerboardGroupLatents:
             for p, where in enumerate((anchors, ~anchors)):
                 ctx = torch.zeros(1, 2 * g, h, w, dtype=torch.float64) if p == 0 \
                     else self.spatial_ctx[k](cur)
-                params = self.params[k](torch.cat([ctx, *known], dim=1))
-                scales, means = params[0, :g][:, where], params[0, g:][:, where]
+                # The parameter net is pointwise (1x1 convs): run it on this pass's
+                # positions only, as a (1, C, P, 1) column.
+                inputs = torch.cat([ctx, *known], dim=1)[:, :, where].unsqueeze(-1)
+                params = self.params[k](inputs)[0, :, :, 0] if where.any() \
+                    else inputs.new_zeros(2 * g, 0)  # a 1 x 1 grid's empty second pass
+                scales, means = params[:g], params[g:]
                 idx = scale_indexes(scales.to(torch.int64).numpy(), self.thresholds)
                 if y is not None:
                     sym = torch.round(y[0, start:start + g][:, where].double() - means / _ONE)

@@ -49,6 +49,12 @@ def _hyperprior(N: int, M: int) -> nn.Module:
     return net
 
 
+#: ELIC's channel-context hidden widths: CompressAI's (224, 128) are sized for N=192,
+#: M=320 and make the context model 9.6 MB of float16 weights per model and most of the
+#: decode time; (64, 32) make it 1.4 MB.
+ELIC_CONTEXT = (64, 32)
+
+
 def _elic(N: int, M: int) -> nn.Module:
     _import_compressai()
     from compressai.models import Elic2022Official
@@ -60,6 +66,13 @@ def _elic(N: int, M: int) -> nn.Module:
     net = Elic2022Official(N=N, M=M, groups=groups)
     net.g_a[0] = conv(1, N, kernel_size=5, stride=2)
     net.g_s[-1] = deconv(N, 1, kernel_size=5, stride=2)
+    c1, c2 = ELIC_CONTEXT
+    ctx = net.latent_codec["y"].channel_context
+    for k in range(1, len(groups)):
+        ctx[f"y{k}"] = nn.Sequential(conv(sum(groups[:k]), c1, kernel_size=5, stride=1),
+                                     nn.ReLU(inplace=True), conv(c1, c2, kernel_size=5, stride=1),
+                                     nn.ReLU(inplace=True),
+                                     conv(c2, 2 * groups[k], kernel_size=5, stride=1))
     return net
 
 
