@@ -100,3 +100,34 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(corpus, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in log)
     ck = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=False)
     assert ck["step"] == 3 and ck["config"]["lmbda"] == 0.01
+
+
+def test_export_int8_and_float16_load_as_the_trained_elic(corpus, tmp_path):
+    """A tiny ELIC trained two steps, exported as float16 and as int8 (+ per-slice scale):
+    both load to the trained weights within their storage precision, the checkerboard
+    masks come from the architecture (not stored), and both code a plane end to end."""
+    from featcodec.learned.codec import LearnedModel
+    from featcodec.learned.export import export_checkpoint
+
+    train(str(corpus), str(tmp_path / "run"), arch="elic", lmbda=0.01, steps=2, N=8, M=20,
+          batch=2, crop=64, save_every=1, log_every=1, progress=False)
+    ck = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)["model"]
+    sizes = {}
+    for fmt, tol in (("float16", 1e-3), ("int8", 1.0 / 127)):
+        e = export_checkpoint(tmp_path / "run" / "ckpt.pt", tmp_path / fmt, "elic", 1, fmt)
+        f = tmp_path / fmt / e["file"]
+        sizes[fmt] = f.stat().st_size
+        m = LearnedModel(f)
+        state = m.net.state_dict()
+        for k, w in ck.items():
+            if w.ndim == 4 and k.endswith(".weight") and "gaussian" not in k:
+                mask = state.get(k[:-len("weight")] + "mask", torch.ones(()))
+                ref = w * mask
+                err = (state[k] - ref).abs().max().item()
+                assert err <= tol * max(ref.abs().max().item(), 1e-6), (fmt, k)
+        x = torch.rand(1, 1, 48, 80)
+        strings = m.compress(x)
+        assert len(strings) == m.n_strings == 1 + 2 * len(m.net.groups)
+        assert m.decompress(strings, (48, 80)).shape == (1, 1, 48, 80)
+    n_conv = sum(w.numel() for k, w in ck.items() if w.ndim == 4 and k.endswith(".weight"))
+    assert sizes["float16"] - sizes["int8"] > 0.9 * n_conv  # ~1 byte saved per conv weight

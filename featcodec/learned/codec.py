@@ -98,10 +98,18 @@ class LearnedModel:
         self.quality = int(meta["quality"])
         self.steps = int(meta.get("steps", 0))  # training steps of the last stage
         net = build_model(self.config)
-        state = {k[4:]: v.float() if v.is_floating_point() else v
-                 for k, v in t.items() if k.startswith("net.")}
+        state = {}
+        for k, v in t.items():
+            if not k.startswith("net."):
+                continue
+            if v.dtype == torch.int8:  # int8 export: one scale per slice of dim 0
+                scale = t.get("scale." + k[4:])
+                if scale is None or scale.numel() != v.shape[0]:
+                    raise FormatError(f"{path}: int8 weight {k} has no matching scale")
+                v = v.float() * scale.float().view(-1, *[1] * (v.ndim - 1))
+            state[k[4:]] = v.float() if v.is_floating_point() else v
         missing, unexpected = net.load_state_dict(state, strict=False)
-        if unexpected or any(not _is_entropy_state(k) for k in missing):
+        if unexpected or any(not (_is_entropy_state(k) or k.endswith(".mask")) for k in missing):
             raise FormatError(f"{path}: weights do not fit the {self.config} network")
         self.net = net.eval()
         for p_ in self.net.parameters():

@@ -1,15 +1,20 @@
 """Turn training checkpoints into the weights shipped inside the package.
 
 Each model becomes ``<codec>_q<quality>.safetensors`` holding the network (4-D conv
-weights in float16, everything else float32) *and* its ready entropy tables (integer
+weights in float16, or with ``weights="int8"`` as int8 with a float32 scale per slice of
+dim 0 under ``scale.<name>``; everything else float32; masks of masked convolutions are
+not stored, the architecture rebuilds them) *and* its ready entropy tables (integer
 CDFs, lengths, offsets, the bottleneck medians and the scale table), so loading never
-calls CompressAI's ``update()`` and never touches the network. ``manifest.json`` lists
+calls CompressAI's ``update()`` and never touches the network. Encoder and decoder load
+the same stored numbers, so the int8 weights change the rate-distortion, never the
+determinism. ``manifest.json`` lists
 every file with its sha256, which :mod:`featcodec.learned.codec` checks at load.
 
 Example (CLI)::
 
     python -m featcodec.learned.export --codec hyperprior \
         runs/hp_0.0005/ckpt.pt runs/hp_0.001/ckpt.pt ... --out featcodec/learned/weights
+    python -m featcodec.learned.export --codec elic --weights int8 runs/elic_*/ckpt.pt ...
 """
 
 from __future__ import annotations
@@ -21,15 +26,27 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["export_checkpoint", "write_manifest", "main"]
+__all__ = ["export_checkpoint", "write_manifest", "main", "WEIGHT_FORMATS"]
+
+WEIGHT_FORMATS = ("float16", "int8")
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def export_checkpoint(ckpt: str | Path, out: str | Path, codec: str, quality: int) -> dict:
-    """Write one model file; returns its manifest entry."""
+def _int8(w):
+    """Symmetric int8 with one float32 scale per slice of dim 0."""
+    import torch
+
+    scale = (w.abs().amax(dim=tuple(range(1, w.ndim))) / 127.0).clamp_min(1e-30).float()
+    q = torch.round(w / scale.view(-1, *[1] * (w.ndim - 1))).clamp(-127, 127).to(torch.int8)
+    return q.contiguous(), scale.contiguous()
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path, codec: str, quality: int,
+                      weights: str = "float16") -> dict:
+    """Write one model file (conv weights stored as ``weights``); returns its manifest entry."""
     import torch
     from compressai.entropy_models import EntropyBottleneck, GaussianConditional
     from safetensors.torch import save_file
@@ -42,12 +59,20 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, codec: str, quality: in
     net.load_state_dict(ck["model"])
     net.update(force=True)
     tensors: dict[str, torch.Tensor] = {}
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"weights must be one of {WEIGHT_FORMATS}")
+    masks = {n + ".weight": m.mask for n, m in net.named_modules() if hasattr(m, "mask")}
     for k, v in net.state_dict().items():
-        if {"entropy_bottleneck", "gaussian_conditional"} & set(k.split(".")):
+        if {"entropy_bottleneck", "gaussian_conditional"} & set(k.split(".")) or k.endswith(".mask"):
             continue
         v = v.detach().contiguous()
         if k.endswith(".weight") and v.ndim == 4:
-            v = v.to(torch.float16)
+            if k in masks:  # what the masked convolution computes with
+                v = v * masks[k]
+            if weights == "int8":
+                v, tensors["scale." + k] = _int8(v.float())
+            else:
+                v = v.to(torch.float16)
         tensors["net." + k] = v
     (eb,) = [m for m in net.modules() if isinstance(m, EntropyBottleneck)]
     gc, *others = [m for m in net.modules() if isinstance(m, GaussianConditional)]
@@ -67,11 +92,11 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, codec: str, quality: in
     out.mkdir(parents=True, exist_ok=True)
     name = f"{codec}_q{quality}.safetensors"
     meta = {"codec": codec, "quality": str(quality), "config": json.dumps(cfg),
-            "lmbda": str(cfg["lmbda"]), "steps": str(ck["step"])}
+            "lmbda": str(cfg["lmbda"]), "steps": str(ck["step"]), "weights": weights}
     save_file(tensors, str(out / name), metadata=meta)
     (out / name).chmod(0o644)
     return {"codec": codec, "quality": quality, "file": name, "lmbda": cfg["lmbda"],
-            "steps": ck["step"], "input": cfg["input"],
+            "steps": ck["step"], "input": cfg["input"], "weights": weights,
             "config": {k: cfg[k] for k in ("arch", "N", "M")}}
 
 
@@ -90,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m featcodec.learned.export")
     p.add_argument("--codec", default="hyperprior")
     p.add_argument("--out", required=True)
+    p.add_argument("--weights", choices=WEIGHT_FORMATS, default="float16",
+                   help="storage of the conv weights (int8: half the size)")
     p.add_argument("ckpts", nargs="+", help="checkpoints in increasing-rate order")
     a = p.parse_args(argv)
     out = Path(a.out)
@@ -97,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (out / "manifest.json").exists():
         old = [m for m in json.loads((out / "manifest.json").read_text())["models"]
                if m["codec"] != a.codec]
-    models = old + [export_checkpoint(c, out, a.codec, q)
+    models = old + [export_checkpoint(c, out, a.codec, q, a.weights)
                     for q, c in enumerate(a.ckpts, start=1)]
     print(write_manifest(out, models))
     return 0
