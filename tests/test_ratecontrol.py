@@ -9,6 +9,9 @@ import pytest
 import featcodec
 from featcodec.learned.codec import available_qualities
 
+#: every shipped (codec, quality)
+LEARNED = [(c, q) for c in ("hyperprior", "elic") for q in available_qualities(c)]
+
 
 def _x():
     return np.cumsum(np.random.default_rng(3).standard_normal((1, 32, 24, 40)), -1).astype(np.float32)
@@ -35,8 +38,8 @@ def test_auto_is_the_best_fitting_candidate(target, bf16):
         t = featcodec.fit_transform(x, bits=b)
         cands.append(featcodec.encode(x, "index", transform=t))
     t8 = featcodec.fit_transform(x, bits=8)
-    for q in available_qualities("hyperprior"):
-        cands.append(featcodec.encode(x, "hyperprior", transform=t8, quality=q))
+    for c, q in LEARNED:
+        cands.append(featcodec.encode(x, c, transform=t8, quality=q))
     fitting = [c for c in cands if len(c) <= budget]
     blob = featcodec.encode(x, codec="auto", target_bpfp=target)
     assert len(blob) <= budget
@@ -48,10 +51,9 @@ def test_auto_with_a_registered_transform_and_nothing_fitting():
     t = featcodec.fit_transform(x, bits=8)
     featcodec.register_transform(t)
     blob = featcodec.encode(x, codec="auto", target_bpfp=1e-4, transform=t.id, embed_transform=False)
-    qs = available_qualities("hyperprior")
     smallest = min([featcodec.encode(x, "index", transform=t, embed_transform=False)]
-                   + [featcodec.encode(x, "hyperprior", transform=t, quality=q, embed_transform=False)
-                      for q in qs], key=len)
+                   + [featcodec.encode(x, c, transform=t, quality=q, embed_transform=False)
+                      for c, q in LEARNED], key=len)
     assert blob == smallest  # nothing fits: the smallest stream
     assert featcodec.header(blob)["transform"]["id"] == t.id
 
