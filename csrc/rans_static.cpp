@@ -237,22 +237,91 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
 
 // ----- decoding -----
 
-// Decode tables indexed by slot (2**bits entries each): the symbol, and the symbol's
-// frequency packed with (slot - start) in one word E, so the state update needs a single
-// lookup that does not wait for the symbol lookup.
+// Two table layouts, both indexed by the slot x mod 2**bits. The state update
+// x' = freq * (x >> bits) + (slot - start) has the table lookup on its dependency chain,
+// so what matters is which cache level the lookup hits:
+//  * DecTables (any alphabet): the symbol, and the frequency packed with (slot - start)
+//    in one word E, so the update needs a single lookup that does not wait for the
+//    symbol. 5 bytes per slot (8-bit): 20 KiB at precision 12, 40 KiB at 13, fastest
+//    while it (mostly) fits the 32 KiB L1 cache; 320 KiB at 16, an L2 access per symbol.
+//  * SymTables (8-bit alphabets): the symbol byte per slot, then (freq, start) per symbol
+//    from a 4 KiB table. Two dependent lookups, but from 16 + 4 KiB at precision 14, and
+//    at 16 the 64 KiB byte table stays in L2 far better than 320 KiB: measured 1.2-1.25x
+//    faster than DecTables at precision 16, about even at 14, slower at 12-13
+//    (docs/entropy.md, session 4).
 template <class Sym, class E>
 struct DecTables {
   static constexpr int kShift = int(sizeof(E)) * 4;
   int bits = 0;
   std::vector<Sym> lut;
   std::vector<E> slots;
+
+  DecTables(int b, const std::vector<uint32_t>& present, const std::vector<uint32_t>& freq)
+      : bits(b), lut(size_t(1) << b), slots(size_t(1) << b) {
+    uint32_t start = 0;
+    for (size_t i = 0; i < present.size(); ++i) {
+      for (uint32_t s = start; s < start + freq[i]; ++s) {
+        lut[s] = Sym(present[i]);
+        slots[s] = E(freq[i]) | (E(s - start) << kShift);
+      }
+      start += freq[i];
+    }
+  }
 };
 
-// Bits: the table precision when known at compile time (0: d.bits), so the hot loop's
-// shifts and masks are immediates and free two registers for the K states.
-template <int K, int Bits, class Sym, class E>
-void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
-                  const DecTables<Sym, E>& d) {
+// Decodes one symbol from DecTables (without renormalising). Bits: the precision when
+// known at compile time (0: d.bits), so the hot loop's shifts and masks are immediates
+// and leave registers to the K states.
+template <int Bits, class Sym, class E>
+struct SlotLookup {
+  static constexpr int kShift = DecTables<Sym, E>::kShift;
+  static constexpr E kLow = (E(1) << kShift) - 1;
+  const Sym* lut;
+  const E* slots;
+  uint32_t bits;
+  explicit SlotLookup(const DecTables<Sym, E>& d)
+      : lut(d.lut.data()), slots(d.slots.data()), bits(Bits ? uint32_t(Bits) : uint32_t(d.bits)) {}
+  uint64_t step(uint64_t x, Sym& o) const {
+    const uint32_t b = Bits ? uint32_t(Bits) : bits;
+    const size_t slot = size_t(x & ((1ull << b) - 1));
+    o = lut[slot];
+    const E e = slots[slot];
+    return uint64_t(e & kLow) * (x >> b) + uint64_t(e >> kShift);
+  }
+};
+
+struct SymTables {
+  std::vector<uint8_t> lut;              // slot -> symbol
+  std::unique_ptr<uint64_t[]> fs;        // freq[256], then start[256]: one register, and
+                                         // each field a scaled-index memory operand
+  SymTables(int bits, const std::vector<uint32_t>& present, const std::vector<uint32_t>& freq)
+      : lut(size_t(1) << bits), fs(new uint64_t[512]()) {
+    uint32_t start = 0;
+    for (size_t i = 0; i < present.size(); ++i) {
+      std::fill(lut.begin() + start, lut.begin() + start + freq[i], uint8_t(present[i]));
+      fs[present[i]] = freq[i];
+      fs[256 + present[i]] = start;
+      start += freq[i];
+    }
+  }
+};
+
+template <int Bits>
+struct SymLookup {
+  const uint8_t* lut;
+  const uint64_t* fs;
+  explicit SymLookup(const SymTables& d) : lut(d.lut.data()), fs(d.fs.get()) {}
+  uint64_t step(uint64_t x, uint8_t& o) const {
+    const size_t slot = size_t(x & ((1ull << Bits) - 1));
+    const size_t s = lut[slot];
+    o = uint8_t(s);
+    return fs[s] * (x >> Bits) + slot - fs[256 + s];
+  }
+};
+
+// Decodes one chunk with lookup lk (SlotLookup or SymLookup).
+template <int K, class Sym, class Lookup>
+void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len, const Lookup& lk) {
   const uint8_t* const end = p + size;
   if (size < 8 * size_t(K))
     throw TruncatedError("rANS chunk truncated: shorter than its " + std::to_string(K) +
@@ -269,17 +338,8 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
   const uint8_t* const words = p;  // the 32-bit words, read in order: w so far
   const size_t nwords = size_t(end - words) / 4;
   size_t w = 0;
-  const uint32_t bits = Bits ? uint32_t(Bits) : uint32_t(d.bits);
-  const uint64_t mask = (1ull << bits) - 1;
-  const Sym* lut = d.lut.data();
-  const E* slots = d.slots.data();
-  constexpr int kShift = DecTables<Sym, E>::kShift;
-  constexpr E kLow = (E(1) << kShift) - 1;
   auto checked = [&](uint64_t& x, Sym& o) {
-    const size_t slot = size_t(x & mask);
-    o = lut[slot];
-    const E e = slots[slot];
-    x = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
+    x = lk.step(x, o);
     if (x < kL) {
       if (w == nwords)
         throw TruncatedError("rANS chunk truncated: the stream ends before its symbols do");
@@ -291,13 +351,7 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
   for (; i + K <= len; i += K) {
     if (nwords - w >= size_t(K)) {
       // Decode all lanes first (independent chains), then renormalise them in order.
-      for (int j = 0; j < K; ++j) {
-        const uint64_t x = st[j];
-        const size_t slot = size_t(x & mask);
-        out[i + j] = lut[slot];
-        const E e = slots[slot];
-        st[j] = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
-      }
+      for (int j = 0; j < K; ++j) st[j] = lk.step(st[j], out[i + j]);
       for (int j = 0; j < K; ++j) dec_renorm(st[j], words, w);
     } else {
       for (int j = 0; j < K; ++j) checked(st[j], out[i + j]);
@@ -335,32 +389,43 @@ void decode_chunks(const StaticHeader& h, int bits, const std::vector<uint32_t>&
                    const std::vector<uint32_t>& freq, uint64_t chunk,
                    const std::vector<std::pair<const uint8_t*, size_t>>& spans, Sym* out,
                    uint64_t n, int threads) {
-  DecTables<Sym, E> d;
-  d.bits = bits;
-  d.lut.resize(size_t(1) << bits);
-  d.slots.resize(size_t(1) << bits);
-  uint32_t start = 0;
-  for (size_t i = 0; i < present.size(); ++i) {
-    for (uint32_t s = start; s < start + freq[i]; ++s) {
-      d.lut[s] = Sym(present[i]);
-      d.slots[s] = E(freq[i]) | (E(s - start) << DecTables<Sym, E>::kShift);
+  // f(p, size, out, len) decodes each chunk, on the threads.
+  auto each_chunk = [&](auto&& f) {
+    parallel_for(spans.size(), threads, [&](uint64_t c) {
+      const uint64_t b = c * chunk;
+      f(spans[c].first, spans[c].second, out + b, std::min(n, b + chunk) - b);
+    });
+  };
+  // Long streams (8 lanes) have the precision as a compile-time constant: 12 to 16 for
+  // 8-bit alphabets (what the encoder picks for >= 2**16 symbols), 16 for 16-bit ones.
+  if (h.lanes_log2 == 3) {
+    if constexpr (sizeof(Sym) == 1) {
+      if (bits >= 14 && bits <= 16) {
+        const SymTables d(bits, present, freq);
+        each_chunk([&](const uint8_t* p, size_t sz, Sym* o, uint64_t len) {
+          if (bits == 14) decode_chunk<8>(p, sz, o, len, SymLookup<14>(d));
+          else if (bits == 15) decode_chunk<8>(p, sz, o, len, SymLookup<15>(d));
+          else decode_chunk<8>(p, sz, o, len, SymLookup<16>(d));
+        });
+        return;
+      }
     }
-    start += freq[i];
+    const DecTables<Sym, E> d(bits, present, freq);
+    each_chunk([&](const uint8_t* p, size_t sz, Sym* o, uint64_t len) {
+      if (sizeof(Sym) == 1 && bits == 12) decode_chunk<8>(p, sz, o, len, SlotLookup<12, Sym, E>(d));
+      else if (sizeof(Sym) == 1 && bits == 13) decode_chunk<8>(p, sz, o, len, SlotLookup<13, Sym, E>(d));
+      else if (bits == 16) decode_chunk<8>(p, sz, o, len, SlotLookup<16, Sym, E>(d));
+      else decode_chunk<8>(p, sz, o, len, SlotLookup<0, Sym, E>(d));
+    });
+    return;
   }
-  parallel_for(spans.size(), threads, [&](uint64_t c) {
-    const uint64_t b = c * chunk, len = std::min(n, b + chunk) - b;
-    const uint8_t* p = spans[c].first;
-    const size_t sz = spans[c].second;
+  const DecTables<Sym, E> d(bits, present, freq);
+  const SlotLookup<0, Sym, E> lk(d);
+  each_chunk([&](const uint8_t* p, size_t sz, Sym* o, uint64_t len) {
     switch (h.lanes_log2) {
-      case 0: decode_chunk<1, 0>(p, sz, out + b, len, d); break;
-      case 1: decode_chunk<2, 0>(p, sz, out + b, len, d); break;
-      case 2: decode_chunk<4, 0>(p, sz, out + b, len, d); break;
-      default:  // long streams: 8 lanes, and precision 16 for every 8-bit alphabet
-        if (bits == 16)
-          decode_chunk<8, 16>(p, sz, out + b, len, d);
-        else
-          decode_chunk<8, 0>(p, sz, out + b, len, d);
-        break;
+      case 0: decode_chunk<1>(p, sz, o, len, lk); break;
+      case 1: decode_chunk<2>(p, sz, o, len, lk); break;
+      default: decode_chunk<4>(p, sz, o, len, lk); break;
     }
   });
 }
