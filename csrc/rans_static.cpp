@@ -435,14 +435,23 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len, const L
     }
   };
   uint64_t i = 0;
-  for (; i + K <= len; i += K) {
-    if (nwords - w >= size_t(K)) {
-      // Decode all lanes first (independent chains), then renormalise them in order.
-      for (int j = 0; j < K; ++j) st[j] = lk.step(st[j], out[i + j]);
-      for (int j = 0; j < K; ++j) dec_renorm(st[j], words, w);
-    } else {
+  while (i + K <= len) {
+    // A group of K symbols reads at most K words, so this many groups need no bounds
+    // check: the hot loop has a single counter (the output position) and no test of w.
+    const uint64_t groups = std::min((len - i) / K, uint64_t((nwords - w) / K));
+    if (groups == 0) {
       for (int j = 0; j < K; ++j) checked(st[j], out[i + j]);
+      i += K;
+      continue;
     }
+    Sym* o = out + i;
+    Sym* const o_end = o + groups * K;
+    for (; o != o_end; o += K) {
+      // Decode all lanes first (independent chains), then renormalise them in order.
+      for (int j = 0; j < K; ++j) st[j] = lk.step(st[j], o[j]);
+      for (int j = 0; j < K; ++j) dec_renorm(st[j], words, w);
+    }
+    i += groups * K;
   }
   for (; i < len; ++i) checked(st[i % K], out[i]);
   if (w != nwords)
