@@ -19,6 +19,7 @@
 // the bytes stay the same for any thread count.
 #include <algorithm>
 #include <queue>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -30,6 +31,8 @@ namespace {
 
 constexpr uint8_t kStaticTag = 0x10;
 constexpr int kMaxBits8 = 16;    // table precision cap, 8-bit alphabets
+constexpr int kMinBits8 = 12;    // lowest precision the 8-bit rule tries (see pick_bits8)
+constexpr uint64_t kCostShare = 1000;  // ... accepting a quantisation cost <= 1/1000
 constexpr int kMaxBits16 = 20;   // 16-bit alphabets: decode tables <= 10 MiB
 constexpr uint64_t kChunk = 1ull << 20;  // symbols per independently coded chunk
 constexpr uint64_t kMaxCount = 1ull << 40;
@@ -100,6 +103,86 @@ std::vector<uint32_t> normalize(const std::vector<uint64_t>& c, uint64_t n, int 
     }
   }
   return q;
+}
+
+// floor(log2(v) * 2**32) for v >= 1, approximately (truncating squarings): integer
+// arithmetic only, so the same on every platform.
+uint64_t log2_fx(uint64_t v) {
+  int e = 63;
+  while (!(v >> e)) --e;
+  uint64_t m = v << (63 - e);  // v / 2**e in [1, 2), with 63 fraction bits
+  uint64_t r = uint64_t(e) << 32;
+  for (int i = 31; i >= 0; --i) {  // squaring doubles the log: its next bit is m**2 >= 2
+    const uint64_t hi = mulhi64(m, m), lo = m * m;  // m**2 with 126 fraction bits
+    if (hi >> 63) {
+      m = hi;
+      r |= 1ull << i;
+    } else {
+      m = (hi << 1) | (lo >> 63);
+    }
+  }
+  return r;
+}
+
+// Unsigned 128-bit sums of products (portable: no __int128 needed).
+struct U128 {
+  uint64_t hi = 0, lo = 0;
+  void add_mul(uint64_t a, uint64_t b) {
+    const uint64_t l = a * b;
+    hi += mulhi64(a, b);
+    lo += l;
+    hi += lo < l;
+  }
+  U128 times(uint64_t k) const {
+    U128 r;
+    r.lo = lo * k;
+    r.hi = hi * k + mulhi64(lo, k);
+    return r;
+  }
+  U128 plus(const U128& o) const {
+    U128 r;
+    r.lo = lo + o.lo;
+    r.hi = hi + o.hi + (r.lo < lo);
+    return r;
+  }
+  bool operator<=(const U128& o) const { return hi != o.hi ? hi < o.hi : lo <= o.lo; }
+};
+
+// Table precision for an 8-bit alphabet (k >= 2 symbols, counts c of n symbols): the
+// lowest in [max(ceil log2 k, 12), top) whose quantisation cost, the bits that coding
+// with the normalised frequencies q costs over the empirical entropy,
+//   D = sum c_i log2(c_i M / (n q_i)),  M = 2**bits,
+// is at most 1/1000 of the entropy itself, H = sum c_i log2(n / c_i); else top, the
+// precision of the rule before (min(16, ceil log2 n)). Lower precisions make the decode
+// tables small enough for the L1 cache (about 1.4x faster decoding at 12-13 bits than at
+// 16, docs/entropy.md). Logs are fixed-point with 32 fraction bits and the comparison
+// 1000 D <= H is done exactly on 128-bit integers, so every platform picks the same
+// precision (the bytes depend on it). Returns the chosen precision and its frequencies.
+std::pair<int, std::vector<uint32_t>> pick_bits8(const std::vector<uint64_t>& c, uint64_t n,
+                                                 int top) {
+  const int lo = std::max(ceil_log2(c.size()), kMinBits8);
+  if (lo < top) {
+    const uint64_t ln = log2_fx(n);
+    std::vector<uint64_t> lc(c.size());
+    U128 cl;  // sum c_i log2 c_i
+    for (size_t i = 0; i < c.size(); ++i) {
+      lc[i] = log2_fx(c[i]);
+      cl.add_mul(c[i], lc[i]);
+    }
+    U128 nln;
+    nln.add_mul(n, ln);
+    for (int b = lo; b < top; ++b) {
+      std::vector<uint32_t> q = normalize(c, n, b);
+      // D = P - Q and H = n log2 n - sum c_i log2 c_i, so 1000 D <= H is
+      // 1000 P + sum c_i log2 c_i <= 1000 Q + n log2 n, all terms non-negative.
+      U128 p = cl, qs = nln;
+      p.add_mul(n, uint64_t(b) << 32);  // sum c_i log2 M
+      for (size_t i = 0; i < c.size(); ++i) qs.add_mul(c[i], log2_fx(q[i]));
+      if (p.times(kCostShare).plus(cl) <= qs.times(kCostShare).plus(nln))
+        return {b, std::move(q)};
+    }
+  }
+  return {top, normalize(c, n, top)};
 }
 
 template <class Sym>
@@ -189,9 +272,13 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
     }
   const size_t k = present.size();
   int bits = 0;
+  std::vector<uint32_t> freq;
   if (k > 1)
     bits = std::max(ceil_log2(k), std::min(wide ? kMaxBits16 : kMaxBits8, ceil_log2(n)));
-  const std::vector<uint32_t> freq = normalize(counts, n, bits);
+  if (k > 1 && !wide)
+    std::tie(bits, freq) = pick_bits8(counts, n, bits);
+  else
+    freq = normalize(counts, n, bits);
 
   enc.head.push_back(uint8_t(bits));
   put_varint(enc.head, k - 1);
@@ -237,22 +324,91 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
 
 // ----- decoding -----
 
-// Decode tables indexed by slot (2**bits entries each): the symbol, and the symbol's
-// frequency packed with (slot - start) in one word E, so the state update needs a single
-// lookup that does not wait for the symbol lookup.
+// Two table layouts, both indexed by the slot x mod 2**bits. The state update
+// x' = freq * (x >> bits) + (slot - start) has the table lookup on its dependency chain,
+// so what matters is which cache level the lookup hits:
+//  * DecTables (any alphabet): the symbol, and the frequency packed with (slot - start)
+//    in one word E, so the update needs a single lookup that does not wait for the
+//    symbol. 5 bytes per slot (8-bit): 20 KiB at precision 12, 40 KiB at 13, fastest
+//    while it (mostly) fits the 32 KiB L1 cache; 320 KiB at 16, an L2 access per symbol.
+//  * SymTables (8-bit alphabets): the symbol byte per slot, then (freq, start) per symbol
+//    from a 4 KiB table. Two dependent lookups, but from 16 + 4 KiB at precision 14, and
+//    at 16 the 64 KiB byte table stays in L2 far better than 320 KiB: measured 1.2-1.25x
+//    faster than DecTables at precision 16, about even at 14, slower at 12-13
+//    (docs/entropy.md, session 4).
 template <class Sym, class E>
 struct DecTables {
   static constexpr int kShift = int(sizeof(E)) * 4;
   int bits = 0;
   std::vector<Sym> lut;
   std::vector<E> slots;
+
+  DecTables(int b, const std::vector<uint32_t>& present, const std::vector<uint32_t>& freq)
+      : bits(b), lut(size_t(1) << b), slots(size_t(1) << b) {
+    uint32_t start = 0;
+    for (size_t i = 0; i < present.size(); ++i) {
+      for (uint32_t s = start; s < start + freq[i]; ++s) {
+        lut[s] = Sym(present[i]);
+        slots[s] = E(freq[i]) | (E(s - start) << kShift);
+      }
+      start += freq[i];
+    }
+  }
 };
 
-// Bits: the table precision when known at compile time (0: d.bits), so the hot loop's
-// shifts and masks are immediates and free two registers for the K states.
-template <int K, int Bits, class Sym, class E>
-void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
-                  const DecTables<Sym, E>& d) {
+// Decodes one symbol from DecTables (without renormalising). Bits: the precision when
+// known at compile time (0: d.bits), so the hot loop's shifts and masks are immediates
+// and leave registers to the K states.
+template <int Bits, class Sym, class E>
+struct SlotLookup {
+  static constexpr int kShift = DecTables<Sym, E>::kShift;
+  static constexpr E kLow = (E(1) << kShift) - 1;
+  const Sym* lut;
+  const E* slots;
+  uint32_t bits;
+  explicit SlotLookup(const DecTables<Sym, E>& d)
+      : lut(d.lut.data()), slots(d.slots.data()), bits(Bits ? uint32_t(Bits) : uint32_t(d.bits)) {}
+  uint64_t step(uint64_t x, Sym& o) const {
+    const uint32_t b = Bits ? uint32_t(Bits) : bits;
+    const size_t slot = size_t(x & ((1ull << b) - 1));
+    o = lut[slot];
+    const E e = slots[slot];
+    return uint64_t(e & kLow) * (x >> b) + uint64_t(e >> kShift);
+  }
+};
+
+struct SymTables {
+  std::vector<uint8_t> lut;              // slot -> symbol
+  std::unique_ptr<uint64_t[]> fs;        // freq[256], then start[256]: one register, and
+                                         // each field a scaled-index memory operand
+  SymTables(int bits, const std::vector<uint32_t>& present, const std::vector<uint32_t>& freq)
+      : lut(size_t(1) << bits), fs(new uint64_t[512]()) {
+    uint32_t start = 0;
+    for (size_t i = 0; i < present.size(); ++i) {
+      std::fill(lut.begin() + start, lut.begin() + start + freq[i], uint8_t(present[i]));
+      fs[present[i]] = freq[i];
+      fs[256 + present[i]] = start;
+      start += freq[i];
+    }
+  }
+};
+
+template <int Bits>
+struct SymLookup {
+  const uint8_t* lut;
+  const uint64_t* fs;
+  explicit SymLookup(const SymTables& d) : lut(d.lut.data()), fs(d.fs.get()) {}
+  uint64_t step(uint64_t x, uint8_t& o) const {
+    const size_t slot = size_t(x & ((1ull << Bits) - 1));
+    const size_t s = lut[slot];
+    o = uint8_t(s);
+    return fs[s] * (x >> Bits) + slot - fs[256 + s];
+  }
+};
+
+// Decodes one chunk with lookup lk (SlotLookup or SymLookup).
+template <int K, class Sym, class Lookup>
+void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len, const Lookup& lk) {
   const uint8_t* const end = p + size;
   if (size < 8 * size_t(K))
     throw TruncatedError("rANS chunk truncated: shorter than its " + std::to_string(K) +
@@ -269,17 +425,8 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
   const uint8_t* const words = p;  // the 32-bit words, read in order: w so far
   const size_t nwords = size_t(end - words) / 4;
   size_t w = 0;
-  const uint32_t bits = Bits ? uint32_t(Bits) : uint32_t(d.bits);
-  const uint64_t mask = (1ull << bits) - 1;
-  const Sym* lut = d.lut.data();
-  const E* slots = d.slots.data();
-  constexpr int kShift = DecTables<Sym, E>::kShift;
-  constexpr E kLow = (E(1) << kShift) - 1;
   auto checked = [&](uint64_t& x, Sym& o) {
-    const size_t slot = size_t(x & mask);
-    o = lut[slot];
-    const E e = slots[slot];
-    x = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
+    x = lk.step(x, o);
     if (x < kL) {
       if (w == nwords)
         throw TruncatedError("rANS chunk truncated: the stream ends before its symbols do");
@@ -288,20 +435,23 @@ void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len,
     }
   };
   uint64_t i = 0;
-  for (; i + K <= len; i += K) {
-    if (nwords - w >= size_t(K)) {
-      // Decode all lanes first (independent chains), then renormalise them in order.
-      for (int j = 0; j < K; ++j) {
-        const uint64_t x = st[j];
-        const size_t slot = size_t(x & mask);
-        out[i + j] = lut[slot];
-        const E e = slots[slot];
-        st[j] = uint64_t(e & kLow) * (x >> bits) + uint64_t(e >> kShift);
-      }
-      for (int j = 0; j < K; ++j) dec_renorm(st[j], words, w);
-    } else {
+  while (i + K <= len) {
+    // A group of K symbols reads at most K words, so this many groups need no bounds
+    // check: the hot loop has a single counter (the output position) and no test of w.
+    const uint64_t groups = std::min((len - i) / K, uint64_t((nwords - w) / K));
+    if (groups == 0) {
       for (int j = 0; j < K; ++j) checked(st[j], out[i + j]);
+      i += K;
+      continue;
     }
+    Sym* o = out + i;
+    Sym* const o_end = o + groups * K;
+    for (; o != o_end; o += K) {
+      // Decode all lanes first (independent chains), then renormalise them in order.
+      for (int j = 0; j < K; ++j) st[j] = lk.step(st[j], o[j]);
+      for (int j = 0; j < K; ++j) dec_renorm(st[j], words, w);
+    }
+    i += groups * K;
   }
   for (; i < len; ++i) checked(st[i % K], out[i]);
   if (w != nwords)
@@ -335,32 +485,43 @@ void decode_chunks(const StaticHeader& h, int bits, const std::vector<uint32_t>&
                    const std::vector<uint32_t>& freq, uint64_t chunk,
                    const std::vector<std::pair<const uint8_t*, size_t>>& spans, Sym* out,
                    uint64_t n, int threads) {
-  DecTables<Sym, E> d;
-  d.bits = bits;
-  d.lut.resize(size_t(1) << bits);
-  d.slots.resize(size_t(1) << bits);
-  uint32_t start = 0;
-  for (size_t i = 0; i < present.size(); ++i) {
-    for (uint32_t s = start; s < start + freq[i]; ++s) {
-      d.lut[s] = Sym(present[i]);
-      d.slots[s] = E(freq[i]) | (E(s - start) << DecTables<Sym, E>::kShift);
+  // f(p, size, out, len) decodes each chunk, on the threads.
+  auto each_chunk = [&](auto&& f) {
+    parallel_for(spans.size(), threads, [&](uint64_t c) {
+      const uint64_t b = c * chunk;
+      f(spans[c].first, spans[c].second, out + b, std::min(n, b + chunk) - b);
+    });
+  };
+  // Long streams (8 lanes) have the precision as a compile-time constant: 12 to 16 for
+  // 8-bit alphabets (what the encoder picks for >= 2**16 symbols), 16 for 16-bit ones.
+  if (h.lanes_log2 == 3) {
+    if constexpr (sizeof(Sym) == 1) {
+      if (bits >= 14 && bits <= 16) {
+        const SymTables d(bits, present, freq);
+        each_chunk([&](const uint8_t* p, size_t sz, Sym* o, uint64_t len) {
+          if (bits == 14) decode_chunk<8>(p, sz, o, len, SymLookup<14>(d));
+          else if (bits == 15) decode_chunk<8>(p, sz, o, len, SymLookup<15>(d));
+          else decode_chunk<8>(p, sz, o, len, SymLookup<16>(d));
+        });
+        return;
+      }
     }
-    start += freq[i];
+    const DecTables<Sym, E> d(bits, present, freq);
+    each_chunk([&](const uint8_t* p, size_t sz, Sym* o, uint64_t len) {
+      if (sizeof(Sym) == 1 && bits == 12) decode_chunk<8>(p, sz, o, len, SlotLookup<12, Sym, E>(d));
+      else if (sizeof(Sym) == 1 && bits == 13) decode_chunk<8>(p, sz, o, len, SlotLookup<13, Sym, E>(d));
+      else if (bits == 16) decode_chunk<8>(p, sz, o, len, SlotLookup<16, Sym, E>(d));
+      else decode_chunk<8>(p, sz, o, len, SlotLookup<0, Sym, E>(d));
+    });
+    return;
   }
-  parallel_for(spans.size(), threads, [&](uint64_t c) {
-    const uint64_t b = c * chunk, len = std::min(n, b + chunk) - b;
-    const uint8_t* p = spans[c].first;
-    const size_t sz = spans[c].second;
+  const DecTables<Sym, E> d(bits, present, freq);
+  const SlotLookup<0, Sym, E> lk(d);
+  each_chunk([&](const uint8_t* p, size_t sz, Sym* o, uint64_t len) {
     switch (h.lanes_log2) {
-      case 0: decode_chunk<1, 0>(p, sz, out + b, len, d); break;
-      case 1: decode_chunk<2, 0>(p, sz, out + b, len, d); break;
-      case 2: decode_chunk<4, 0>(p, sz, out + b, len, d); break;
-      default:  // long streams: 8 lanes, and precision 16 for every 8-bit alphabet
-        if (bits == 16)
-          decode_chunk<8, 16>(p, sz, out + b, len, d);
-        else
-          decode_chunk<8, 0>(p, sz, out + b, len, d);
-        break;
+      case 0: decode_chunk<1>(p, sz, o, len, lk); break;
+      case 1: decode_chunk<2>(p, sz, o, len, lk); break;
+      default: decode_chunk<4>(p, sz, o, len, lk); break;
     }
   });
 }

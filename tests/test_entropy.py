@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -84,6 +86,84 @@ def test_static_size_near_entropy(make):
     h = entropy_bytes(x)
     assert len(data) <= h * 1.005 + table_bytes_bound(x), (len(data), h)
     np.testing.assert_array_equal(decode_symbols(data, x.size), x)
+
+
+def _precision(data: bytes) -> int:
+    """The table precision byte of a static stream (after the tag and the count varint)."""
+    i = 1
+    while data[i] & 0x80:
+        i += 1
+    return data[i + 1]
+
+
+def _spike(n: int, percent: int, seed: int = 0) -> np.ndarray:
+    """Symbol 7 `percent`% of the time, else uniform over 0..255 (integer-only draws)."""
+    rng = np.random.default_rng(seed)
+    return np.where(rng.integers(0, 100, n) < percent, 7, rng.integers(0, 256, n)).astype(np.uint8)
+
+
+_SOURCES8 = {
+    "laplace6": lambda n: np.clip(np.round(RNG.laplace(128, 6, n)), 0, 255).astype(np.uint8),
+    "balanced": lambda n: np.clip(np.round(RNG.normal(128, 70, n)), 0, 255).astype(np.uint8),
+    "peaky0.7": lambda n: np.clip(np.round(RNG.laplace(128, 0.7, n)), 0, 255).astype(np.uint8),
+    "spike90": lambda n: _spike(n, 90),
+    "spike99": lambda n: _spike(n, 99),
+    "spike99.9": lambda n: np.where(RNG.integers(0, 1000, n) < 999, 3, RNG.integers(0, 256, n)).astype(np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SOURCES8))
+def test_static_8bit_precision_keeps_size_near_entropy(name):
+    """The encoder lowers the table precision (faster decoding) only while the size stays
+    within 0.5% of the empirical entropy plus the table, on balanced and peaky sources."""
+    x = _SOURCES8[name](1_500_000)
+    data = encode_symbols(x)
+    assert 12 <= _precision(data) <= 16
+    assert len(data) <= entropy_bytes(x) * 1.005 + table_bytes_bound(x), (len(data), entropy_bytes(x))
+    np.testing.assert_array_equal(decode_symbols(data, x.size), x)
+    np.testing.assert_array_equal(decode_symbols(data, x.size, threads=2), x)
+
+
+def test_static_8bit_precision_follows_the_quantisation_cost():
+    """The precision is the lowest from 12 whose quantisation cost is <= 0.1% of the
+    entropy: near-uniform data gets 12, rarer symbols next to a dominant one need more.
+    Integer arithmetic only, so these choices (and the bytes) are the same everywhere;
+    every choice decodes (each precision has its own decode loop)."""
+    n = 1 << 17
+    chosen = []
+    for percent in (0, 90, 97, 99):
+        x = _spike(n, percent)
+        data = encode_symbols(x)
+        chosen.append(_precision(data))
+        np.testing.assert_array_equal(decode_symbols(data, n), x)
+    assert chosen == [12, 13, 15, 16]
+    x = np.clip(np.round(np.random.default_rng(0).laplace(128, 10, n)), 0, 255).astype(np.uint8)
+    data = encode_symbols(x)
+    assert _precision(data) == 14
+    np.testing.assert_array_equal(decode_symbols(data, n), x)
+
+
+def test_static_8bit_precision_16_stream_of_the_previous_encoder_decodes():
+    """A long (8-lane) stream written at precision 16 by the encoder before the precision
+    rule (which now picks 13 for these symbols) still decodes bit-exactly."""
+    data = (Path(__file__).parent / "data" / "static8_precision16.rans").read_bytes()
+    assert _precision(data) == 16
+    x = _spike(70_000, 90, seed=2026)
+    np.testing.assert_array_equal(decode_symbols(data, x.size), x)
+    np.testing.assert_array_equal(decode_symbols(data, x.size, threads=2), x)
+    assert _precision(encode_symbols(x)) == 13
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_static_size_near_entropy_on_real_feature_indices(bits):
+    """Index planes of the real features shipped with featcodec (Lloyd-Max transform)."""
+    for path in sorted((Path(featcodec.__file__).parent / "data").glob("*.npy")):
+        x = np.load(path)
+        t = featcodec.fit_transform(x, bits=bits)
+        idx = np.ascontiguousarray(np.asarray(t.forward(x)).reshape(-1).astype(np.uint8))
+        data = encode_symbols(idx)
+        assert len(data) <= entropy_bytes(idx) * 1.005 + table_bytes_bound(idx), path.name
+        np.testing.assert_array_equal(decode_symbols(data, idx.size), idx)
 
 
 def test_static_huge_multichunk_and_threads_give_same_bytes():
