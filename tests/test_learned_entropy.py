@@ -203,3 +203,20 @@ def test_elic_latents_reject_a_wrong_string_count(elic):
     strings = lat.encode(torch.zeros(1, 40, 2, 2), side)
     with pytest.raises(featcodec.FormatError):
         lat.decode(strings[:-1], side, (2, 2))
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (4, 7), (9, 6)])
+def test_conv_at_positions_equals_the_full_fixed_point_conv(h, w):
+    """The checkerboard context evaluated at chosen positions over its nonzero taps gives
+    exactly the full fixed-point convolution's numbers there (integer sums: any order)."""
+    from compressai.layers import CheckerboardMaskedConv2d
+
+    from featcodec.learned.integer_entropy import FixedPointConvAt, FixedPointSequential, to_fixed
+
+    torch.manual_seed(h * 10 + w)
+    m = CheckerboardMaskedConv2d(6, 12, kernel_size=5, padding=2)
+    a = to_fixed(torch.randn(6, h, w) * 3)
+    where = torch.rand(h, w) < 0.5
+    full = FixedPointSequential(torch.nn.Sequential(m))(a[None])[0][:, where]
+    assert torch.equal(FixedPointConvAt(m)(a, where), full)
+    assert len(FixedPointConvAt(m).offsets) == 12  # the checkerboard's taps only

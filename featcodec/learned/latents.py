@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from ..errors import FormatError
 from . import rans_backend
-from .integer_entropy import FRAC, FixedPointSequential, scale_indexes
+from .integer_entropy import FRAC, FixedPointConvAt, FixedPointSequential, scale_indexes
 
 __all__ = ["ScaleLatents", "CheckerboardGroupLatents"]
 
@@ -67,7 +67,7 @@ class CheckerboardGroupLatents:
         for s in sub:
             if s.anchor_parity != "even" or s.latent_codec["y"].chunks != ("scales", "means"):
                 raise FormatError("unsupported ELIC configuration (anchor parity or chunks)")
-        self.spatial_ctx = [FixedPointSequential(nn.Sequential(s.context_prediction)) for s in sub]
+        self.spatial_ctx = [FixedPointConvAt(s.context_prediction) for s in sub]
         self.params = [FixedPointSequential(s.entropy_parameters) for s in sub]
         for s in sub:
             if any(getattr(m, "kernel_size", (1, 1)) != (1, 1) for m in s.entropy_parameters.modules()):
@@ -88,11 +88,12 @@ class CheckerboardGroupLatents:
             known = [side] if k == 0 else [self.channel_ctx[k](y_hat[:, :start]), side]
             cur = y_hat[:, start:start + g]  # a view: filled in place
             for p, where in enumerate((anchors, ~anchors)):
-                ctx = torch.zeros(1, 2 * g, h, w, dtype=torch.float64) if p == 0 \
-                    else self.spatial_ctx[k](cur)
-                # The parameter net is pointwise (1x1 convs): run it on this pass's
-                # positions only, as a (1, C, P, 1) column.
-                inputs = torch.cat([ctx, *known], dim=1)[:, :, where].unsqueeze(-1)
+                # Everything from here on is needed at this pass's positions only: the
+                # spatial context there, and the pointwise (1x1) parameter net on a
+                # (1, C, P, 1) column of them.
+                ctx = torch.zeros(2 * g, int(where.sum()), dtype=torch.float64) if p == 0 \
+                    else self.spatial_ctx[k](cur[0], where)
+                inputs = torch.cat([ctx, *(t[0][:, where] for t in known)])[None, :, :, None]
                 params = self.params[k](inputs)[0, :, :, 0] if where.any() \
                     else inputs.new_zeros(2 * g, 0)  # a 1 x 1 grid's empty second pass
                 scales, means = params[:g], params[g:]
