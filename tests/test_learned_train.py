@@ -131,3 +131,5 @@ def test_export_int8_and_float16_load_as_the_trained_elic(corpus, tmp_path):
         assert m.decompress(strings, (48, 80)).shape == (1, 1, 48, 80)
     n_conv = sum(w.numel() for k, w in ck.items() if w.ndim == 4 and k.endswith(".weight"))
     assert sizes["float16"] - sizes["int8"] > 0.9 * n_conv  # ~1 byte saved per conv weight
+    again = export_checkpoint(tmp_path / "run" / "ckpt.pt", tmp_path / "again", "elic", 1, "int8")
+    assert (tmp_path / "again" / again["file"]).read_bytes() == f.read_bytes()  # reproducible

@@ -44,6 +44,19 @@ def _int8(w):
     return q.contiguous(), scale.contiguous()
 
 
+def _canonical_header(path: Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys (safetensors writes its
+    metadata in hash-map order, different on every run), so the same checkpoint always
+    exports to the same bytes, hence the same sha256 and model id. The header stays
+    8-byte aligned (space padding, as the format allows); data offsets are relative to
+    the end of the header, so they do not move."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":"))
+    header += " " * (-len(header) % 8)
+    path.write_bytes(len(header).to_bytes(8, "little") + header.encode() + raw[8 + n:])
+
+
 def export_checkpoint(ckpt: str | Path, out: str | Path, codec: str, quality: int,
                       weights: str = "float16") -> dict:
     """Write one model file (conv weights stored as ``weights``); returns its manifest entry."""
@@ -94,6 +107,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, codec: str, quality: in
     meta = {"codec": codec, "quality": str(quality), "config": json.dumps(cfg),
             "lmbda": str(cfg["lmbda"]), "steps": str(ck["step"]), "weights": weights}
     save_file(tensors, str(out / name), metadata=meta)
+    _canonical_header(out / name)
     (out / name).chmod(0o644)
     return {"codec": codec, "quality": quality, "file": name, "lmbda": cfg["lmbda"],
             "steps": ck["step"], "input": cfg["input"], "weights": weights,
