@@ -30,8 +30,8 @@ Rate settings (``index`` codec, bits 1..8):
 - ``trained-ch``: per-channel Lloyd-Max from the train features (channel axis of the
   family), id only;
 - ``auto-ch`` (llm only): per-channel Lloyd-Max fitted on the tensor, embedded;
-- ``hyperprior`` at its qualities, on the 8-bit ``trained`` transform (id only), when that
-  codec is available.
+- ``hyperprior`` and ``elic`` at their qualities, on the 8-bit ``trained`` transform (id
+  only), when that codec is available.
 
 Rows go to a CSV as they are measured (``--out``); rerunning resumes (rows already present
 are skipped). ``report`` turns the CSV into docs/fidelity.md tables and the plot.
@@ -64,6 +64,7 @@ TAPS = {"llm": "hidden15", "vit": "layer9", "cnn": "features13", "latent": "late
 CHANNEL_AXIS = {"llm": -1, "vit": -1, "cnn": 1, "latent": 1}
 BITS = tuple(range(1, 9))
 SETTINGS = ("auto", "uniform", "trained", "trained-clip", "trained-uniform-clip", "trained-ch", "auto-ch")
+LEARNED = ("hyperprior", "elic")  # learned codecs, at each shipped quality
 CLIP_PERCENTILES = (0.1, 99.9)
 FIELDS = ["family", "tap", "input_id", "setting", "codec", "bits", "quality", "numel",
           "stream_bytes", "payload_bytes", "bpfp", "mse", "metric", "metric2", "metric3",
@@ -173,9 +174,9 @@ class Encoders:
         if setting == "auto-ch":
             ax = CHANNEL_AXIS[self.family]
             return lambda x: featcodec.encode(x, transform=featcodec.fit_transform(x, bits=bits, channel_axis=ax))
-        if setting == "hyperprior":  # the papers' setting: the 8-bit transform fitted on train
+        if setting in LEARNED:  # the papers' setting: the 8-bit transform fitted on train
             t = self.fitted("trained", 8)
-            return lambda x: featcodec.encode(x, "hyperprior", transform=t, quality=quality,
+            return lambda x: featcodec.encode(x, setting, transform=t, quality=quality,
                                               embed_transform=False)
         t = self.fitted(setting, bits)
         return lambda x: featcodec.encode(x, transform=t, embed_transform=False)
@@ -189,19 +190,19 @@ def settings_for(family: str, names: list[str]) -> list[tuple[str, str, int, Any
     for s in names:
         if s == "auto-ch" and family != "llm":
             continue
-        if s == "hyperprior":
+        if s in LEARNED:
             continue
         out += [(s, "index", b, "") for b in BITS]
-    if "hyperprior" in names and "hyperprior" in featcodec.available_codecs():
-        for q in hyperprior_qualities():
-            out.append(("hyperprior", "hyperprior", 0, q))
+    for c in LEARNED:
+        if c in names and c in featcodec.available_codecs():
+            out += [(c, c, 0, q) for q in learned_qualities(c)]
     return out
 
 
-def hyperprior_qualities() -> list[int]:
+def learned_qualities(codec: str) -> list[int]:
     from featcodec.learned.codec import available_qualities
 
-    return available_qualities("hyperprior")
+    return available_qualities(codec)
 
 
 # ----------------------------------------------------------------------------- run
@@ -330,7 +331,7 @@ def meets(family: str, s: dict, ref: dict) -> bool:
 
 
 def _key_label(key: tuple) -> str:
-    return str(key[2]) if key[0] == "hyperprior" else str(key[1])
+    return str(key[2]) if key[0] in LEARNED else str(key[1])
 
 
 def _rel(fam: str, s: dict, ref: dict) -> float:
@@ -346,7 +347,7 @@ def report(args: argparse.Namespace) -> None:
     ref = json.loads(Path(args.reference).read_text()) if Path(args.reference).is_file() else {}
     lines: list[str] = []
     first: dict = {}
-    order = {s: i for i, s in enumerate(SETTINGS + ("hyperprior",))}
+    order = {s: i for i, s in enumerate(SETTINGS + LEARNED)}
     for fam in ("llm", "vit", "cnn", "latent"):
         if fam not in summ:
             continue
@@ -483,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("command", choices=("run", "report", "reference", "llm-outlier"))
     p.add_argument("--families", nargs="+", default=list(TAPS), choices=list(TAPS))
-    p.add_argument("--settings", nargs="+", default=list(SETTINGS) + ["hyperprior"])
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS + LEARNED))
     p.add_argument("--n-inputs", type=int, default=24, help="test inputs per family (default all 24)")
     p.add_argument("--n-train", type=int, default=10, help="train features for the trained transforms")
     p.add_argument("--threads", type=int, default=1)

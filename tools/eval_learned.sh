@@ -2,13 +2,18 @@
 # After tools/train_learned.sh (INPUT=dtufc and INPUT=caufc): export the DT-UFC runs as the
 # shipped weights, then measure everything docs/results.md reports.
 # Usage: tools/eval_learned.sh [export] [rd] [speed] [fidelity] [universality]   (default: all)
+#        tools/eval_learned.sh export-elic rd-elic speed-elic fidelity-elic
 # universality needs the leave-one-family-out runs under LOFO_ROOT (benchmarks/universality.py).
+# The -elic steps ship and measure the ELIC runs of ELIC_RUNS (train_learned.sh with
+# ARCH=elic ROOT=$ELIC_RUNS), merging their RD points into the existing docs/learned_rd.json.
 set -euo pipefail
 PY=${PY:-/work/venv/bin/python}
 CORPUS=${CORPUS:-/work/corpus}
 ROOT=${ROOT:-/work/train}
 RUNS=${RUNS:-$ROOT/polished}   # the runs to ship and compare (train_learned.sh's last stage)
 LMBDAS=${LMBDAS:-"0.0005 0.002 0.006 0.02 0.06 0.15"}   # increasing rate = quality 1..6
+ELIC_RUNS=${ELIC_RUNS:-/work/train_elic}
+ELIC_LMBDAS=${ELIC_LMBDAS:-"0.0015 0.006 0.03"}            # int8 weights: 3 fit the 40 MB
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD
 steps=${*:-export rd speed fidelity universality}
@@ -23,12 +28,24 @@ for s in $steps; do
           --baseline-runs "$RUNS/hyperprior_caufc_*" --out docs/learned_rd ;;
     speed)
       $PY benchmarks/learned_speed.py --corpus "$CORPUS" --out docs/learned_speed.json ;;
-    fidelity)
-      csv=benchmarks/results/task_fidelity_hyperprior.csv
+    fidelity|fidelity-elic)
+      codec=hyperprior; [ "$s" = fidelity-elic ] && codec=elic
+      csv=benchmarks/results/task_fidelity_$codec.csv
       rm -f "$csv"
-      $PY benchmarks/task_fidelity.py run --settings hyperprior --out "$csv"
+      $PY benchmarks/task_fidelity.py run --settings $codec --out "$csv"
       $PY benchmarks/task_fidelity.py report --csv benchmarks/results/task_fidelity_llm_cnn.csv \
-          benchmarks/results/task_fidelity_vit_latent.csv "$csv" ;;
+          benchmarks/results/task_fidelity_vit_latent.csv \
+          $(ls benchmarks/results/task_fidelity_{hyperprior,elic}.csv 2>/dev/null) ;;
+    export-elic)
+      ckpts=()
+      for l in $ELIC_LMBDAS; do ckpts+=("$ELIC_RUNS/elic_dtufc_$l/ckpt.pt"); done
+      $PY -m featcodec.learned.export --codec elic --weights int8 --out featcodec/learned/weights \
+          "${ckpts[@]}" ;;
+    rd-elic)
+      $PY benchmarks/learned_rd.py --corpus "$CORPUS" --per-tap 4 --methods elic \
+          --merge docs/learned_rd.json --out docs/learned_rd ;;
+    speed-elic)
+      $PY benchmarks/learned_speed.py --codec elic --corpus "$CORPUS" --out docs/learned_speed_elic.json ;;
     universality)
       $PY benchmarks/universality.py --corpus "$CORPUS" --runs-root "${LOFO_ROOT:-/work/lofo}" \
           --out docs/universality ;;
