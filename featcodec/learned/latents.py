@@ -64,14 +64,14 @@ class CheckerboardGroupLatents:
         self.channel_ctx = [None] + [FixedPointSequential(y_codec.channel_context[f"y{k}"])
                                      for k in range(1, len(self.groups))]
         sub = [y_codec.latent_codec[f"y{k}"] for k in range(len(self.groups))]
-        for s in sub:
-            if s.anchor_parity != "even" or s.latent_codec["y"].chunks != ("scales", "means"):
-                raise FormatError("unsupported ELIC configuration (anchor parity or chunks)")
+        for s in sub:  # what _run assumes
+            if s.anchor_parity != "even" or s.latent_codec["y"].chunks != ("scales", "means") \
+                    or any(getattr(m, "kernel_size", (1, 1)) != (1, 1)
+                           for m in s.entropy_parameters.modules()):
+                raise FormatError("unsupported ELIC configuration: anchor parity, chunks, or "
+                                  "parameter nets that are not pointwise")
         self.spatial_ctx = [FixedPointConvAt(s.context_prediction) for s in sub]
         self.params = [FixedPointSequential(s.entropy_parameters) for s in sub]
-        for s in sub:
-            if any(getattr(m, "kernel_size", (1, 1)) != (1, 1) for m in s.entropy_parameters.modules()):
-                raise FormatError("ELIC's parameter nets must be pointwise (1x1 convolutions)")
 
     def _run(self, side: torch.Tensor, shape: tuple[int, int], y: torch.Tensor | None,
              strings: list[bytes] | None) -> tuple[torch.Tensor, list[bytes]]:
