@@ -105,14 +105,13 @@ class Baseline:
         """Plane of values in [0, 1] -> (payload bits, reconstruction in [0, 1])."""
         import torch
 
-        from featcodec.learned.codec import PAD, _pad
+        from featcodec.learned.codec import PAD, _pad, frame
 
         h, w = unit_plane.shape
         x = _pad(torch.from_numpy(np.ascontiguousarray(unit_plane, np.float32))[None, None], PAD)
         strings = self.model.compress(x)
         x_hat = self.model.decompress(strings, tuple(x.shape[-2:]))
-        framing = 4 * (len(strings) - 1)  # the payload's u32 string lengths
-        return 8 * (framing + sum(map(len, strings))), x_hat[0, 0, :h, :w].clamp(0, 1).numpy()
+        return 8 * len(frame(strings)), x_hat[0, 0, :h, :w].clamp(0, 1).numpy()
 
 
 def main() -> None:

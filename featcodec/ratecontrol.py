@@ -1,7 +1,7 @@
 """Rate control across codecs: ``featcodec.encode(x, codec="auto", target_bpfp=t)``.
 
 No single codec is best at every rate. On the real features of docs/results.md the
-learned ``hyperprior`` wins below about 1-1.5 bits per value, and the ``index`` codec at
+learned codecs win below about 1-1.5 bits per value, and the ``index`` codec at
 2-8 bits wins above (it reaches 31-42 dB at 1.2-1.9 bits per value, where the learned codec
 is at 25-37 dB). ``codec="auto"`` therefore encodes with each candidate at the highest
 setting whose *whole stream* fits the budget, decodes each, and keeps the one with the

@@ -41,7 +41,7 @@ from ..errors import ChecksumError, FormatError, InputError
 from . import rans_backend
 
 __all__ = ["LearnedModel", "LearnedCodec", "HyperpriorCodec", "ElicCodec", "load_model",
-           "available_qualities", "WEIGHTS_DIR", "manifest"]
+           "available_qualities", "frame", "WEIGHTS_DIR", "manifest"]
 
 #: Shipped weights; ``FEATCODEC_LEARNED_WEIGHTS`` points at another export (own training).
 WEIGHTS_DIR = Path(os.environ.get("FEATCODEC_LEARNED_WEIGHTS") or Path(__file__).with_name("weights"))
@@ -226,6 +226,11 @@ class LearnedModel:
             return self.g_s(y_hat.contiguous(memory_format=torch.channels_last)).contiguous()
 
 
+def frame(strings: list[bytes]) -> bytes:
+    """A learned codec's payload: the strings, each but the last after its u32 length."""
+    return b"".join(struct.pack("<I", len(s)) + s for s in strings[:-1]) + strings[-1]
+
+
 def _is_entropy_state(key: str) -> bool:
     """State-dict keys of the entropy models (shipped as ready tables instead)."""
     return any(part in ("entropy_bottleneck", "gaussian_conditional") for part in key.split("."))
@@ -297,8 +302,7 @@ class LearnedCodec:
 
     def _encode(self, xp, quality: int) -> tuple[bytes, dict]:
         model = load_model(self.name, quality)
-        strings = model.compress(xp)
-        payload = b"".join(struct.pack("<I", len(s_)) + s_ for s_ in strings[:-1]) + strings[-1]
+        payload = frame(model.compress(xp))
         return payload, {"quality": quality, "model": model.id,
                                                    "rans": rans_backend.BACKEND, "pad": PAD}
 
