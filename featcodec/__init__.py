@@ -21,7 +21,7 @@ from .errors import (
 )
 
 from . import metrics
-from .transform import Transform, fit_transform, fit_uniform, load_transform
+from .transform import Transform, fit_max_error, fit_transform, fit_uniform, load_transform
 from .packing import PackInfo, pack, unpack
 from .api import decode, encode, header, register_transform
 from .codecs import available_codecs

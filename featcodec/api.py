@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import json
 import math
 import threading
 from typing import Any
@@ -106,6 +107,7 @@ def encode(
     target_bpfp: float | None = None,
     layout: str = "auto",
     embed_transform: bool = True,
+    max_error: float | None = None,
     **params: Any,
 ) -> bytes:
     """Compress a feature tensor into one self-describing stream (see docs/format.md).
@@ -122,6 +124,10 @@ def encode(
         layout: how to pack ``x`` into a plane (:func:`featcodec.pack`).
         embed_transform: store the transform's levels in the stream (default). With
             ``False`` only its id is stored, and the decoder needs it registered or passed.
+        max_error: error-bounded coding with the index codec: every decoded value is
+            within this absolute error of ``x`` (uniform levels with the fewest bits that
+            guarantee it, checked on ``x``; :func:`featcodec.fit_max_error`). Replaces
+            ``transform`` and ``bits``.
         **params: further codec parameters.
 
     Returns:
@@ -129,7 +135,26 @@ def encode(
 
     ``codec="auto"`` with ``target_bpfp``: the stream with the lowest MSE within that many
     bits per value among the index codec and the learned codecs (:mod:`featcodec.ratecontrol`).
+
+    Example (error-bounded):
+        >>> import numpy as np, featcodec
+        >>> x = np.random.default_rng(0).normal(size=(64, 96)).astype(np.float32)
+        >>> y = featcodec.decode(featcodec.encode(x, max_error=0.01))
+        >>> bool(np.abs(y - x).max() <= 0.01)
+        True
     """
+    if max_error is not None:
+        if codec != "index":
+            raise InputError(
+                f"max_error bounds the index codec's error; codec={codec!r} cannot guarantee a "
+                "bound. Use codec='index' (the default) with max_error."
+            )
+        if transform != "auto" or bits is not None or target_bpfp is not None or quality is not None:
+            raise InputError("max_error picks the transform and its bits itself; omit transform, bits, "
+                             "quality and target_bpfp.")
+        from .transform import fit_max_error
+
+        transform = fit_max_error(x, max_error)
     if codec == "auto":
         from .ratecontrol import encode_within
 
@@ -179,7 +204,7 @@ def encode(
         params.pop("stream_size", None)
         raise InputError(f"codec {codec!r} rejected its parameters {sorted(params)}: {e}") from None
     sections = {"payload": bytes(payload), **tsections}
-    return bitstream.write_stream(head, list(sections.values()))
+    return bitstream.write_stream(head, list(sections.values()), _stream_version(tinfo))
 
 
 def _transform_fields(t: Any, embed: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -192,11 +217,36 @@ def _transform_fields(t: Any, embed: bool) -> tuple[dict[str, Any], dict[str, by
             "thresholds": False}
     if not embed:
         return info, {}
+    ends = _uniform_ends(t)
+    if ends is not None:  # evenly spaced levels: their two ends stand for them (version 3)
+        info["uniform"] = ends
+        return info, {}
     secs = {"levels": np.ascontiguousarray(t.levels, dtype="<f4").tobytes()}
     if _rebuild(secs["levels"], None, t.channel_axis, t.channels, t.bits).id != t.id:
         info["thresholds"] = True
         secs["thresholds"] = np.ascontiguousarray(t.thresholds, dtype="<f4").tobytes()
     return info, secs
+
+
+def _uniform_ends(t: Any) -> list | None:
+    """``[low, high]`` (per channel: two lists) when ``t`` is exactly the uniform transform
+    between its first and last levels (:func:`featcodec.transform.uniform_transform`), so a
+    stream can store those two numbers instead of ``2**bits`` levels; else ``None``."""
+    from .transform import uniform_transform
+
+    lo, hi = t.levels[..., 0].astype(np.float64), t.levels[..., -1].astype(np.float64)
+    try:
+        same = uniform_transform(lo, hi, t.bits, channel_axis=t.channel_axis).id == t.id
+    except FeatcodecError:
+        return None
+    if not same:
+        return None
+    return [lo.tolist(), hi.tolist()]  # numbers, or per-channel lists
+
+
+def _stream_version(tinfo: dict) -> int:
+    """The lowest format version that holds these header fields."""
+    return bitstream.FORMAT_VERSION if "uniform" in tinfo else bitstream.BASE_VERSION
 
 
 def header(blob: Any) -> dict[str, Any]:
@@ -209,14 +259,20 @@ def header(blob: Any) -> dict[str, Any]:
         ('index', [4, 8], 'float32', 4)
     """
     h = bitstream.header(blob)
-    _check_transform_fields(h)
+    _check_transform_fields(h, h["format_version"])
     return h
 
 
-def _check_transform_fields(h: dict) -> None:
+_TRANSFORM_KEYS = {"id", "embedded", "channel_axis", "channels", "thresholds"}
+
+
+def _check_transform_fields(h: dict, version: int) -> None:
     t = h["transform"]
     bad = FormatError("featcodec stream header field 'transform' is malformed.")
-    if not isinstance(t, dict) or set(t) != {"id", "embedded", "channel_axis", "channels", "thresholds"}:
+    if not isinstance(t, dict):
+        raise bad
+    compact = version >= 3 and "uniform" in t
+    if set(t) != _TRANSFORM_KEYS | ({"uniform"} if compact else set()):
         raise bad
     if not isinstance(t["id"], str) or not (1 <= len(t["id"]) <= 64):
         raise bad
@@ -232,9 +288,24 @@ def _check_transform_fields(h: dict) -> None:
         or isinstance(ch, bool) or not isinstance(ch, int) or ch != h["shape"][ax]
     ):
         raise FormatError("featcodec stream header: transform channel_axis/channels do not fit the shape.")
-    want = {"payload"} | ({"levels"} if t["embedded"] else set()) | ({"thresholds"} if t["thresholds"] else set())
-    if set(h["sections"]) != want or (t["thresholds"] and not t["embedded"]):
+    if compact:
+        _check_uniform_ends(t, bad)
+    tables = t["embedded"] and not compact
+    want = {"payload"} | ({"levels"} if tables else set()) | ({"thresholds"} if t["thresholds"] else set())
+    if set(h["sections"]) != want or (t["thresholds"] and not tables):
         raise FormatError(f"featcodec stream sections {h['sections']} do not match its transform fields.")
+
+
+def _check_uniform_ends(t: dict, bad: FormatError) -> None:
+    """``uniform``: ``[low, high]`` numbers, or two lists of ``channels`` numbers."""
+    def numbers(v: Any, n: int | None) -> bool:
+        if n is None:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+        return isinstance(v, list) and len(v) == n and all(numbers(e, None) for e in v)
+
+    u, n = t["uniform"], t["channels"]
+    if not (t["embedded"] and isinstance(u, list) and len(u) == 2 and all(numbers(v, n) for v in u)):
+        raise bad
 
 
 @functools.lru_cache(maxsize=64)
@@ -255,6 +326,18 @@ def _rebuild(levels: bytes, thresholds: bytes | None, channel_axis: int | None, 
     return Transform(*tables, channel_axis=channel_axis, kind="embedded")
 
 
+@functools.lru_cache(maxsize=64)
+def _rebuild_uniform(ends: str, channel_axis: int | None, bits: int) -> Any:
+    """The uniform transform between the stream's ends (JSON text, for the cache)."""
+    from .transform import uniform_transform
+
+    lo, hi = json.loads(ends)
+    try:
+        return uniform_transform(lo, hi, bits, channel_axis=channel_axis)
+    except FeatcodecError as e:
+        raise FormatError(f"featcodec stream's uniform transform is invalid: {e}") from None
+
+
 def _transform_from_stream(h: dict, sections: dict[str, memoryview], given: Any) -> Any:
     """The stream's transform: rebuilt from its embedded tables (checked against the id),
     or the one passed / registered under the referenced id."""
@@ -268,6 +351,13 @@ def _transform_from_stream(h: dict, sections: dict[str, memoryview], given: Any)
             )
         if tr.id != t["id"]:
             raise InputError(f"the stream needs transform {t['id']}, but transform={tr.id} was passed.")
+        return tr
+    if "uniform" in t:
+        tr = _rebuild_uniform(json.dumps(t["uniform"]), t["channel_axis"], h["bits"])
+        if tr.id != t["id"]:
+            raise FormatError("featcodec stream's uniform transform does not match its id: corrupt.")
+        if given is not None and given.id != tr.id:
+            raise InputError(f"the stream embeds transform {tr.id}, but transform={given.id} was passed.")
         return tr
     C = 1 if t["channels"] is None else t["channels"]
     K = 2 ** h["bits"]
@@ -315,7 +405,7 @@ def decode(
         raise InputError(f"transform must be a featcodec Transform, not {type(transform).__name__}.")
     s = bitstream.read_stream(blob)
     h = bitstream.validate_header(s.header, len(s.sections))
-    _check_transform_fields(h)
+    _check_transform_fields(h, s.version)
     if max_values is not None and math.prod(h["shape"]) > max_values:
         raise FormatError(
             f"this stream declares {math.prod(h['shape'])} values, more than max_values={max_values}."

@@ -25,11 +25,15 @@ from typing import Any, Sequence
 from .errors import ChecksumError, FormatError, TruncatedError, VersionError
 from .limits import MAX_ELEMENTS, MAX_HEADER_BYTES, MAX_NDIM, MAX_SECTIONS
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "HEADER_TOKENS", "Stream", "write_stream", "stream_size", "read_stream",
+__all__ = ["MAGIC", "FORMAT_VERSION", "BASE_VERSION", "HEADER_TOKENS", "Stream", "write_stream", "stream_size", "read_stream",
            "header", "validate_header"]
 
 MAGIC = b"\x89FCODEC\n"
-FORMAT_VERSION = 2
+#: the newest format version this library reads and writes
+FORMAT_VERSION = 3
+#: the version written unless the header uses a field of a newer one (version 3's container
+#: is version 2's; it adds the compact ``transform.uniform`` field, docs/format.md)
+BASE_VERSION = 2
 _PREFIX = struct.Struct("<8sHH")  # magic, version, flags
 _FIXED_V1 = struct.Struct("<8sHHII")  # version 1: ..., u32 header length, u32 section count
 _CRC = struct.Struct("<I")
@@ -146,28 +150,32 @@ def _encode_header(header: dict[str, Any]) -> bytes:
     return _compress_header(js.encode("ascii"))
 
 
-def _frame(hbytes: bytes, lengths: Sequence[int]) -> bytes:
+def _frame(hbytes: bytes, lengths: Sequence[int], version: int) -> bytes:
     """Everything before the sections: prefix, header length, section lengths, header."""
-    return b"".join([_PREFIX.pack(MAGIC, FORMAT_VERSION, 0), _varint(len(hbytes)), _varint(len(lengths)),
+    if not BASE_VERSION <= version <= FORMAT_VERSION:
+        raise ValueError(f"featcodec writes format versions {BASE_VERSION}..{FORMAT_VERSION}, not {version}.")
+    return b"".join([_PREFIX.pack(MAGIC, version, 0), _varint(len(hbytes)), _varint(len(lengths)),
                      *map(_varint, lengths), hbytes])
 
 
-def write_stream(header: dict[str, Any], sections: Sequence[bytes | bytearray | memoryview]) -> bytes:
-    """Serialise ``header`` (a JSON-able dict) and ``sections`` into one stream.
+def write_stream(header: dict[str, Any], sections: Sequence[bytes | bytearray | memoryview],
+                 version: int = BASE_VERSION) -> bytes:
+    """Serialise ``header`` (a JSON-able dict) and ``sections`` into one stream of format
+    ``version`` (the caller picks the lowest that holds the header's fields).
 
     The JSON is written compactly with sorted keys, so equal inputs give identical bytes.
     """
     if len(sections) > MAX_SECTIONS:
         raise FormatError(f"a stream holds at most {MAX_SECTIONS} sections.")
     lengths = [len(memoryview(s).cast("B")) for s in sections]
-    body = b"".join([_frame(_encode_header(header), lengths), *sections])
+    body = b"".join([_frame(_encode_header(header), lengths, version), *sections])
     return body + _CRC.pack(zlib.crc32(body))
 
 
 def stream_size(header: dict[str, Any], section_lengths: Sequence[int]) -> int:
     """Bytes :func:`write_stream` would return for ``header`` and sections of these lengths
     (for rate targets: no payload needs to be copied or checksummed)."""
-    return len(_frame(_encode_header(header), section_lengths)) + sum(section_lengths) + _CRC.size
+    return len(_frame(_encode_header(header), section_lengths, BASE_VERSION)) + sum(section_lengths) + _CRC.size
 
 
 def _as_view(blob: Any) -> memoryview:

@@ -44,7 +44,7 @@ try:
 except Exception:  # pragma: no cover
     torch = None  # type: ignore[assignment]
 
-__all__ = ["Transform", "fit_transform", "fit_uniform", "load_transform"]
+__all__ = ["Transform", "fit_transform", "fit_uniform", "fit_max_error", "load_transform"]
 
 FORMAT_NAME = "featcodec-transform"
 FORMAT_VERSION = 1
@@ -696,10 +696,109 @@ def fit_uniform(
     else:
         lo, hi = x.min(axis=1).astype(np.float64), x.max(axis=1).astype(np.float64)
         meta["clip"] = [float(lo[0]), float(hi[0])] if axis is None else [lo.tolist(), hi.tolist()]
-    levels = np.empty((x.shape[0], K), np.float64)
-    for c in range(x.shape[0]):
+    return uniform_transform(lo, hi, bits, channel_axis=axis, meta=meta)
+
+
+def uniform_transform(low: Any, high: Any, bits: int, *, channel_axis: int | None = None,
+                      meta: dict | None = None) -> Transform:
+    """``2**bits`` evenly spaced levels from ``low`` to ``high`` (numbers, or one per
+    channel with ``channel_axis``), nearest-level thresholds: ``low + (high - low) * k /
+    (2**bits - 1)`` computed in float64, then rounded to float32. A channel with ``low ==
+    high`` gets that value as a level and the spare levels around it.
+
+    The same arguments give the same transform (same ``id``) on every platform, which lets
+    a stream store a uniform transform as its two ends (docs/format.md, version 3).
+
+    >>> uniform_transform(-1.0, 2.0, bits=2).levels.tolist()
+    [-1.0, 0.0, 1.0, 2.0]
+    """
+    bits = _check_bits(bits)
+    K = 2**bits
+    lo = np.atleast_1d(np.asarray(low, np.float64))
+    hi = np.atleast_1d(np.asarray(high, np.float64))
+    if lo.shape != hi.shape or lo.ndim != 1 or (channel_axis is None and lo.size != 1):
+        raise InputError("low and high must be numbers, or equal-length 1-D arrays with channel_axis.")
+    if not (np.all(np.abs(lo) <= _F32_MAX) and np.all(np.abs(hi) <= _F32_MAX) and np.all(lo <= hi)):
+        raise InputError("uniform levels need ends within the float32 range with low <= high.")
+    levels = np.empty((lo.size, K), np.float64)
+    for c in range(lo.size):
         if lo[c] == hi[c]:
             levels[c] = lloydmax.fill_levels(np.array([lo[c]], np.float32), K)
         else:
             levels[c] = lo[c] + (hi[c] - lo[c]) * (np.arange(K) / (K - 1))
-    return _finish(levels, bits, axis, "uniform", meta)
+    return _finish(levels, bits, channel_axis, "uniform", dict(meta or {}))
+
+
+def fit_max_error(x: Any, max_error: float) -> Transform:
+    """Error-bounded coding: uniform levels spaced just under ``2 * max_error`` from the
+    minimum of ``x`` up past its maximum, with the fewest bits (at most 16) that cover the
+    range, so that decoding gives back every value of ``x`` within ``max_error``
+    (absolute), counting the rounding to ``x``'s dtype on decode. The guarantee is
+    checked on ``x`` itself, not estimated. The levels are evenly spaced, so a stream
+    stores only the two ends (docs/format.md).
+
+    Raises :class:`featcodec.InputError` when ``max_error`` is not a positive number, or
+    when 16 bits cannot meet it over the tensor's range (the message gives the smallest
+    bound that can be met).
+
+    >>> x = np.array([0.0, 0.3, 1.0, 2.5], np.float32)
+    >>> t = fit_max_error(x, 0.05)
+    >>> t.bits, bool(np.abs(t.inverse(t.forward(x)) - x).max() <= 0.05)
+    (5, True)
+    """
+    if isinstance(max_error, bool) or not isinstance(max_error, (int, float, np.floating, np.integer)):
+        raise InputError(f"max_error must be a positive number, not {max_error!r:.40}.")
+    e = float(max_error)
+    if not (math.isfinite(e) and e > 0):
+        raise InputError(f"max_error must be a positive finite number, not {e}.")
+    a, origin = float_view(x, "x")
+    if a.size == 0:
+        raise InputError("x is empty; featcodec needs at least one value.")
+    ref = _as_float64(x)
+    if not np.all(np.isfinite(ref)):
+        raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
+    lo, hi = float(ref.min()), float(ref.max())
+    # Rounding the levels to float32 and the decoded values to x's dtype can add up to half
+    # a step of that dtype: try the bound itself first, then bounds with room for that.
+    half = _half_spacing(max(abs(lo), abs(hi)), origin.dtype)
+    for target in (e, e - half, e / 2, e / 4, e / 8):
+        if target <= 0:
+            continue
+        step = 2 * target / (1 + 2.0**-12)  # the level spacing
+        bits = max(1, math.ceil(math.log2((hi - lo) / step + 1)))
+        if bits > MAX_BITS:
+            break
+        # levels from the minimum up, the last at or above the maximum; both ends float32
+        # numbers, so the stream can store them exactly
+        t = uniform_transform(_f32(lo, -np.inf), _f32(lo + step * (2**bits - 1), np.inf), bits)
+        y = _as_float64(t.inverse(t.forward(x), dtype=origin.dtype))
+        if float(np.max(np.abs(y - ref))) <= e:
+            return t
+    finest = (hi - lo) / (2 * (2**MAX_BITS - 1))
+    raise InputError(
+        f"max_error={e:g} cannot be met over this tensor's range [{lo:g}, {hi:g}]: {MAX_BITS}-bit "
+        f"indices reach about {finest:g}, and {origin.dtype} steps by {2 * half:g} at its largest "
+        f"values. Raise max_error, or code parts of the tensor with narrower ranges separately."
+    )
+
+
+def _f32(v: float, toward: float) -> float:
+    """``v`` as a float32 number, rounded toward ``toward`` when it is not one."""
+    r = np.float32(v)
+    if (toward < 0 and float(r) > v) or (toward > 0 and float(r) < v):
+        r = np.nextafter(r, np.float32(toward))
+    return float(r)
+
+
+def _half_spacing(m: float, dtype: str) -> float:
+    """Half the gap between neighbouring numbers of ``dtype`` at magnitude ``m``."""
+    if dtype == "bfloat16":
+        return 2.0 ** (math.floor(math.log2(m)) - 8) if m > 0 else 0.0
+    return float(np.spacing(getattr(np, dtype)(m))) / 2
+
+
+def _as_float64(a: Any) -> np.ndarray:
+    """A float64 numpy copy of a float tensor or array (bfloat16 included)."""
+    if is_torch(a):
+        return a.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(a, np.float64)

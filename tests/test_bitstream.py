@@ -7,7 +7,7 @@ import zlib
 import pytest
 
 import featcodec
-from featcodec.bitstream import FORMAT_VERSION, HEADER_TOKENS, MAGIC, read_stream, write_stream
+from featcodec.bitstream import BASE_VERSION, FORMAT_VERSION, HEADER_TOKENS, MAGIC, read_stream, write_stream
 from featcodec.limits import MAX_HEADER_BYTES, MAX_SECTIONS
 
 HEADER = {"codec": "test", "values": [1, 2.5, "x"]}
@@ -31,8 +31,9 @@ def _varint(v: int) -> bytes:  # unsigned LEB128, written independently of the l
             return out
 
 
-def _v2(header: bytes, lengths, sections=b"", version=FORMAT_VERSION) -> bytes:
-    """A version-2 stream built by hand from docs/format.md (header bytes as given)."""
+def _v2(header: bytes, lengths, sections=b"", version=BASE_VERSION) -> bytes:
+    """A version-2 (or 3: the same container) stream built by hand from docs/format.md
+    (header bytes as given)."""
     body = (MAGIC + struct.pack("<HH", version, 0) + _varint(len(header)) + _varint(len(lengths))
             + b"".join(map(_varint, lengths)) + header + sections)
     return _recrc(body)
@@ -47,12 +48,18 @@ def _v1(header: bytes, lengths, sections=b"") -> bytes:
 def test_round_trip_and_layout():
     blob = _blob()
     s = read_stream(blob)
-    assert s.version == FORMAT_VERSION == 2 and s.header == HEADER
+    assert s.version == BASE_VERSION == 2 and FORMAT_VERSION == 3 and s.header == HEADER
     assert [bytes(x) for x in s.sections] == SECTIONS
     # documented layout: magic, u16 version, u16 flags, varint header length, varint
     # section count, varint section lengths, the header, the sections, CRC-32
     js = b'{"codec":"test","values":[1,2.5,"x"]}'  # no token of the table occurs in it
     assert blob == _v2(js, [len(x) for x in SECTIONS], b"".join(SECTIONS))
+    # version 3 is the same container; written only when asked (for its header fields)
+    v3 = write_stream(HEADER, SECTIONS, version=3)
+    assert v3 == _v2(js, [len(x) for x in SECTIONS], b"".join(SECTIONS), version=3)
+    assert read_stream(v3).version == 3
+    with pytest.raises(ValueError):
+        write_stream(HEADER, SECTIONS, version=1)
     # memoryview and bytearray inputs read the same
     assert read_stream(bytearray(blob)).header == HEADER
     assert read_stream(memoryview(blob)).header == HEADER

@@ -25,6 +25,9 @@ def _streams():
         (torch.from_numpy(rng.normal(size=(1, 2, 3, 4)).astype(np.float32)).to(torch.bfloat16), {"bits": 4}),
         (rng.normal(size=(2, 6)).astype(np.float16), {"bits": 10}),
         (rng.normal(size=(4, 4)).astype(np.float32), {"transform": t, "embed_transform": False}),
+        (rng.standard_t(3, size=(4, 6)).astype(np.float32), {"max_error": 0.1}),  # version 3
+        (rng.normal(size=(3, 5)).astype(np.float32),
+         {"transform": featcodec.fit_uniform(rng.normal(size=(2, 5)).astype(np.float32), bits=5, channel_axis=1)}),
     ]
     featcodec.register_transform(t)
     out = []
@@ -109,7 +112,7 @@ def test_mutations_with_a_recomputed_checksum_never_crash():
                     secs[j][rng.integers(0, len(secs[j]))] ^= 1 << rng.integers(0, 8)
                 if rng.random() < 0.3:
                     secs[j] = secs[j][: rng.integers(0, len(secs[j]))]
-            bad = write_stream(s.header, [bytes(x) for x in secs])
+            bad = write_stream(s.header, [bytes(x) for x in secs], s.version)
         else:  # damage any byte before the checksum, then fix the checksum
             body = bytearray(blob[:-4])
             for _ in range(rng.integers(1, 3)):
@@ -132,7 +135,7 @@ def test_mutations_with_a_recomputed_checksum_never_crash():
     assert outcomes["error"] > N_RECRC // 2
 
 
-@pytest.mark.parametrize("which", [0, 3])
+@pytest.mark.parametrize("which", [0, 3, 4])
 def test_every_single_bit_flip_is_detected(which):
     blob, _ = _streams()[which]
     for i in range(len(blob) * 8):

@@ -39,6 +39,7 @@ def _inputs() -> dict[str, tuple[np.ndarray, dict]]:
         "kv_bf16_b6": (kv, {"bits": 6, "layout": "kv", "torch_dtype": "bfloat16"}),
         "flat_f64_b10": (wide, {"bits": 10, "layout": "flat"}),
         "uniform_f32_b5": (llm[:, :4], {"bits": 5, "transform": "uniform"}),
+        "maxerror_f32": (llm[:, 4:], {"max_error": 0.25}),
     }
 
 
@@ -57,6 +58,8 @@ def fitted_transform(x, kw: dict):
     """Fit the case's transform the way encode(transform="auto"/"uniform") does."""
     import featcodec
 
+    if "max_error" in kw:
+        return featcodec.fit_max_error(x, kw["max_error"])
     fit = featcodec.fit_uniform if kw.get("transform") == "uniform" else featcodec.fit_transform
     return fit(x, bits=kw["bits"])
 
