@@ -101,7 +101,9 @@ def _say(args: argparse.Namespace, msg: str) -> None:
 
 
 def _encode_options(args: argparse.Namespace) -> dict[str, Any]:
-    opts: dict[str, Any] = {"transform": _transform_arg(args)}
+    max_error = getattr(args, "max_error", None)
+    # --max-error picks the transform itself (encode() rejects it beside --transform/--bits)
+    opts: dict[str, Any] = {"max_error": max_error} if max_error is not None else {"transform": _transform_arg(args)}
     for name in ("bits", "quality", "target_bpfp"):
         v = getattr(args, name, None)
         if v is not None:
@@ -530,6 +532,9 @@ def _add_codec_options(p: argparse.ArgumentParser, *, many: bool) -> None:
                    help="quality of learned codecs (an int level, or a number where the codec takes one)")
     p.add_argument("--target-bpfp", type=float, default=None, dest="target_bpfp",
                    help="target bits per feature value (learned codecs)")
+    p.add_argument("--max-error", type=float, default=None, dest="max_error",
+                   help="error-bounded coding (index codec): every decoded value within this "
+                        "absolute error; picks the transform and bits itself")
     from .packing import LAYOUTS
 
     p.add_argument("--layout", default=None, choices=("auto", *LAYOUTS),

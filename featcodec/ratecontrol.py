@@ -9,6 +9,10 @@ lowest mean squared error in the feature domain:
 
 * ``index`` at the largest ``bits`` (1..8) that fits, with the transform fitted at those
   bits (``transform="auto"`` or ``"uniform"``), or at the given (or registered) transform's bits;
+* with a fitted transform, also ``index`` on evenly spaced levels at the finest spacing
+  that fits (error-bounded coding, ``encode(x, max_error=e)``, the bound found by
+  bisection): entropy-coded uniform steps beat Lloyd-Max levels at high rates, and their
+  spacing is not tied to a power of two;
 * every shipped learned codec at its highest fitting quality, on the 8-bit transform.
 
 If nothing fits, the smallest stream is returned. The result is an ordinary stream of
@@ -80,6 +84,11 @@ def encode_within(x: Any, target_bpfp: float, *, transform: Any = "auto",
             else:
                 hi = mid - 1
         streams.append(best if best is not None else index_stream(1))
+    if fitted:
+        finest = _finest_bound_within(x, budget, lambda t: encode(
+            x, "index", transform=t, embed_transform=embed_transform, layout=layout))
+        if finest is not None:
+            streams.append(finest)
     t8 = transform_at(8)
     if t8.bits == 8:
         for name in _learned_codecs():
@@ -89,3 +98,40 @@ def encode_within(x: Any, target_bpfp: float, *, transform: Any = "auto",
     if not fitting:
         return min((s for s, _ in streams), key=len)
     return min(fitting, key=lambda s: (mse(x, decode(s[0], transform=s[1])), len(s[0])))[0]
+
+
+def _finest_bound_within(x: Any, budget: float, encode_with: Callable[[Any], bytes],
+                         rel_tol: float = 0.01) -> tuple[bytes, Any] | None:
+    """(stream, transform) of the smallest ``max_error`` (within ``rel_tol``) whose stream
+    fits ``budget`` bytes, by bisection on its logarithm (the rate falls as the bound
+    grows); ``None`` if even one level over the whole range does not fit."""
+    from .transform import _as_float64, fit_max_error
+
+    v = _as_float64(x)
+    span = float(v.max() - v.min())
+    if span == 0:
+        return None  # constant: the index codec's candidates are already exact
+
+    def fits(e: float) -> tuple[bytes, Any] | None:
+        try:
+            t = fit_max_error(x, e)
+        except InputError:  # below what 16-bit indices reach over the range
+            return None
+        blob = encode_with(t)
+        return (blob, t) if len(blob) <= budget else None
+
+    hi_e, lo_e = span, span / (2 * (2**16 - 1))  # one level apart / the 16-bit floor
+    best = fits(hi_e)
+    if best is None:
+        return None
+    tight = fits(lo_e)
+    if tight is not None:
+        return tight
+    while hi_e / lo_e > 1 + rel_tol:
+        mid = float(np.sqrt(hi_e * lo_e))
+        found = fits(mid)
+        if found is None:
+            lo_e = mid
+        else:
+            best, hi_e = found, mid
+    return best

@@ -250,3 +250,14 @@ def test_docstring_examples_run():
 
     res = doctest.testmod(importlib.import_module("featcodec.cli"), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0
+
+
+def test_encode_with_max_error(capsys, feat, tmp_path):
+    path, x = feat
+    rc, out, _ = run(capsys, "encode", path, "--max-error", 0.05, "-o", tmp_path / "m.fc")
+    assert rc == EXIT_OK, out
+    y = featcodec.decode((tmp_path / "m.fc").read_bytes())
+    assert np.abs(y.astype(np.float64) - x).max() <= 0.05
+    # it picks the transform itself: --bits beside it is an error that says so
+    rc, _, err = run(capsys, "encode", path, "--max-error", 0.05, "--bits", 4, "-o", tmp_path / "n.fc")
+    assert rc == EXIT_ERROR and "max_error" in err
