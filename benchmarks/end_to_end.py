@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import featcodec  # noqa: E402
+from peers import zfp_array  # noqa: E402
 
 
 def find_features() -> dict[str, Path]:
@@ -118,10 +119,7 @@ def run(repeat: int) -> list[dict]:
 
         # zfp works on <= 4-D blocks of 4 per axis: drop unit axes, merge leading ones into
         # 3-D, and pick the largest tolerance (max abs error) whose MSE is <= ours.
-        xz = x.squeeze()
-        if xz.ndim > 3:
-            xz = xz.reshape(-1, *xz.shape[-2:])
-        xz = np.ascontiguousarray(xz)
+        xz = zfp_array(x)
         tol = ours_rmse
         for k in range(16):
             trial = ours_rmse * 2.0 ** (k / 2)

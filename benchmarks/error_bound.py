@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import zfp_array  # noqa: E402
 from task_fidelity import CORPUS, METRIC_NAMES, TAPS, Task  # noqa: E402
 
 RELATIVE = (1.0, 0.5, 0.25, 0.1, 0.05, 0.025)
@@ -51,12 +52,12 @@ def measure(x: np.ndarray, e: float, repeat: int) -> dict:
     ref = x.astype(np.float64)
     te, blob = best_time(lambda: featcodec.encode(x, max_error=e), repeat)
     td, y = best_time(lambda: featcodec.decode(blob), repeat)
-    xz = np.ascontiguousarray(x, np.float32)
+    xz = zfp_array(x)
     tze, zf = best_time(lambda: zfpy.compress_numpy(xz, tolerance=e), repeat)
     tzd, yz = best_time(lambda: zfpy.decompress_numpy(zf), repeat)
     out = {"bound": e, "bits": featcodec.header(blob)["bits"]}
     for name, yy, size, t in (("featcodec", y, len(blob), te + td), ("zfpy", yz, len(zf), tze + tzd)):
-        err = np.abs(yy.astype(np.float64) - ref)
+        err = np.abs(yy.astype(np.float64).reshape(ref.shape) - ref)
         out[name] = {"bytes": size, "bpfp": size * 8 / x.size, "max_error": float(err.max()),
                      "mse": float(np.mean(err**2)), "ms": 1e3 * t, "decoded": yy}
         assert err.max() <= e, f"{name} broke its bound"
