@@ -25,14 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import zfp_array  # noqa: E402
-from task_fidelity import CORPUS, METRIC_NAMES, TAPS, Task  # noqa: E402
+from task_fidelity import CORPUS, METRIC_NAMES, TAPS, Task, robust_scale  # noqa: E402
 
 RELATIVE = (1.0, 0.5, 0.25, 0.1, 0.05, 0.025)
-
-
-def robust_scale(x: np.ndarray) -> float:
-    a = x.astype(np.float64).ravel()
-    return float(1.4826 * np.median(np.abs(a - np.median(a))))
 
 
 def best_time(fn, repeat: int):
@@ -55,9 +50,10 @@ def measure(x: np.ndarray, e: float, repeat: int) -> dict:
     xz = zfp_array(x)
     tze, zf = best_time(lambda: zfpy.compress_numpy(xz, tolerance=e), repeat)
     tzd, yz = best_time(lambda: zfpy.decompress_numpy(zf), repeat)
+    yz = yz.reshape(x.shape)
     out = {"bound": e, "bits": featcodec.header(blob)["bits"]}
     for name, yy, size, t in (("featcodec", y, len(blob), te + td), ("zfpy", yz, len(zf), tze + tzd)):
-        err = np.abs(yy.astype(np.float64).reshape(ref.shape) - ref)
+        err = np.abs(yy.astype(np.float64) - ref)
         out[name] = {"bytes": size, "bpfp": size * 8 / x.size, "max_error": float(err.max()),
                      "mse": float(np.mean(err**2)), "ms": 1e3 * t, "decoded": yy}
         assert err.max() <= e, f"{name} broke its bound"

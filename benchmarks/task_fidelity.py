@@ -30,6 +30,8 @@ Rate settings (``index`` codec, bits 1..8):
 - ``trained-ch``: per-channel Lloyd-Max from the train features (channel axis of the
   family), id only;
 - ``auto-ch`` (llm only): per-channel Lloyd-Max fitted on the tensor, embedded;
+- ``max-error``: error-bounded coding, ``encode(x, max_error=robust_scale(x) * 2**-k)``
+  for k = -2..5 (k in the ``bits`` column); uniform levels, embedded as their two ends;
 - ``hyperprior`` and ``elic`` at their qualities, on the 8-bit ``trained`` transform (id
   only), when that codec is available.
 
@@ -63,7 +65,10 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "task_fidelity.csv"
 TAPS = {"llm": "hidden15", "vit": "layer9", "cnn": "features13", "latent": "latent256"}
 CHANNEL_AXIS = {"llm": -1, "vit": -1, "cnn": 1, "latent": 1}
 BITS = tuple(range(1, 9))
-SETTINGS = ("auto", "uniform", "trained", "trained-clip", "trained-uniform-clip", "trained-ch", "auto-ch")
+SETTINGS = ("auto", "uniform", "trained", "trained-clip", "trained-uniform-clip", "trained-ch", "auto-ch",
+            "max-error")
+#: ``max-error`` rows: bound = the tensor's robust scale * 2**-k for these k (in the bits column)
+BOUND_KS = tuple(range(-2, 6))
 LEARNED = ("hyperprior", "elic")  # learned codecs, at each shipped quality
 CLIP_PERCENTILES = (0.1, 99.9)
 FIELDS = ["family", "tap", "input_id", "setting", "codec", "bits", "quality", "numel",
@@ -124,6 +129,12 @@ class Task:
 
 
 # ----------------------------------------------------------------------------- settings
+def robust_scale(x: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation: a spread that outliers do not set."""
+    a = np.asarray(x, np.float64).ravel()
+    return float(1.4826 * np.median(np.abs(a - np.median(a))))
+
+
 def train_features(family: str, tap: str, n: int) -> list[np.ndarray]:
     from featcodec.features.extract import load_manifest
 
@@ -171,6 +182,8 @@ class Encoders:
             return lambda x: featcodec.encode(x, bits=bits)
         if setting == "uniform":
             return lambda x: featcodec.encode(x, bits=bits, transform="uniform")
+        if setting == "max-error":
+            return lambda x: featcodec.encode(x, max_error=robust_scale(x) * 2.0**-bits)
         if setting == "auto-ch":
             ax = CHANNEL_AXIS[self.family]
             return lambda x: featcodec.encode(x, transform=featcodec.fit_transform(x, bits=bits, channel_axis=ax))
@@ -192,7 +205,7 @@ def settings_for(family: str, names: list[str]) -> list[tuple[str, str, int, Any
             continue
         if s in LEARNED:
             continue
-        out += [(s, "index", b, "") for b in BITS]
+        out += [(s, "index", b, "") for b in (BOUND_KS if s == "max-error" else BITS)]
     for c in LEARNED:
         if c in names and c in featcodec.available_codecs():
             out += [(c, c, 0, q) for q in learned_qualities(c)]

@@ -25,8 +25,8 @@ from typing import Any, Sequence
 from .errors import ChecksumError, FormatError, TruncatedError, VersionError
 from .limits import MAX_ELEMENTS, MAX_HEADER_BYTES, MAX_NDIM, MAX_SECTIONS
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "BASE_VERSION", "HEADER_TOKENS", "Stream", "write_stream", "stream_size", "read_stream",
-           "header", "validate_header"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "BASE_VERSION", "HEADER_TOKENS", "Stream", "write_stream", "stream_size",
+           "read_stream", "header", "validate_header"]
 
 MAGIC = b"\x89FCODEC\n"
 #: the newest format version this library reads and writes

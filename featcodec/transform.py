@@ -690,7 +690,6 @@ def fit_uniform(
     """
     bits = _check_bits(bits)
     x, meta, axis = _prepare(samples, channel_axis, clip, percentiles)
-    K = 2**bits
     if "clip" in meta:
         lo, hi = (np.broadcast_to(np.asarray(v, np.float64), (x.shape[0],)) for v in meta["clip"])
     else:

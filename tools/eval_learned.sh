@@ -36,7 +36,7 @@ for s in $steps; do
       $PY benchmarks/task_fidelity.py run --settings $codec --out "$csv"
       $PY benchmarks/task_fidelity.py report --csv benchmarks/results/task_fidelity_llm_cnn.csv \
           benchmarks/results/task_fidelity_vit_latent.csv \
-          $(ls benchmarks/results/task_fidelity_{hyperprior,elic}.csv 2>/dev/null) ;;
+          $(ls benchmarks/results/task_fidelity_{hyperprior,elic,max_error}.csv 2>/dev/null) ;;
     export-elic)
       ckpts=()
       for l in $ELIC_LMBDAS; do ckpts+=("$ELIC_RUNS/elic_dtufc_$l/ckpt.pt"); done
