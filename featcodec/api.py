@@ -204,7 +204,7 @@ def encode(
         params.pop("stream_size", None)
         raise InputError(f"codec {codec!r} rejected its parameters {sorted(params)}: {e}") from None
     sections = {"payload": bytes(payload), **tsections}
-    return bitstream.write_stream(head, list(sections.values()), _stream_version(tinfo))
+    return bitstream.write_stream(head, list(sections.values()), _stream_version(tinfo, codec_obj, head["codec_params"]))
 
 
 def _transform_fields(t: Any, embed: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -244,9 +244,17 @@ def _uniform_ends(t: Any) -> list | None:
     return [lo.tolist(), hi.tolist()]  # numbers, or per-channel lists
 
 
-def _stream_version(tinfo: dict) -> int:
-    """The lowest format version that holds these header fields."""
-    return bitstream.FORMAT_VERSION if "uniform" in tinfo else bitstream.BASE_VERSION
+def _stream_version(tinfo: dict, codec_obj: Any, codec_params: dict) -> int:
+    """The lowest format version that holds these header fields: version 3 for uniform
+    ends, or for codec parameters the codec says need it (its ``format_version``)."""
+    v = bitstream.FORMAT_VERSION if "uniform" in tinfo else bitstream.BASE_VERSION
+    return max(v, _codec_version(codec_obj, codec_params))
+
+
+def _codec_version(codec_obj: Any, codec_params: dict) -> int:
+    """The lowest format version the codec says its ``codec_params`` need (1: any)."""
+    needs = getattr(codec_obj, "format_version", None)
+    return 1 if needs is None else int(needs(codec_params))
 
 
 def header(blob: Any) -> dict[str, Any]:
@@ -432,6 +440,9 @@ def decode(
             raise InputError(f"device={str(device)!r}, but torch sees no CUDA device here; decode to 'cpu'.")
     info = PackInfo.from_dict(h["pack"])
     codec_obj = get_codec(h["codec"])
+    if _codec_version(codec_obj, h["codec_params"]) > s.version:
+        raise FormatError(f"featcodec stream of format version {s.version} has codec parameters of a newer "
+                          f"version: corrupt.")
     tr = _transform_from_stream(h, sections, transform)
     bits = h["bits"]
     try:

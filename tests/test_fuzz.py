@@ -26,6 +26,8 @@ def _streams():
         (rng.normal(size=(2, 6)).astype(np.float16), {"bits": 10}),
         (rng.normal(size=(4, 4)).astype(np.float32), {"transform": t, "embed_transform": False}),
         (rng.standard_t(3, size=(4, 6)).astype(np.float32), {"max_error": 0.1}),  # version 3
+        ((rng.normal(size=(1, 256, 16)) * np.exp(np.linspace(-2, 2, 16)) + 3 * np.arange(16)).astype(np.float32),
+         {"bits": 6}),  # the index codec's column model
         (rng.normal(size=(3, 5)).astype(np.float32),
          {"transform": featcodec.fit_uniform(rng.normal(size=(2, 5)).astype(np.float32), bits=5, channel_axis=1)}),
     ]
@@ -33,6 +35,7 @@ def _streams():
     out = []
     for x, kw in xs:
         blob = featcodec.encode(x, **kw)
+        assert kw.get("bits") != 6 or featcodec.header(blob)["codec_params"] == {"table": "columns"}
         out.append((blob, featcodec.decode(blob)))
     return out
 
@@ -135,7 +138,7 @@ def test_mutations_with_a_recomputed_checksum_never_crash():
     assert outcomes["error"] > N_RECRC // 2
 
 
-@pytest.mark.parametrize("which", [0, 3, 4])
+@pytest.mark.parametrize("which", [0, 3, 4, 5])
 def test_every_single_bit_flip_is_detected(which):
     blob, _ = _streams()[which]
     for i in range(len(blob) * 8):

@@ -33,6 +33,9 @@ def _inputs() -> dict[str, tuple[np.ndarray, dict]]:
     mosaic = np.maximum(rng.normal(size=(1, 5, 6, 7)), 0).astype(np.float16)  # ReLU map
     kv = rng.normal(scale=2.0, size=(1, 2, 8, 8)).astype(np.float32)
     wide = rng.laplace(size=(3, 2, 40)).astype(np.float64)
+    # tokens whose channels differ in centre and spread: the index codec's column model
+    chans = rng.normal(size=(1, 256, 16)) * np.exp(rng.uniform(-2, 2, 16)) + rng.normal(size=16) * 4
+    chans = chans.astype(np.float32)
     return {
         "tokens_f32_b8": (llm, {"bits": 8}),
         "mosaic_f16_b4": (mosaic, {"bits": 4}),
@@ -40,6 +43,7 @@ def _inputs() -> dict[str, tuple[np.ndarray, dict]]:
         "flat_f64_b10": (wide, {"bits": 10, "layout": "flat"}),
         "uniform_f32_b5": (llm[:, :4], {"bits": 5, "transform": "uniform"}),
         "maxerror_f32": (llm[:, 4:], {"max_error": 0.25}),
+        "columns_f32_b6": (chans, {"bits": 6}),
     }
 
 

@@ -9,7 +9,10 @@ A codec is a class whose instances have
 - ``decode_plane(payload, shape, bits, params_dict) -> plane``: the exact plane (lossless
   codecs) or its reconstruction (lossy ones), of ``shape`` and dtype uint8/uint16. The
   payload comes from an untrusted stream: raise :class:`featcodec.FormatError` on
-  anything malformed, never crash or allocate beyond ``shape``.
+  anything malformed, never crash or allocate beyond ``shape``;
+- optionally ``format_version(params_dict) -> int``: the lowest stream format version
+  whose readers understand these parameters (streams are written at least at that
+  version, and a stream of a lower version claiming them is rejected as corrupt).
 
 Register it by name, and ``featcodec.encode(x, codec=name)`` uses it:
 

@@ -11,10 +11,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError, InputError
+from . import columns
 
 
 class IndexCodec:
-    """Static-model rANS over the indices (``featcodec.entropy.encode_symbols``).
+    """Static-model rANS over the indices (``featcodec.entropy.encode_symbols``): one
+    table for the whole plane, or one per group of columns (:mod:`featcodec.codecs.columns`,
+    ``codec_params`` ``{"table": "columns"}``, format version 3), whichever is smaller.
 
     Example:
         >>> import numpy as np
@@ -33,11 +36,18 @@ class IndexCodec:
                 f"codec 'index' takes no parameters besides bits (got {sorted(set(params) - {'stream_size'})}); "
                 "lower bits for a smaller stream, or choose a learned codec for quality/target_bpfp."
             )
-        return encode_symbols(np.ascontiguousarray(plane).reshape(-1)), {}
+        plane = np.ascontiguousarray(plane)
+        one = encode_symbols(plane.reshape(-1))
+        if min(plane.shape) < 2:
+            return one, {}
+        grouped = columns.encode(plane, bits)
+        return (grouped, {"table": "columns"}) if len(grouped) < len(one) else (one, {})
 
     def decode_plane(self, payload: bytes, shape: tuple[int, int], bits: int, params: dict) -> np.ndarray:
         from ..entropy import decode_symbols
 
+        if params == {"table": "columns"}:
+            return columns.decode(payload, shape, bits)
         if params:
             raise FormatError(f"codec 'index' stream has unexpected parameters {sorted(params)[:5]}.")
         count = shape[0] * shape[1]
@@ -45,3 +55,8 @@ class IndexCodec:
         if sym.shape != (count,):
             raise FormatError("index payload decoded to the wrong number of symbols.")
         return sym.reshape(shape)
+
+    @staticmethod
+    def format_version(params: dict) -> int:
+        """The lowest stream format version that holds these ``codec_params``."""
+        return 3 if params.get("table") == "columns" else 1
