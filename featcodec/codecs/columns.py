@@ -27,6 +27,9 @@ from ..errors import FormatError
 
 #: at most this many groups (and the group ids are uint8)
 MAX_GROUPS = 64
+#: the encoder tries the column model on planes up to this many values (it works on an
+#: int64 copy); larger planes get one table
+MAX_VALUES = 1 << 24
 
 
 def _groups(resid: np.ndarray, modulus: int) -> np.ndarray:

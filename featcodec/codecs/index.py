@@ -38,7 +38,7 @@ class IndexCodec:
             )
         plane = np.ascontiguousarray(plane)
         one = encode_symbols(plane.reshape(-1))
-        if min(plane.shape) < 2:
+        if min(plane.shape) < 2 or plane.size > columns.MAX_VALUES:
             return one, {}
         grouped = columns.encode(plane, bits)
         return (grouped, {"table": "columns"}) if len(grouped) < len(one) else (one, {})
