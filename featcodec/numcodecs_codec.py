@@ -46,7 +46,8 @@ class CodecSettings:
     registered, and only its id is kept).
     """
 
-    KEYS = ("codec", "bits", "transform", "quality", "target_bpfp", "layout", "embed_transform")
+    KEYS = ("codec", "bits", "transform", "quality", "target_bpfp", "layout", "embed_transform",
+            "max_error")
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class CodecSettings:
         target_bpfp: float | None = None,
         layout: str = "auto",
         embed_transform: bool = True,
+        max_error: float | None = None,
     ) -> None:
         if not isinstance(codec, str) or not codec:
             raise InputError(f"codec must be a codec name (str), not {codec!r}.")
@@ -77,9 +79,13 @@ class CodecSettings:
 
             api.register_transform(transform)
             transform = tid
-        for name, v in (("quality", quality), ("target_bpfp", target_bpfp)):
+        for name, v in (("quality", quality), ("target_bpfp", target_bpfp), ("max_error", max_error)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise InputError(f"{name} must be a number or None, not {v!r}.")
+        if max_error is not None and (codec != "index" or bits is not None or transform != "auto"
+                                      or quality is not None or target_bpfp is not None):
+            raise InputError("max_error (error-bounded, codec 'index') picks the transform and bits "
+                             "itself; leave codec, bits, transform, quality and target_bpfp unset.")
         self.codec = codec
         self.bits = None if bits is None else int(bits)
         self.transform = transform
@@ -87,6 +93,7 @@ class CodecSettings:
         self.target_bpfp = target_bpfp
         self.layout = layout
         self.embed_transform = embed_transform
+        self.max_error = None if max_error is None else float(max_error)
 
     def to_dict(self) -> dict[str, Any]:
         """Settings as JSON values, leaving out the ones that are None."""
@@ -122,7 +129,8 @@ class FeatCodec(Codec):
     :func:`featcodec.available_codecs`), ``bits``, ``transform`` (``"auto"``, ``"uniform"``,
     a registered transform id, or a Transform, kept by id), ``quality``, ``target_bpfp``,
     ``layout``, ``embed_transform`` (``False`` keeps a fitted transform's levels out of every
-    chunk; readers must then register the transform).
+    chunk; readers must then register the transform), ``max_error`` (error-bounded: every
+    value of every chunk within this absolute error, like zfp's fixed-accuracy mode).
     """
 
     codec_id = "featcodec"
@@ -136,8 +144,10 @@ class FeatCodec(Codec):
         target_bpfp: float | None = None,
         layout: str = "auto",
         embed_transform: bool = True,
+        max_error: float | None = None,
     ) -> None:
-        self._settings = CodecSettings(codec, bits, transform, quality, target_bpfp, layout, embed_transform)
+        self._settings = CodecSettings(codec, bits, transform, quality, target_bpfp, layout, embed_transform,
+                                       max_error)
         for k, v in self._settings.to_dict().items():
             setattr(self, k, v)  # numcodecs' default get_config/__repr__ read attributes
 

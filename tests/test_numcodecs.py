@@ -84,6 +84,22 @@ if not _registered():  # a source tree without installed entry points: register 
     numcodecs.register_codec(FeatCodec)
 
 
+def test_error_bounded_chunks():
+    """max_error through numcodecs: every value of every chunk within the bound, and the
+    config stays small JSON that rebuilds the same codec."""
+    x = np.random.default_rng(3).standard_t(3, size=(6, 40, 32)).astype(np.float32)
+    codec = FeatCodec(max_error=0.02)
+    cfg = codec.get_config()
+    assert cfg["max_error"] == 0.02 and json.loads(json.dumps(cfg)) == cfg
+    blob = numcodecs.get_codec(cfg).encode(x)
+    assert blob == featcodec.encode(x, max_error=0.02)
+    assert np.abs(codec.decode(blob).astype(np.float64) - x).max() <= 0.02
+    with pytest.raises(featcodec.InputError, match="max_error"):
+        FeatCodec(max_error=0.02, bits=6)
+    with pytest.raises(featcodec.InputError, match="max_error"):
+        FeatCodec(max_error="0.02")
+
+
 def test_bad_settings_and_chunks():
     with pytest.raises(featcodec.InputError, match="bits"):
         FeatCodec(bits=0)
