@@ -144,7 +144,9 @@ def markdown(summ: list[dict], command: str) -> str:
             f"{s['featcodec_ms']:.1f} | {s['zfpy_ms']:.1f} | {metric} |")
     fams = sorted({s["family"] for s in summ})
     lines += ["", "zfp's fixed-accuracy mode keeps far inside the bound (compare the MSE columns), so at "
-              "equal MSE the two are closer: docs/results.md compares them that way."]
+              "equal MSE the two are closer: docs/results.md compares them that way. featcodec's time "
+              "includes checking the bound on every value and trying both entropy models of the index "
+              "codec (one table, and one per group of columns)."]
     lines += ["", "Rows missing for a bound: 16-bit indices cannot span that tensor's range at it "
               "(the LLM's massive activation, ~2e4, sets a floor of about 0.19)."]
     lines += ["", "Task metrics (against the uncompressed feature's output): "
