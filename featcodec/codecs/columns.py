@@ -27,17 +27,15 @@ from ..errors import FormatError
 
 #: at most this many groups (and the group ids are uint8)
 MAX_GROUPS = 64
-#: the encoder tries the column model on planes up to this many values (it works on an
-#: int64 copy); larger planes get one table
-MAX_VALUES = 1 << 24
+#: the encoder tries the column model on planes up to this many values (it works on
+#: copies of the plane); larger planes get one table
+MAX_VALUES = 1 << 26
 
 
-def _groups(resid: np.ndarray, modulus: int) -> np.ndarray:
-    """Group id per column: the half-octave of its mean absolute residual, by integer
-    arithmetic only (residuals read as signed, modulo ``modulus``)."""
-    signed = np.where(resid >= modulus // 2, resid - modulus, resid).astype(np.int64)
-    h = resid.shape[0]
-    v = np.abs(signed).sum(axis=0) * 16 // h  # 16 x mean |residual|, an integer
+def _groups(absres: np.ndarray) -> np.ndarray:
+    """Group id per row of ``absres`` (a column's absolute residuals): the half-octave of
+    its mean, by integer arithmetic only."""
+    v = absres.sum(axis=1, dtype=np.int64) * 16 // absres.shape[1]  # 16 x mean |residual|
     octave2 = np.array([int(a * a).bit_length() for a in v.tolist()])  # about 2 log2(v): half octaves
     _, ids = np.unique(octave2, return_inverse=True)
     return np.minimum(ids, MAX_GROUPS - 1).astype(np.uint8)
@@ -47,16 +45,17 @@ def encode(plane: np.ndarray, bits: int) -> bytes:
     """The column-model payload of a 2-D uint8/uint16 ``plane`` of ``bits``-bit indices."""
     from ..entropy import encode_symbols
 
-    modulus = 1 << bits
-    p = plane.astype(np.int64)
-    med = np.median(p, axis=0).astype(np.int64)  # an even count's two middle values: mean, floored
-    resid = (p - med) % modulus
-    gid = _groups(resid, modulus)
+    mask = plane.dtype.type((1 << bits) - 1)
+    cols = np.ascontiguousarray(plane.T)  # one row per column
+    h = cols.shape[1]
+    med = np.partition(cols, (h - 1) // 2, axis=1)[:, (h - 1) // 2]  # the lower median
+    resid = (cols - med[:, None]) & mask  # unsigned wrap-around, then modulo 2**bits
+    absres = np.minimum(resid, (mask - resid + 1) & mask)  # |residual| read as signed
+    gid = _groups(absres)
     G = int(gid.max()) + 1
-    parts = [encode_symbols(med.astype(plane.dtype)), encode_symbols(gid)]
-    cols = resid.astype(plane.dtype).T  # column-major: each column's values together
+    parts = [encode_symbols(med), encode_symbols(gid)]
     for g in range(G):
-        parts.append(encode_symbols(np.ascontiguousarray(cols[gid == g])))
+        parts.append(encode_symbols(np.ascontiguousarray(resid[gid == g])))
     head = struct.pack(f"<H{len(parts)}I", G, *map(len, parts))
     return head + b"".join(parts)
 
@@ -97,5 +96,6 @@ def decode(payload: bytes, shape: tuple[int, int], bits: int) -> np.ndarray:
         if r.dtype != dtype or (bits < 8 * r.itemsize and int(r.max()) >= modulus):
             raise FormatError("index payload (column model) has residuals beyond the bits.")
         cols[sel] = r.reshape(sel.size, h)
-    plane = (cols.T.astype(np.int64) + med.astype(np.int64)) % modulus
-    return np.ascontiguousarray(plane.astype(dtype))
+    cols += med[:, None]  # unsigned wrap-around, then modulo 2**bits
+    cols &= dtype(modulus - 1)
+    return np.ascontiguousarray(cols.T)
