@@ -18,25 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from end_to_end import best_time  # noqa: E402
 from peers import zfp_array  # noqa: E402
 from task_fidelity import CORPUS, METRIC_NAMES, TAPS, Task, robust_scale  # noqa: E402
 
 RELATIVE = (1.0, 0.5, 0.25, 0.1, 0.05, 0.025)
-
-
-def best_time(fn, repeat: int):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def measure(x: np.ndarray, e: float, repeat: int) -> dict:
