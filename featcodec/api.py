@@ -234,6 +234,9 @@ def _uniform_ends(t: Any) -> list | None:
     stream can store those two numbers instead of ``2**bits`` levels; else ``None``."""
     from .transform import uniform_transform
 
+    gaps = np.diff(t.levels.astype(np.float64), axis=-1)
+    if gaps.size and np.any(np.ptp(gaps, axis=-1) > 0.5 * gaps.max(axis=-1)):  # clearly uneven: no rebuild
+        return None
     lo, hi = t.levels[..., 0].astype(np.float64), t.levels[..., -1].astype(np.float64)
     try:
         same = uniform_transform(lo, hi, t.bits, channel_axis=t.channel_axis).id == t.id
