@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import math
 import threading
@@ -198,6 +199,8 @@ def encode(
         lengths = [len(sec) for sec in tsections.values()]
         params["stream_size"] = lambda n, cparams: bitstream.stream_size(
             {**head, "codec_params": cparams}, [n, *lengths])
+    if info.tile is not None and "tile" in inspect.signature(codec_obj.encode_plane).parameters:
+        params["tile"] = info.tile  # codecs that model channel tiles get their size
     try:
         payload, head["codec_params"] = codec_obj.encode_plane(plane, t.bits, **params)
     except TypeError as e:

@@ -121,6 +121,14 @@ class PackInfo:
         lead = math.prod(s[:-1]) if len(s) > 1 else 1
         return (lead, s[-1])
 
+    @property
+    def tile(self) -> tuple[int, int] | None:
+        """``(h, w)`` of the channel tiles of a mosaic plane; ``None`` for other layouts."""
+        if self.layout != "mosaic":
+            return None
+        _, _, h, w = _nchw(self.shape)
+        return (h, w)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (goes into the stream header)."""
         d: dict[str, Any] = {"layout": self.layout, "shape": list(self.shape)}

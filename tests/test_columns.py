@@ -1,5 +1,6 @@
-"""The index codec's column model (one rANS table per group of plane columns): exact
-round trips, never larger than one table, and hostile payloads fail cleanly."""
+"""The index codec's grouped tables (one rANS table per group of plane columns or mosaic
+tiles): exact round trips, never larger than one table, and hostile payloads fail
+cleanly."""
 
 import struct
 
@@ -26,10 +27,32 @@ def _channels_plane(rng, h, w, bits):
 
 @pytest.mark.parametrize("bits", [1, 2, 5, 8, 9, 12, 16])
 @pytest.mark.parametrize("shape", [(2, 2), (7, 3), (64, 96), (33, 200)])
-def test_column_model_round_trips_exactly(bits, shape):
+def test_grouped_tables_round_trip_exactly(bits, shape):
     plane = _channels_plane(np.random.default_rng(bits * 1000 + shape[1]), *shape, bits)
-    out = columns.decode(columns.encode(plane, bits), shape, bits)
-    assert out.dtype == plane.dtype and np.array_equal(out, plane)
+    units = columns.units_of(plane, None)
+    out = columns.decode(columns.encode(units, bits), *units.shape, bits)
+    assert out.dtype == plane.dtype and np.array_equal(columns.plane_of(out, shape, None), plane)
+    c = IndexCodec()
+    for tile in (None, (1, 1), (shape[0], 1), (1, shape[1])):  # through the codec, any tiling
+        payload, params = c.encode_plane(plane, bits, tile=tile)
+        assert np.array_equal(c.decode_plane(payload, shape, bits, params), plane)
+
+
+def test_tiles_are_the_mosaic_channels():
+    x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(6, 4)  # a 3x2 grid of 2x2 tiles
+    u = columns.units_of(x, (2, 2))
+    assert u.tolist()[0] == [0, 1, 4, 5] and u.tolist()[1] == [2, 3, 6, 7] and u.shape == (6, 4)
+    assert np.array_equal(columns.plane_of(u, x.shape, (2, 2)), x)
+
+
+def test_mosaic_streams_can_use_tile_tables():
+    rng = np.random.default_rng(4)
+    scale = np.exp(rng.uniform(-2, 2, (1, 64, 1, 1)))
+    x = (rng.normal(size=(1, 64, 16, 16)) * scale + rng.normal(size=(1, 64, 1, 1)) * 3).astype(np.float32)
+    blob = featcodec.encode(x, max_error=0.3)
+    h = featcodec.header(blob)
+    assert h["pack"]["layout"] == "mosaic" and h["codec_params"] == {"table": "tiles", "tile": [16, 16]}
+    assert np.abs(featcodec.decode(blob).astype(np.float64) - x).max() <= 0.3
 
 
 def test_the_index_codec_keeps_the_smaller_payload():
@@ -64,7 +87,7 @@ def test_streams_with_the_column_model_are_version_3_and_exact():
 
 
 def _payload(plane, bits):
-    return columns.encode(plane, bits)
+    return columns.encode(columns.units_of(plane, None), bits)
 
 
 def _parts(payload):
@@ -98,7 +121,13 @@ def test_hostile_column_payloads_are_format_errors():
     ]
     for b in bad:
         with pytest.raises(featcodec.FormatError):
-            columns.decode(b, plane.shape, 6)
+            columns.decode(b, 30, 40, 6)
+    c = IndexCodec()
+    for params in ({"table": "tiles"}, {"table": "tiles", "tile": [3, 40]}, {"table": "tiles", "tile": [0, 5]},
+                   {"table": "tiles", "tile": [True, 5]}, {"table": "tiles", "tile": [4, 5, 1]},
+                   {"table": "columns", "tile": [4, 5]}, {"table": "rows"}):
+        with pytest.raises(featcodec.FormatError):
+            c.decode_plane(good, plane.shape, 6, params)
     # and random damage: an error or, if the coder cannot tell, a plane of the right kind
     r = np.random.default_rng(3)
     for _ in range(3000):
@@ -106,7 +135,7 @@ def test_hostile_column_payloads_are_format_errors():
         for _ in range(r.integers(1, 4)):
             b[r.integers(0, len(b))] ^= 1 << int(r.integers(0, 8))
         try:
-            out = columns.decode(bytes(b), plane.shape, 6)
+            out = columns.decode(bytes(b), 30, 40, 6)
         except featcodec.FormatError:
             continue
-        assert out.shape == plane.shape and out.dtype == np.uint8 and int(out.max()) < 64
+        assert out.shape == (30, 40) and out.dtype == np.uint8 and int(out.max()) < 64

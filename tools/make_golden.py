@@ -36,6 +36,9 @@ def _inputs() -> dict[str, tuple[np.ndarray, dict]]:
     # tokens whose channels differ in centre and spread: the index codec's column model
     chans = rng.normal(size=(1, 256, 16)) * np.exp(rng.uniform(-2, 2, 16)) + rng.normal(size=16) * 4
     chans = chans.astype(np.float32)
+    # a feature map whose channels differ the same way: the model's tile tables
+    maps = rng.normal(size=(1, 24, 12, 12)) * np.exp(rng.uniform(-2, 2, (1, 24, 1, 1)))
+    maps = (maps + rng.normal(size=(1, 24, 1, 1)) * 3).astype(np.float32)
     return {
         "tokens_f32_b8": (llm, {"bits": 8}),
         "mosaic_f16_b4": (mosaic, {"bits": 4}),
@@ -44,6 +47,7 @@ def _inputs() -> dict[str, tuple[np.ndarray, dict]]:
         "uniform_f32_b5": (llm[:, :4], {"bits": 5, "transform": "uniform"}),
         "maxerror_f32": (llm[:, 4:], {"max_error": 0.25}),
         "columns_f32_b6": (chans, {"bits": 6}),
+        "tiles_f32": (maps, {"max_error": 0.3}),
     }
 
 

@@ -16,8 +16,8 @@ from . import columns
 
 class IndexCodec:
     """Static-model rANS over the indices (``featcodec.entropy.encode_symbols``): one
-    table for the whole plane, or one per group of columns (:mod:`featcodec.codecs.columns`,
-    ``codec_params`` ``{"table": "columns"}``, format version 3), whichever is smaller.
+    table for the whole plane, or one per group of columns or of mosaic tiles
+    (:mod:`featcodec.codecs.columns`, format version 3), whichever is smallest.
 
     Example:
         >>> import numpy as np
@@ -28,7 +28,10 @@ class IndexCodec:
         True
     """
 
-    def encode_plane(self, plane: np.ndarray, bits: int, **params: Any) -> tuple[bytes, dict]:
+    def encode_plane(self, plane: np.ndarray, bits: int, tile: tuple[int, int] | None = None,
+                     **params: Any) -> tuple[bytes, dict]:
+        """``tile``: the ``(h, w)`` of the channel tiles when the plane is a mosaic
+        (``featcodec.encode`` passes it)."""
         from ..entropy import encode_symbols
 
         if params:
@@ -37,17 +40,26 @@ class IndexCodec:
                 "lower bits for a smaller stream, or choose a learned codec for quality/target_bpfp."
             )
         plane = np.ascontiguousarray(plane)
-        one = encode_symbols(plane.reshape(-1))
-        if min(plane.shape) < 2 or plane.size > columns.MAX_VALUES:
-            return one, {}
-        grouped = columns.encode(plane, bits)
-        return (grouped, {"table": "columns"}) if len(grouped) < len(one) else (one, {})
+        best = (encode_symbols(plane.reshape(-1)), {})
+        if plane.size > columns.MAX_VALUES:
+            return best
+        units = {"columns": None} if plane.shape[0] > 1 and plane.shape[1] > 1 else {}
+        if tile is not None and tile[0] * tile[1] > 1 and plane.shape[1] // tile[1] * plane.shape[0] // tile[0] > 1:
+            units["tiles"] = (int(tile[0]), int(tile[1]))
+        for name, t in units.items():
+            payload = columns.encode(columns.units_of(plane, t), bits)
+            if len(payload) < len(best[0]):
+                best = (payload, {"table": name} if t is None else {"table": name, "tile": list(t)})
+        return best
 
     def decode_plane(self, payload: bytes, shape: tuple[int, int], bits: int, params: dict) -> np.ndarray:
         from ..entropy import decode_symbols
 
-        if params == {"table": "columns"}:
-            return columns.decode(payload, shape, bits)
+        if params.get("table") in ("columns", "tiles"):
+            tile = _tile(params, shape)
+            n, m = (shape[1], shape[0]) if tile is None else (shape[0] * shape[1] // (tile[0] * tile[1]),
+                                                                tile[0] * tile[1])
+            return columns.plane_of(columns.decode(payload, n, m, bits), shape, tile)
         if params:
             raise FormatError(f"codec 'index' stream has unexpected parameters {sorted(params)[:5]}.")
         count = shape[0] * shape[1]
@@ -59,4 +71,19 @@ class IndexCodec:
     @staticmethod
     def format_version(params: dict) -> int:
         """The lowest stream format version that holds these ``codec_params``."""
-        return 3 if params.get("table") == "columns" else 1
+        return 3 if "table" in params else 1
+
+
+def _tile(params: dict, shape: tuple[int, int]) -> tuple[int, int] | None:
+    """The checked tile of grouped-table params: ``None`` for columns."""
+    bad = FormatError(f"codec 'index' stream has malformed parameters {str(params)[:80]}.")
+    if params["table"] == "columns":
+        if set(params) != {"table"}:
+            raise bad
+        return None
+    t = params.get("tile")
+    if set(params) != {"table", "tile"} or not isinstance(t, list) or len(t) != 2 or any(
+        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in t
+    ) or shape[0] % t[0] or shape[1] % t[1]:
+        raise bad
+    return (t[0], t[1])
