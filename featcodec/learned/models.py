@@ -93,15 +93,17 @@ class _FrozenGDN(nn.Module):
     1x1 convolution as one matrix product per block): the temporaries stay in cache and
     only the output is a full-size tensor, where the plain form writes four full-size
     temporaries (at full resolution each is megabytes, and every fresh one costs page
-    faults). The same sums as the convolution.
+    faults). The same sums as the convolution. With ``inplace`` (for an input that
+    nothing else uses, see :func:`for_inference`) the output overwrites the input.
     """
 
     ROWS = 4096
 
-    def __init__(self, gdn: nn.Module):
+    def __init__(self, gdn: nn.Module, inplace: bool = False):
         super().__init__()
         import torch
 
+        self.inplace = inplace
         self.inverse = bool(gdn.inverse)
         with torch.no_grad():
             beta = gdn.beta_reparam(gdn.beta).detach().clone()
@@ -120,7 +122,7 @@ class _FrozenGDN(nn.Module):
             return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
         c = x.shape[1]
         pixels = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view: channels-last memory
-        out = torch.empty_like(x)
+        out = x if self.inplace else torch.empty_like(x)
         out_pixels = out.permute(0, 2, 3, 1).reshape(-1, c)
         rows = max(1, min(self.ROWS, pixels.shape[0]))
         sq, norm = torch.empty(rows, c, dtype=x.dtype), torch.empty(rows, c, dtype=x.dtype)
@@ -151,16 +153,20 @@ class _BlockedBottleneck(nn.Module):
     """``x + conv1x1(relu(conv3x3(relu(conv1x1(x)))))``, then a ReLU if ``relu_out``:
     ELIC's ``ResidualBottleneckBlock`` and the residual unit of its ``AttentionBlock``.
 
-    Runs over bands of about ``PIXELS`` pixels (whole rows, with one row of context above
-    and below for the 3x3 convolution): the 1x1 convolutions are matrix products on the
-    band's pixel rows, the residual is the product's starting value, and the half-width
-    intermediates stay in cache; only the output is a full-size tensor. The same sums as
-    the convolutions. Takes and returns channels-last tensors.
+    Runs over bands of about ``PIXELS`` pixels (whole rows): the 1x1 convolutions are
+    matrix products on the band's pixel rows, the residual is the last product's starting
+    value, and the half-width intermediates stay in cache (the first convolution of the
+    two rows a band shares with the next, the 3x3 convolution's context, is carried over,
+    not recomputed). With ``inplace`` (for an input that nothing else uses, see
+    :func:`for_inference`) the output overwrites the input, band by band; else only the
+    output is a full-size tensor. The same sums as the convolutions. Takes and returns
+    channels-last tensors.
     """
 
     PIXELS = 8192
 
-    def __init__(self, conv1: nn.Conv2d, conv2: nn.Conv2d, conv3: nn.Conv2d, relu_out: bool):
+    def __init__(self, conv1: nn.Conv2d, conv2: nn.Conv2d, conv3: nn.Conv2d, relu_out: bool,
+                 inplace: bool = False):
         super().__init__()
         import torch
 
@@ -175,22 +181,22 @@ class _BlockedBottleneck(nn.Module):
         self.register_buffer("b2", conv2.bias.detach().clone())
         self.register_buffer("w3", w3)
         self.register_buffer("b3", b3)
-        self.relu_out = relu_out
+        self.relu_out, self.inplace = relu_out, inplace
 
     @classmethod
-    def of(cls, m: nn.Module) -> "_BlockedBottleneck":
+    def of(cls, m: nn.Module, inplace: bool = False) -> "_BlockedBottleneck":
         """From CompressAI's ``ResidualBottleneckBlock`` (identity skip) or attention unit."""
         if hasattr(m, "conv1"):
             if not isinstance(m.skip, nn.Identity):
                 raise ValueError("_BlockedBottleneck takes blocks with an identity skip")
-            return cls(m.conv1, m.conv2, m.conv3, relu_out=False)
-        return cls(m.conv[0], m.conv[2], m.conv[4], relu_out=True)
+            return cls(m.conv1, m.conv2, m.conv3, relu_out=False, inplace=inplace)
+        return cls(m.conv[0], m.conv[2], m.conv[4], relu_out=True, inplace=inplace)
 
     def forward(self, x):
         import torch
 
         x = x.contiguous(memory_format=torch.channels_last)
-        out = torch.empty_like(x)
+        out = x if self.inplace else torch.empty_like(x)
         for i in range(x.shape[0]):
             self._image(x[i:i + 1], out[i:i + 1])
         return out
@@ -203,24 +209,30 @@ class _BlockedBottleneck(nn.Module):
         mid = self.w1.shape[1]
         xp, op = _pixels(x), _pixels(out)
         rows = max(1, min(h, self.PIXELS // w))
-        band = x.new_empty((rows + 2) * w, mid)  # the band's rows, with a row either side
+        # Row j of t: the first convolution of image row r0 - 1 + j (zero outside the image).
+        t = x.new_empty((rows + 2) * w, mid)
+        t[:w].zero_()
+        ready = 1  # rows of t already computed
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             n = r1 - r0
-            a0, a1 = max(0, r0 - 1), min(h, r1 + 1)  # context rows inside the image
-            t = band[: (n + 2) * w]
-            if a0 == r0:
-                t[:w].zero_()  # the 3x3 convolution's zero padding above the image
-            if a1 == r1:
-                t[(n + 1) * w:].zero_()  # and below it
-            first = t[(1 - r0 + a0) * w: (1 - r0 + a1) * w]
-            torch.addmm(self.b1, xp[a0 * w: a1 * w], self.w1, out=first).relu_()
-            mid_map = t.view(1, n + 2, w, mid).permute(0, 3, 1, 2)
-            second = F.conv2d(mid_map, self.w2, self.b2, padding=(0, 1)).relu_()
+            lo, hi = r0 - 1 + ready, min(h, r1 + 1)  # image rows still to transform
+            torch.addmm(self.b1, xp[lo * w: hi * w], self.w1,
+                        out=t[ready * w: (ready + hi - lo) * w]).relu_()
+            if hi == r1:
+                t[(n + 1) * w: (n + 2) * w].zero_()  # below the image
+            mid_map = t[: (n + 2) * w].view(1, n + 2, w, mid).permute(0, 3, 1, 2)
+            second = _pixels(F.conv2d(mid_map, self.w2, self.b2, padding=(0, 1)).relu_())
             o = op[r0 * w: r1 * w]
-            torch.addmm(xp[r0 * w: r1 * w], _pixels(second), self.w3, out=o).add_(self.b3)
+            if self.inplace:  # o is the residual
+                o.addmm_(second, self.w3)
+            else:
+                torch.addmm(xp[r0 * w: r1 * w], second, self.w3, out=o)
+            o.add_(self.b3)
             if self.relu_out:
                 o.relu_()
+            t[: 2 * w] = t[n * w: (n + 2) * w].clone()  # rows r1 - 1 and r1: the next band's
+            ready = 2
 
 
 class _BlockedAttention(nn.Module):
@@ -232,8 +244,12 @@ class _BlockedAttention(nn.Module):
 
     def __init__(self, att: nn.Module):
         super().__init__()
-        self.a = nn.Sequential(*[_BlockedBottleneck.of(u) for u in att.conv_a])
-        self.b = nn.Sequential(*[_BlockedBottleneck.of(u) for u in att.conv_b[:-1]])
+        # Each branch's first unit reads x (both branches and the residual need it), the
+        # others only their branch's previous output: those work in place.
+        self.a = nn.Sequential(*[_BlockedBottleneck.of(u, inplace=j > 0)
+                                 for j, u in enumerate(att.conv_a)])
+        self.b = nn.Sequential(*[_BlockedBottleneck.of(u, inplace=j > 0)
+                                 for j, u in enumerate(att.conv_b[:-1])])
         w, b = _pointwise(att.conv_b[-1])
         self.register_buffer("w", w)
         self.register_buffer("bias", b)
@@ -323,10 +339,14 @@ def for_inference(seq: nn.Sequential) -> nn.Sequential:
 
     seq = copy.deepcopy(seq)
     for i, m in enumerate(seq):
+        # Whether m's input is the previous layer's fresh output, used by m alone (not the
+        # caller's tensor, not a view of it): then m may overwrite it.
+        owned = i > 0 and isinstance(seq[i - 1], (nn.Conv2d, nn.ConvTranspose2d, _FrozenGDN,
+                                                  _BlockedBottleneck, _BlockedAttention))
         if isinstance(m, GDN):
-            seq[i] = _FrozenGDN(m)
+            seq[i] = _FrozenGDN(m, inplace=owned)
         elif isinstance(m, ResidualBottleneckBlock) and isinstance(m.skip, nn.Identity):
-            seq[i] = _BlockedBottleneck.of(m)
+            seq[i] = _BlockedBottleneck.of(m, inplace=owned)
         elif isinstance(m, AttentionBlock):
             seq[i] = _BlockedAttention(m)
         elif _SubPixelDeconv.fits(m) and m.out_channels <= 4:  # the last synthesis layer
