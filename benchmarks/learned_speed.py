@@ -1,6 +1,7 @@
 """Encode + decode time of a shipped learned codec ("hyperprior" or "elic") against CompressAI's own
 ``compress()``/``decompress()`` of the same network (same weights, same entropy tables)
-on the same input plane, one thread each, best of ``--repeat``.
+on the same input plane, one thread each, best of ``--repeat`` rounds (each round times all
+four calls in turn: ours encode, ours decode, CompressAI compress, decompress).
 
 CompressAI gets the float tensor ready-made, edge-padded to the multiple of 64 its
 networks need (the padding is not timed); ours is timed from the uint8 index plane
@@ -22,13 +23,16 @@ from pathlib import Path
 import numpy as np
 
 
-def best(f, repeat: int) -> float:
-    t = []
+def best(fs: list, repeat: int) -> list[float]:
+    """Best time of each of ``fs`` over ``repeat`` rounds; each round runs every function
+    once, in turn, so a burst of load from elsewhere hits both sides alike."""
+    t = [[] for _ in fs]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        t.append(time.perf_counter() - t0)
-    return min(t)
+        for f, ts in zip(fs, t):
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+    return [min(ts) for ts in t]
 
 
 def _nbytes(strings) -> int:
@@ -73,10 +77,11 @@ def main() -> None:
         payload, params = codec.encode_plane(plane, 8, quality=q)
         with torch.inference_mode():
             c = ref.compress(xp)
-            ours_e = best(lambda: codec.encode_plane(plane, 8, quality=q), a.repeat)
-            ours_d = best(lambda: codec.decode_plane(payload, plane.shape, 8, params), a.repeat)
-            cai_e = best(lambda: ref.compress(xp), a.repeat)
-            cai_d = best(lambda: ref.decompress(c["strings"], c["shape"]), a.repeat)
+            ours_e, ours_d, cai_e, cai_d = best([
+                lambda: codec.encode_plane(plane, 8, quality=q),
+                lambda: codec.decode_plane(payload, plane.shape, 8, params),
+                lambda: ref.compress(xp),
+                lambda: ref.decompress(c["strings"], c["shape"])], a.repeat)
         row = dict(codec=a.codec, family=e["family"], tap=e["tap"], plane=[h, w], quality=q,
                    ours_encode_s=ours_e, ours_decode_s=ours_d, compressai_compress_s=cai_e,
                    compressai_decompress_s=cai_d, ours_bytes=len(payload),

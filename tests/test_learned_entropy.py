@@ -105,6 +105,33 @@ def test_inference_transforms_match_compressai(net):
     np.testing.assert_allclose(x_hat.numpy(), x_ref.numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("pixels", [1, 20, 64, 10 ** 6])  # bands of 1 row, partial, whole
+@pytest.mark.parametrize("hw", [(1, 1), (5, 9), (17, 6)])
+def test_blocked_elic_blocks_equal_compressai_blocks(monkeypatch, pixels, hw):
+    """ELIC's residual bottleneck and attention blocks computed in bands of rows (with the
+    3x3 convolution's context rows), in place or not, give CompressAI's output, for any
+    band size."""
+    from compressai.layers import AttentionBlock
+    from compressai.models.sensetime import ResidualBottleneckBlock
+
+    from featcodec.learned.models import _BlockedAttention, _BlockedBottleneck
+
+    monkeypatch.setattr(_BlockedBottleneck, "PIXELS", pixels)
+    monkeypatch.setattr(_BlockedAttention, "PIXELS", pixels)
+    torch.manual_seed(hw[0] * 31 + hw[1])
+    rbb, att = ResidualBottleneckBlock(8, 8).eval(), AttentionBlock(8).eval()
+    x = torch.randn(2, 8, *hw)
+    for ref, fast in ((rbb, _BlockedBottleneck.of(rbb)),
+                      (rbb, _BlockedBottleneck.of(rbb, inplace=True)),
+                      (att, _BlockedAttention(att))):
+        inp = x.clone().contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            out = fast(inp)
+            assert out.is_contiguous(memory_format=torch.channels_last)
+            assert (out.data_ptr() == inp.data_ptr()) == getattr(fast, "inplace", False)
+            np.testing.assert_allclose(out.numpy(), ref(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("inverse", [False, True])
 @pytest.mark.parametrize("hw", [(3, 5), (70, 90)])  # 6300 pixels: more than one block
 def test_frozen_gdn_equals_compressai_gdn(inverse, hw):
@@ -118,9 +145,10 @@ def test_frozen_gdn_equals_compressai_gdn(inverse, hw):
         gdn.gamma.add_(0.05 * torch.rand_like(gdn.gamma))
         x = torch.randn(2, 8, *hw)
         ref = gdn(x)
-        frozen = _FrozenGDN(gdn)
-        for inp in (x, x.contiguous(memory_format=torch.channels_last)):  # plain and blocked path
-            np.testing.assert_allclose(frozen(inp).numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+        for frozen in (_FrozenGDN(gdn), _FrozenGDN(gdn, inplace=True)):
+            for inp in (x, x.contiguous(memory_format=torch.channels_last)):  # plain, blocked
+                np.testing.assert_allclose(frozen(inp.clone()).numpy(), ref.numpy(), rtol=1e-5,
+                                           atol=1e-6)
 
 
 # -- ELIC's space-channel context model in fixed point (featcodec.learned.latents) -------

@@ -61,20 +61,25 @@ class _Layer:
         # full-kernel L1 is an upper bound.)
         self.amax = math.floor((_EXACT - float(self.b.abs().max()) - 2 ** self.shift)
                                / max(float(l1), 1.0))
+        # The bias with the rounding offset of _rescale: every partial sum, in any order,
+        # stays an exact integer below 2**53 (amax above), so adding it inside the
+        # convolution gives the same integers as adding it after.
+        self.b_half = self.b + (2.0 ** (self.shift - 1) if self.shift > 0 else 0.0)
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         a = a.clamp(-self.amax, self.amax)
         if self.transposed:
-            acc = F.conv_transpose2d(a, self.w, None, self.stride, self.padding,
+            acc = F.conv_transpose2d(a, self.w, self.b_half, self.stride, self.padding,
                                      self.output_padding)
         else:
-            acc = F.conv2d(a, self.w, None, self.stride, self.padding)
-        return self._rescale(acc + self.b.view(1, -1, 1, 1))
+            acc = F.conv2d(a, self.w, self.b_half, self.stride, self.padding)
+        return self._rescale(acc)
 
     def _rescale(self, acc: torch.Tensor) -> torch.Tensor:
-        """Back to FRAC fractional bits, rounding half up: exact in float64."""
-        return torch.floor((acc + 2.0 ** (self.shift - 1)) / 2.0 ** self.shift) \
-            if self.shift > 0 else acc
+        """``acc`` (the sums plus :attr:`b_half`) back to FRAC fractional bits, in place:
+        ``floor((sum + b + 2**(shift - 1)) / 2**shift)``, rounding half up. Exact in float64
+        (the division is by a power of two)."""
+        return acc.mul_(2.0 ** -self.shift).floor_() if self.shift > 0 else acc
 
 
 class FixedPointConvAt:
@@ -96,7 +101,7 @@ class FixedPointConvAt:
         taps = (self.layer.w != 0).any(dim=1).any(dim=0).nonzero().tolist()
         self.offsets = [(a - kh // 2, b - kw // 2) for a, b in taps]
         w = self.layer.w[:, :, [a for a, _ in taps], [b for _, b in taps]]  # (Cout, Cin, T)
-        self.w = w.permute(0, 2, 1).reshape(w.shape[0], -1)  # (Cout, T * Cin), tap-major
+        self.w = w.reshape(w.shape[0], -1)  # (Cout, Cin * T), channel-major
         self.pad = (kh // 2, kw // 2)
 
     @torch.no_grad()
@@ -104,10 +109,14 @@ class FixedPointConvAt:
         a = a.clamp(-self.layer.amax, self.layer.amax)
         ph, pw = self.pad
         padded = F.pad(a, (pw, pw, ph, ph))
+        width = padded.shape[2]
         rows, cols = where.nonzero(as_tuple=True)
-        cols_in = torch.cat([padded[:, rows + ph + dr, cols + pw + dc]
-                             for dr, dc in self.offsets])  # (T * Cin, P)
-        return self.layer._rescale(self.w @ cols_in + self.layer.b.view(-1, 1))
+        at = (rows + ph) * width + cols + pw  # the positions in the padded map, (P,)
+        taps = torch.tensor([dr * width + dc for dr, dc in self.offsets])
+        cols_in = padded.reshape(a.shape[0], -1)[:, (taps[:, None] + at).reshape(-1)]
+        acc = torch.addmm(self.layer.b_half.view(-1, 1), self.w,
+                          cols_in.view(self.w.shape[1], -1))  # (Cin * T, P) -> (Cout, P)
+        return self.layer._rescale(acc)
 
 
 class FixedPointSequential:
@@ -126,11 +135,13 @@ class FixedPointSequential:
                 self.ops.append("relu")
             else:
                 raise TypeError(f"no fixed-point version of {type(m).__name__}")
+        if self.ops[:1] == ["relu"]:  # __call__'s ReLUs work in place on a layer's output
+            raise TypeError("a fixed-point stack starts with a convolution")
 
     @torch.no_grad()
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         for op in self.ops:
-            a = torch.clamp_min(a, 0.0) if op == "relu" else op(a)
+            a = a.clamp_min_(0.0) if op == "relu" else op(a)  # relu: on a layer's output
         return a
 
 

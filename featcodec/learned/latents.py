@@ -78,33 +78,40 @@ class CheckerboardGroupLatents:
         """The coding loop shared by encoder (``y`` given) and decoder (``strings`` given):
         both build the same fixed-point ``y_hat`` group by group, pass by pass."""
         h, w = shape
-        side = side.to(torch.float64)
+        m = sum(self.groups)
+        side = side.to(torch.float64).reshape(side.shape[1], h * w)
         rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         anchors = (rows + cols) % 2 == 0
-        y_hat = torch.zeros(1, sum(self.groups), h, w, dtype=torch.float64)
+        passes = [(where, where.reshape(-1).nonzero().squeeze(1)) for where in (anchors, ~anchors)]
+        y_flat = y[0].reshape(m, h * w) if y is not None else None
+        y_hat = torch.zeros(1, m, h, w, dtype=torch.float64)
+        flat = y_hat[0].view(m, h * w)
         out: list[bytes] = []
         start = 0
         for k, g in enumerate(self.groups):
-            known = [side] if k == 0 else [self.channel_ctx[k](y_hat[:, :start]), side]
-            cur = y_hat[:, start:start + g]  # a view: filled in place
-            for p, where in enumerate((anchors, ~anchors)):
+            known = [side] if k == 0 else \
+                [self.channel_ctx[k](y_hat[:, :start]).reshape(2 * g, h * w), side]
+            cur = y_hat[0, start:start + g]  # a view: filled in place
+            for p, (where, at) in enumerate(passes):
                 # Everything from here on is needed at this pass's positions only: the
                 # spatial context there, and the pointwise (1x1) parameter net on a
                 # (1, C, P, 1) column of them.
-                ctx = torch.zeros(2 * g, int(where.sum()), dtype=torch.float64) if p == 0 \
-                    else self.spatial_ctx[k](cur[0], where)
-                inputs = torch.cat([ctx, *(t[0][:, where] for t in known)])[None, :, :, None]
-                params = self.params[k](inputs)[0, :, :, 0] if where.any() \
+                ctx = torch.zeros(2 * g, at.numel(), dtype=torch.float64) if p == 0 \
+                    else self.spatial_ctx[k](cur, where)
+                inputs = torch.cat([ctx, *(t.index_select(1, at) for t in known)])
+                params = self.params[k](inputs[None, :, :, None])[0, :, :, 0] if at.numel() \
                     else inputs.new_zeros(2 * g, 0)  # a 1 x 1 grid's empty second pass
                 scales, means = params[:g], params[g:]
                 idx = scale_indexes(scales.to(torch.int64).numpy(), self.thresholds)
-                if y is not None:
-                    sym = torch.round(y[0, start:start + g][:, where].double() - means / _ONE)
+                if y_flat is not None:
+                    sym = torch.round(y_flat[start:start + g].index_select(1, at).double()
+                                      - means / _ONE)
                     sym_np = sym.to(torch.int32).numpy()
                     out.append(rans_backend.encode(sym_np, idx, *self.gc))
                 else:
                     sym_np = rans_backend.decode(strings[2 * k + p], idx, *self.gc)
-                cur[0][:, where] = torch.from_numpy(sym_np).double() * _ONE + means
+                flat[start:start + g].index_copy_(1, at, torch.from_numpy(sym_np).double()
+                                                  .mul_(_ONE).add_(means))
             start += g
         return (y_hat / _ONE).float(), out
 

@@ -93,15 +93,17 @@ class _FrozenGDN(nn.Module):
     1x1 convolution as one matrix product per block): the temporaries stay in cache and
     only the output is a full-size tensor, where the plain form writes four full-size
     temporaries (at full resolution each is megabytes, and every fresh one costs page
-    faults). The same sums as the convolution.
+    faults). The same sums as the convolution. With ``inplace`` (for an input that
+    nothing else uses, see :func:`for_inference`) the output overwrites the input.
     """
 
     ROWS = 4096
 
-    def __init__(self, gdn: nn.Module):
+    def __init__(self, gdn: nn.Module, inplace: bool = False):
         super().__init__()
         import torch
 
+        self.inplace = inplace
         self.inverse = bool(gdn.inverse)
         with torch.no_grad():
             beta = gdn.beta_reparam(gdn.beta).detach().clone()
@@ -120,7 +122,7 @@ class _FrozenGDN(nn.Module):
             return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
         c = x.shape[1]
         pixels = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view: channels-last memory
-        out = torch.empty_like(x)
+        out = x if self.inplace else torch.empty_like(x)
         out_pixels = out.permute(0, 2, 3, 1).reshape(-1, c)
         rows = max(1, min(self.ROWS, pixels.shape[0]))
         sq, norm = torch.empty(rows, c, dtype=x.dtype), torch.empty(rows, c, dtype=x.dtype)
@@ -134,6 +136,137 @@ class _FrozenGDN(nn.Module):
             else:
                 norm[:k].rsqrt_()
             torch.mul(norm[:k], block, out=out_pixels[s:s + k])
+        return out
+
+
+def _pixels(x):
+    """The (pixels, channels) matrix of a channels-last (1, C, H, W) tensor: a view."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _pointwise(conv: nn.Conv2d):
+    """A 1x1 convolution's (C_in, C_out) matrix and bias, for ``addmm`` on pixel rows."""
+    return conv.weight.detach().flatten(1).t().contiguous(), conv.bias.detach().clone()
+
+
+class _BlockedBottleneck(nn.Module):
+    """``x + conv1x1(relu(conv3x3(relu(conv1x1(x)))))``, then a ReLU if ``relu_out``:
+    ELIC's ``ResidualBottleneckBlock`` and the residual unit of its ``AttentionBlock``.
+
+    Runs over bands of about ``PIXELS`` pixels (whole rows): the 1x1 convolutions are
+    matrix products on the band's pixel rows, the residual is the last product's starting
+    value, and the half-width intermediates stay in cache (the first convolution of the
+    two rows a band shares with the next, the 3x3 convolution's context, is carried over,
+    not recomputed). With ``inplace`` (for an input that nothing else uses, see
+    :func:`for_inference`) the output overwrites the input, band by band; else only the
+    output is a full-size tensor. The same sums as the convolutions. Takes and returns
+    channels-last tensors.
+    """
+
+    PIXELS = 8192
+
+    def __init__(self, conv1: nn.Conv2d, conv2: nn.Conv2d, conv3: nn.Conv2d, relu_out: bool,
+                 inplace: bool = False):
+        super().__init__()
+        import torch
+
+        if conv1.kernel_size != (1, 1) or conv3.kernel_size != (1, 1) or \
+                (conv2.kernel_size, conv2.padding, conv2.stride) != ((3, 3), (1, 1), (1, 1)):
+            raise ValueError("_BlockedBottleneck takes 1x1, same-padded 3x3, 1x1 convolutions")
+        w1, b1 = _pointwise(conv1)
+        w3, b3 = _pointwise(conv3)
+        self.register_buffer("w1", w1)
+        self.register_buffer("b1", b1)
+        self.register_buffer("w2", conv2.weight.detach().contiguous(memory_format=torch.channels_last))
+        self.register_buffer("b2", conv2.bias.detach().clone())
+        self.register_buffer("w3", w3)
+        self.register_buffer("b3", b3)
+        self.relu_out, self.inplace = relu_out, inplace
+
+    @classmethod
+    def of(cls, m: nn.Module, inplace: bool = False) -> "_BlockedBottleneck":
+        """From CompressAI's ``ResidualBottleneckBlock`` (identity skip) or attention unit."""
+        if hasattr(m, "conv1"):
+            if not isinstance(m.skip, nn.Identity):
+                raise ValueError("_BlockedBottleneck takes blocks with an identity skip")
+            return cls(m.conv1, m.conv2, m.conv3, relu_out=False, inplace=inplace)
+        return cls(m.conv[0], m.conv[2], m.conv[4], relu_out=True, inplace=inplace)
+
+    def forward(self, x):
+        import torch
+
+        x = x.contiguous(memory_format=torch.channels_last)
+        out = x if self.inplace else torch.empty_like(x)
+        for i in range(x.shape[0]):
+            self._image(x[i:i + 1], out[i:i + 1])
+        return out
+
+    def _image(self, x, out):
+        import torch
+        import torch.nn.functional as F
+
+        _, c, h, w = x.shape
+        mid = self.w1.shape[1]
+        xp, op = _pixels(x), _pixels(out)
+        rows = max(1, min(h, self.PIXELS // w))
+        # Row j of t: the first convolution of image row r0 - 1 + j (zero outside the image).
+        t = x.new_empty((rows + 2) * w, mid)
+        t[:w].zero_()
+        ready = 1  # rows of t already computed
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            n = r1 - r0
+            lo, hi = r0 - 1 + ready, min(h, r1 + 1)  # image rows still to transform
+            torch.addmm(self.b1, xp[lo * w: hi * w], self.w1,
+                        out=t[ready * w: (ready + hi - lo) * w]).relu_()
+            if hi == r1:
+                t[(n + 1) * w: (n + 2) * w].zero_()  # below the image
+            mid_map = t[: (n + 2) * w].view(1, n + 2, w, mid).permute(0, 3, 1, 2)
+            second = _pixels(F.conv2d(mid_map, self.w2, self.b2, padding=(0, 1)).relu_())
+            o = op[r0 * w: r1 * w]
+            if self.inplace:  # o is the residual
+                o.addmm_(second, self.w3)
+            else:
+                torch.addmm(xp[r0 * w: r1 * w], second, self.w3, out=o)
+            o.add_(self.b3)
+            if self.relu_out:
+                o.relu_()
+            t[: 2 * w] = t[n * w: (n + 2) * w].clone()  # rows r1 - 1 and r1: the next band's
+            ready = 2
+
+
+class _BlockedAttention(nn.Module):
+    """ELIC's ``AttentionBlock``: ``x + a(x) * sigmoid(b(x))`` with the residual units as
+    :class:`_BlockedBottleneck` and the gate (``b``'s last 1x1 convolution, the sigmoid,
+    the product and the residual) computed over bands of pixels into ``a``'s output."""
+
+    PIXELS = 4096
+
+    def __init__(self, att: nn.Module):
+        super().__init__()
+        # Each branch's first unit reads x (both branches and the residual need it), the
+        # others only their branch's previous output: those work in place.
+        self.a = nn.Sequential(*[_BlockedBottleneck.of(u, inplace=j > 0)
+                                 for j, u in enumerate(att.conv_a)])
+        self.b = nn.Sequential(*[_BlockedBottleneck.of(u, inplace=j > 0)
+                                 for j, u in enumerate(att.conv_b[:-1])])
+        w, b = _pointwise(att.conv_b[-1])
+        self.register_buffer("w", w)
+        self.register_buffer("bias", b)
+
+    def forward(self, x):
+        import torch
+
+        x = x.contiguous(memory_format=torch.channels_last)
+        out = self.a(x)
+        gate_in = self.b(x)
+        xp, op, gp = _pixels(x), _pixels(out), _pixels(gate_in)
+        rows = max(1, min(self.PIXELS, xp.shape[0]))
+        gate = x.new_empty(rows, self.w.shape[1])
+        for s in range(0, xp.shape[0], rows):
+            k = min(rows, xp.shape[0] - s)
+            g = torch.addmm(self.bias, gp[s:s + k], self.w, out=gate[:k]).sigmoid_()
+            op[s:s + k].mul_(g).add_(xp[s:s + k])
         return out
 
 
@@ -192,20 +325,30 @@ class _SubPixelDeconv(nn.Module):
 
 
 def for_inference(seq: nn.Sequential) -> nn.Sequential:
-    """A copy of ``seq`` for fast CPU inference: GDNs frozen and computed in blocks, the last
-    (few-channel) transposed convolution in sub-pixel form, channels-last weights.
+    """A copy of ``seq`` for fast CPU inference: GDNs frozen and computed in blocks, ELIC's
+    residual and attention blocks computed in bands of rows, the last (few-channel)
+    transposed convolution in sub-pixel form, channels-last weights.
 
     Same maths as the original (float rounding aside); feed it channels-last tensors.
     """
     import copy
 
     import torch
-    from compressai.layers import GDN
+    from compressai.layers import GDN, AttentionBlock
+    from compressai.models.sensetime import ResidualBottleneckBlock
 
     seq = copy.deepcopy(seq)
     for i, m in enumerate(seq):
+        # Whether m's input is the previous layer's fresh output, used by m alone (not the
+        # caller's tensor, not a view of it): then m may overwrite it.
+        owned = i > 0 and isinstance(seq[i - 1], (nn.Conv2d, nn.ConvTranspose2d, _FrozenGDN,
+                                                  _BlockedBottleneck, _BlockedAttention))
         if isinstance(m, GDN):
-            seq[i] = _FrozenGDN(m)
+            seq[i] = _FrozenGDN(m, inplace=owned)
+        elif isinstance(m, ResidualBottleneckBlock) and isinstance(m.skip, nn.Identity):
+            seq[i] = _BlockedBottleneck.of(m, inplace=owned)
+        elif isinstance(m, AttentionBlock):
+            seq[i] = _BlockedAttention(m)
         elif _SubPixelDeconv.fits(m) and m.out_channels <= 4:  # the last synthesis layer
             seq[i] = _SubPixelDeconv(m)
     return seq.eval().to(memory_format=torch.channels_last)
