@@ -47,8 +47,7 @@ def encode(units: np.ndarray, bits: int) -> bytes:
     from ..entropy import encode_symbols
 
     mask = units.dtype.type((1 << bits) - 1)
-    m = units.shape[1]
-    med = np.partition(units, (m - 1) // 2, axis=1)[:, (m - 1) // 2]  # the lower median
+    med = _lower_medians(units)
     resid = (units - med[:, None]) & mask  # unsigned wrap-around, then modulo 2**bits
     absres = np.minimum(resid, (mask - resid + 1) & mask)  # |residual| read as signed
     gid = _groups(absres)
@@ -58,6 +57,17 @@ def encode(units: np.ndarray, bits: int) -> bytes:
         parts.append(encode_symbols(np.ascontiguousarray(resid[gid == g])))
     head = struct.pack(f"<H{len(parts)}I", G, *map(len, parts))
     return head + b"".join(parts)
+
+
+def _lower_medians(units: np.ndarray) -> np.ndarray:
+    """Each row's ``(m - 1) // 2``-th smallest value (m values a row), in its dtype: by
+    counting for 8-bit rows, by partial sorting otherwise."""
+    n, m = units.shape
+    k = (m - 1) // 2
+    if units.dtype != np.uint8:
+        return np.partition(units, k, axis=1)[:, k]
+    counts = np.bincount((units + (np.arange(n, dtype=np.int64) * 256)[:, None]).ravel(), minlength=n * 256)
+    return np.argmax(counts.reshape(n, 256).cumsum(axis=1) > k, axis=1).astype(np.uint8)
 
 
 def units_of(plane: np.ndarray, tile: tuple[int, int] | None) -> np.ndarray:
