@@ -32,7 +32,7 @@ MAGIC = b"\x89FCODEC\n"
 #: the newest format version this library reads and writes
 FORMAT_VERSION = 3
 #: the version written unless the header uses a field of a newer one (version 3's container
-#: is version 2's; it adds the compact ``transform.uniform`` field, docs/format.md)
+#: is version 2's; it adds ``transform.uniform`` and the index codec's grouped tables, docs/format.md)
 BASE_VERSION = 2
 _PREFIX = struct.Struct("<8sHH")  # magic, version, flags
 _FIXED_V1 = struct.Struct("<8sHHII")  # version 1: ..., u32 header length, u32 section count
