@@ -1,5 +1,6 @@
-"""The "index" codec: the index plane entropy-coded with rANS under a static model fitted
-to the plane itself (its frequency table travels inside the payload).
+"""The "index" codec: the index plane entropy-coded with rANS under static models fitted
+to the plane itself (their frequency tables travel inside the payload): one for the whole
+plane, or one per group of columns or channel tiles (:mod:`featcodec.codecs.columns`).
 
 Lossless on the indices; the loss comes only from the transform (its ``bits``).
 """
@@ -43,9 +44,12 @@ class IndexCodec:
         best = (encode_symbols(plane.reshape(-1)), {})
         if plane.size > columns.MAX_VALUES:
             return best
-        units = {"columns": None} if plane.shape[0] > 1 and plane.shape[1] > 1 else {}
-        if tile is not None and tile[0] * tile[1] > 1 and plane.shape[1] // tile[1] * plane.shape[0] // tile[0] > 1:
-            units["tiles"] = (int(tile[0]), int(tile[1]))
+        (R, C) = plane.shape
+        units = {"columns": None} if R > 1 and C > 1 else {}
+        if tile is not None:
+            h, w = int(tile[0]), int(tile[1])
+            if h * w > 1 and R % h == 0 and C % w == 0 and R * C > h * w:  # at least two tiles
+                units["tiles"] = (h, w)
         for name, t in units.items():
             payload = columns.encode(columns.units_of(plane, t), bits)
             if len(payload) < len(best[0]):
