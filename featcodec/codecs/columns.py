@@ -33,7 +33,7 @@ MAX_VALUES = 1 << 26
 
 
 def _groups(absres: np.ndarray) -> np.ndarray:
-    """Group id per row of ``absres`` (a column's absolute residuals): the half-octave of
+    """Group id per row of ``absres`` (a unit's absolute residuals): the half-octave of
     its mean, by integer arithmetic only."""
     v = absres.sum(axis=1, dtype=np.int64) * 16 // absres.shape[1]  # 16 x mean |residual|
     octave2 = np.array([int(a * a).bit_length() for a in v.tolist()])  # about 2 log2(v): half octaves
