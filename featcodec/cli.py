@@ -101,10 +101,12 @@ def _say(args: argparse.Namespace, msg: str) -> None:
 
 
 def _encode_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {"transform": _transform_arg(args)}
     max_error = getattr(args, "max_error", None)
-    # --max-error picks the transform itself (encode() rejects it beside --transform/--bits)
-    opts: dict[str, Any] = ({"max_error": max_error} if max_error is not None
-                            else {"transform": _transform_arg(args)})
+    if max_error is not None:  # it picks the transform itself: encode() rejects any other given
+        opts["max_error"] = max_error
+        if opts["transform"] == "auto":
+            del opts["transform"]
     for name in ("bits", "quality", "target_bpfp"):
         v = getattr(args, name, None)
         if v is not None:

@@ -261,3 +261,5 @@ def test_encode_with_max_error(capsys, feat, tmp_path):
     # it picks the transform itself: --bits beside it is an error that says so
     rc, _, err = run(capsys, "encode", path, "--max-error", 0.05, "--bits", 4, "-o", tmp_path / "n.fc")
     assert rc == EXIT_ERROR and "max_error" in err
+    rc, _, err = run(capsys, "encode", path, "--max-error", 0.05, "--transform", "uniform", "-o", tmp_path / "u.fc")
+    assert rc == EXIT_ERROR and "max_error" in err  # not silently dropped
