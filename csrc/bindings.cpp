@@ -1,8 +1,9 @@
 #include "module.h"
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "featcodec compiled core: interval quantization, inverse lookup, rANS coding.";
+  m.doc() = "featcodec compiled core: interval quantization, inverse lookup, rANS coding, grouped-table statistics.";
   featcodec::register_quantize(m);
   featcodec::register_rans(m);
   featcodec::register_lloydmax(m);
+  featcodec::register_units(m);
 }

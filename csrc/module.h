@@ -6,4 +6,5 @@ namespace featcodec {
 void register_quantize(pybind11::module_& m);
 void register_rans(pybind11::module_& m);
 void register_lloydmax(pybind11::module_& m);
+void register_units(pybind11::module_& m);
 }  // namespace featcodec

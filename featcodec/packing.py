@@ -46,6 +46,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -207,11 +208,13 @@ def _validate(info: PackInfo) -> None:
             raise InputError(f"mosaic plane {h}x{w} is too large.")
 
 
+@functools.lru_cache(maxsize=1024)
 def mosaic_grid(c: int, h: int, w: int, n: int = 1) -> tuple[int, int]:
     """The ``(tile_rows, tile_cols)`` grid for ``n`` mosaics of ``c`` tiles of ``h x w``.
 
     Minimises ``|log2(n*a*h / (b*w))| + 8 * (a*b - c) / c`` over ``b = 1..c``,
-    ``a = ceil(c / b)``; ties go to the smaller ``b``.
+    ``a = ceil(c / b)``; ties go to the smaller ``b``. Remembered per shape (a search over
+    ``c`` candidates, about 1 ms for a thousand channels).
 
     Example:
         >>> mosaic_grid(16, 64, 64), mosaic_grid(2048, 7, 7), mosaic_grid(96, 14, 14)

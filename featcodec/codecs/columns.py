@@ -30,13 +30,14 @@ MAX_GROUPS = 64
 #: the encoder tries grouped tables on planes up to this many values (it works on
 #: copies of the plane); larger planes get one table
 MAX_VALUES = 1 << 26
+_POWERS = np.int64(1) << np.arange(63, dtype=np.int64)  # 2**k: searchsorted(x) is x's bit length
 
 
-def _groups(absres: np.ndarray) -> np.ndarray:
-    """Group id per row of ``absres`` (a unit's absolute residuals): the half-octave of
-    its mean, by integer arithmetic only."""
-    v = absres.sum(axis=1, dtype=np.int64) * 16 // absres.shape[1]  # 16 x mean |residual|
-    octave2 = np.array([int(a * a).bit_length() for a in v.tolist()])  # about 2 log2(v): half octaves
+def _groups(sums: np.ndarray, m: int) -> np.ndarray:
+    """Group id per unit from ``sums`` (each unit's sum of ``m`` absolute residuals):
+    the half-octave of its mean, by integer arithmetic only."""
+    v = sums * 16 // m  # 16 x mean |residual| (< 2**21, so v * v fits in int64)
+    octave2 = np.searchsorted(_POWERS, v * v, side="right")  # bit length of v * v: about 2 log2(v)
     _, ids = np.unique(octave2, return_inverse=True)
     return np.minimum(ids, MAX_GROUPS - 1).astype(np.uint8)
 
@@ -44,30 +45,19 @@ def _groups(absres: np.ndarray) -> np.ndarray:
 def encode(units: np.ndarray, bits: int) -> bytes:
     """The payload of a 2-D uint8/uint16 array of ``bits``-bit indices, one row per unit
     (a plane column, or a mosaic tile: :func:`units_of`)."""
+    from .. import _core, kernels
     from ..entropy import encode_symbols
 
-    mask = units.dtype.type((1 << bits) - 1)
-    med = _lower_medians(units)
-    resid = (units - med[:, None]) & mask  # unsigned wrap-around, then modulo 2**bits
-    absres = np.minimum(resid, (mask - resid + 1) & mask)  # |residual| read as signed
-    gid = _groups(absres)
+    # each unit's lower median ((m - 1) // 2-th smallest), its residuals modulo 2**bits
+    # and their summed magnitude (read as signed), in one pass
+    med, resid, sums = _core.unit_residuals(np.ascontiguousarray(units), bits, kernels.get_num_threads())
+    gid = _groups(sums, units.shape[1])
     G = int(gid.max()) + 1
     parts = [encode_symbols(med), encode_symbols(gid)]
     for g in range(G):
         parts.append(encode_symbols(np.ascontiguousarray(resid[gid == g])))
     head = struct.pack(f"<H{len(parts)}I", G, *map(len, parts))
     return head + b"".join(parts)
-
-
-def _lower_medians(units: np.ndarray) -> np.ndarray:
-    """Each row's ``(m - 1) // 2``-th smallest value (m values a row), in its dtype: by
-    counting for 8-bit rows, by partial sorting otherwise."""
-    n, m = units.shape
-    k = (m - 1) // 2
-    if units.dtype != np.uint8:
-        return np.partition(units, k, axis=1)[:, k]
-    counts = np.bincount((units + (np.arange(n, dtype=np.int64) * 256)[:, None]).ravel(), minlength=n * 256)
-    return np.argmax(counts.reshape(n, 256).cumsum(axis=1) > k, axis=1).astype(np.uint8)
 
 
 def units_of(plane: np.ndarray, tile: tuple[int, int] | None) -> np.ndarray:
