@@ -729,12 +729,17 @@ def uniform_transform(low: Any, high: Any, bits: int, *, channel_axis: int | Non
 
 
 def fit_max_error(x: Any, max_error: float) -> Transform:
-    """Error-bounded coding: uniform levels spaced just under ``2 * max_error`` from the
-    minimum of ``x`` up past its maximum, with the fewest bits (at most 16) that cover the
-    range, so that decoding gives back every value of ``x`` within ``max_error``
-    (absolute), counting the rounding to ``x``'s dtype on decode. The guarantee is
-    checked on ``x`` itself, not estimated. The levels are evenly spaced, so a stream
-    stores only the two ends (docs/format.md).
+    """Error-bounded coding: uniform levels spaced just under ``2 * max_error`` over the
+    range of ``x``, with the fewest bits (at most 16) that cover it, so that decoding
+    gives back every value of ``x`` within ``max_error`` (absolute), counting the rounding
+    to ``x``'s dtype on decode. The guarantee is checked on ``x`` itself, not estimated.
+    The levels are evenly spaced, so a stream stores only the two ends (docs/format.md).
+
+    Within the slack the range leaves, the grid is shifted to put a level on the median of
+    ``x`` (a "mid-tread" quantizer): features crowd around their centre, and at coarse
+    bounds a level there, rather than a threshold, halves the rate and the error (ViT,
+    LLM, CNN and latent test tensors at bound = 4x their robust scale: 45-94% fewer bits
+    at 35-89% lower MSE; docs/error_bound.md).
 
     Raises :class:`featcodec.InputError` when ``max_error`` is not a positive number, or
     when 16 bits cannot meet it over the tensor's range (the message gives the smallest
@@ -757,6 +762,7 @@ def fit_max_error(x: Any, max_error: float) -> Transform:
     if not np.all(np.isfinite(ref)):
         raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
     lo, hi = float(ref.min()), float(ref.max())
+    centre = float(np.median(ref))
     # Rounding the levels to float32 and the decoded values to x's dtype can add up to half
     # a step of that dtype: try the bound itself first, then bounds with room for that.
     half = _half_spacing(max(abs(lo), abs(hi)), origin.dtype)
@@ -767,9 +773,10 @@ def fit_max_error(x: Any, max_error: float) -> Transform:
         bits = max(1, math.ceil(math.log2((hi - lo) / step + 1)))
         if bits > MAX_BITS:
             break
-        # levels from the minimum up, the last at or above the maximum; both ends float32
-        # numbers, so the stream can store them exactly
-        t = uniform_transform(_f32(lo, -np.inf), _f32(lo + step * (2**bits - 1), np.inf), bits)
+        low = _mid_tread_low(lo, hi, centre, step, 2**bits)
+        # the last level at or above the maximum; both ends float32 numbers, so the stream
+        # can store them exactly
+        t = uniform_transform(_f32(low, -np.inf), _f32(low + step * (2**bits - 1), np.inf), bits)
         y = _as_float64(t.inverse(t.forward(x), dtype=origin.dtype))
         if float(np.max(np.abs(y - ref))) <= e:
             return t
@@ -779,6 +786,18 @@ def fit_max_error(x: Any, max_error: float) -> Transform:
         f"indices reach about {finest:g}, and {origin.dtype} steps by {2 * half:g} at its largest "
         f"values. Raise max_error, or code parts of the tensor with narrower ranges separately."
     )
+
+
+def _mid_tread_low(lo: float, hi: float, centre: float, step: float, k: int) -> float:
+    """The lowest of ``k`` levels ``step`` apart that cover ``[lo, hi]``, placed so that a
+    level falls on ``centre`` when the slack allows, else as near it as the slack lets."""
+    floor = hi - step * (k - 1)  # the lowest start that still reaches hi (<= lo)
+    on_centre = centre - step * math.ceil((centre - lo) / step)  # in (lo - step, lo]
+    if on_centre >= floor:
+        return on_centre
+    # not enough slack: of the two extreme starts, the one with a level nearer the centre
+    off = [abs((centre - s) - step * round((centre - s) / step)) for s in (floor, lo)]
+    return floor if off[0] < off[1] else lo
 
 
 def _f32(v: float, toward: float) -> float:

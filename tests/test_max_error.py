@@ -67,6 +67,33 @@ def test_the_bound_is_met_without_waste():
         assert 0.9 * e < err.max() <= e
 
 
+def test_a_level_sits_on_the_median_when_the_range_leaves_room():
+    """Mid-tread levels: with slack in the range, a level falls on the median (to float32
+    rounding), so a peaked bulk goes to one level instead of straddling a threshold; at a
+    coarse bound that codes a Laplacian bulk in far fewer bits, at lower error, than
+    levels started at the minimum."""
+    rng = np.random.default_rng(5)
+    x = (rng.laplace(size=(64, 256)) + 0.37).astype(np.float32)
+    for e in (4.0, 1.0, 0.3, 0.01):
+        t = featcodec.fit_max_error(x, e)
+        med = float(np.median(x.astype(np.float64)))
+        lv = t.levels.astype(np.float64).ravel()
+        slack = 2 * e / (1 + 2**-12) * (t.levels.size - 1) - (float(x.max()) - float(x.min()))
+        if slack >= 2 * e:  # room for any shift: the median is on a level
+            assert np.min(np.abs(lv - med)) <= 1e-5 * max(1.0, abs(lv).max())
+    e = 2.0  # coarse: against the same spacing with a threshold on the median ("mid-rise")
+    step = 2 * e / (1 + 2**-12)
+    t = featcodec.fit_max_error(x, e)
+    med = float(np.median(x.astype(np.float64)))
+    low = np.float32(med - step / 2 - step * math.ceil((med - step / 2 - float(x.min())) / step))
+    high = np.float32(float(low) + step * (2 ** (t.bits + 1) - 1))
+    mid_rise = featcodec.transform.uniform_transform(float(low), float(high), t.bits + 1)
+    ours, theirs = featcodec.encode(x, max_error=e), featcodec.encode(x, transform=mid_rise)
+    assert featcodec.header(theirs)["format_version"] == 3  # both store two ends, no levels
+    mse = [float(np.mean((featcodec.decode(b).astype(np.float64) - x) ** 2)) for b in (ours, theirs)]
+    assert len(ours) < 0.7 * len(theirs) and mse[0] < mse[1]
+
+
 def test_a_bound_that_cannot_be_met_says_what_to_do():
     x = np.array([0.0, 1.0e4], np.float32)
     with pytest.raises(featcodec.InputError, match="Raise max_error"):
