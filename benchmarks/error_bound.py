@@ -27,7 +27,7 @@ from end_to_end import best_time  # noqa: E402
 from peers import zfp_array  # noqa: E402
 from task_fidelity import CORPUS, METRIC_NAMES, TAPS, Task, robust_scale  # noqa: E402
 
-RELATIVE = (1.0, 0.5, 0.25, 0.1, 0.05, 0.025)
+RELATIVE = (4.0, 2.0, 1.0, 0.5, 0.25, 0.1, 0.05, 0.025)
 
 
 def measure(x: np.ndarray, e: float, repeat: int) -> dict:

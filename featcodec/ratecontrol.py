@@ -105,16 +105,16 @@ def _finest_bound_within(x: Any, budget: float, encode_with: Callable[[Any], byt
     """(stream, transform) of the smallest ``max_error`` (within ``rel_tol``) whose stream
     fits ``budget`` bytes, by bisection on its logarithm (the rate falls as the bound
     grows); ``None`` if even one level over the whole range does not fit."""
-    from .transform import _as_float64, fit_max_error
+    from .transform import MaxErrorFitter
 
-    v = _as_float64(x)
-    span = float(v.max() - v.min())
+    fit = MaxErrorFitter(x)
+    span = fit.span
     if span == 0:
         return None  # constant: the index codec's candidates are already exact
 
     def fits(e: float) -> tuple[bytes, Any] | None:
         try:
-            t = fit_max_error(x, e)
+            t = fit(e)
         except InputError:  # below what 16-bit indices reach over the range
             return None
         blob = encode_with(t)

@@ -737,9 +737,9 @@ def fit_max_error(x: Any, max_error: float) -> Transform:
 
     Within the slack the range leaves, the grid is shifted to put a level on the median of
     ``x`` (a "mid-tread" quantizer): features crowd around their centre, and at coarse
-    bounds a level there, rather than a threshold, halves the rate and the error (ViT,
-    LLM, CNN and latent test tensors at bound = 4x their robust scale: 45-94% fewer bits
-    at 35-89% lower MSE; docs/error_bound.md).
+    bounds a level there, rather than a threshold between two, cuts both the rate and the
+    error (figures in docs/error_bound.md). :class:`MaxErrorFitter` fits one tensor at
+    many bounds.
 
     Raises :class:`featcodec.InputError` when ``max_error`` is not a positive number, or
     when 16 bits cannot meet it over the tensor's range (the message gives the smallest
@@ -750,42 +750,62 @@ def fit_max_error(x: Any, max_error: float) -> Transform:
     >>> t.bits, bool(np.abs(t.inverse(t.forward(x)) - x).max() <= 0.05)
     (5, True)
     """
-    if isinstance(max_error, bool) or not isinstance(max_error, (int, float, np.floating, np.integer)):
-        raise InputError(f"max_error must be a positive number, not {max_error!r:.40}.")
-    e = float(max_error)
-    if not (math.isfinite(e) and e > 0):
-        raise InputError(f"max_error must be a positive finite number, not {e}.")
-    a, origin = float_view(x, "x")
-    if a.size == 0:
-        raise InputError("x is empty; featcodec needs at least one value.")
-    ref = _as_float64(x)
-    if not np.all(np.isfinite(ref)):
-        raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
-    lo, hi = float(ref.min()), float(ref.max())
-    centre = float(np.median(ref))
-    # Rounding the levels to float32 and the decoded values to x's dtype can add up to half
-    # a step of that dtype: try the bound itself first, then bounds with room for that.
-    half = _half_spacing(max(abs(lo), abs(hi)), origin.dtype)
-    for target in (e, e - half, e / 2, e / 4, e / 8):
-        if target <= 0:
-            continue
-        step = 2 * target / (1 + 2.0**-12)  # the level spacing
-        bits = max(1, math.ceil(math.log2((hi - lo) / step + 1)))
-        if bits > MAX_BITS:
-            break
-        low = _mid_tread_low(lo, hi, centre, step, 2**bits)
-        # the last level at or above the maximum; both ends float32 numbers, so the stream
-        # can store them exactly
-        t = uniform_transform(_f32(low, -np.inf), _f32(low + step * (2**bits - 1), np.inf), bits)
-        y = _as_float64(t.inverse(t.forward(x), dtype=origin.dtype))
-        if float(np.max(np.abs(y - ref))) <= e:
-            return t
-    finest = (hi - lo) / (2 * (2**MAX_BITS - 1))
-    raise InputError(
-        f"max_error={e:g} cannot be met over this tensor's range [{lo:g}, {hi:g}]: {MAX_BITS}-bit "
-        f"indices reach about {finest:g}, and {origin.dtype} steps by {2 * half:g} at its largest "
-        f"values. Raise max_error, or code parts of the tensor with narrower ranges separately."
-    )
+    return MaxErrorFitter(x)(max_error)
+
+
+class MaxErrorFitter:
+    """:func:`fit_max_error` for one tensor at many bounds: the float64 copy, range and
+    median of ``x`` are taken once (``featcodec.encode(codec="auto")`` bisects on the
+    bound this way).
+
+    >>> fit = MaxErrorFitter(np.array([0.0, 0.3, 1.0, 2.5], np.float32))
+    >>> [fit(e).bits for e in (1.0, 0.05)], fit.span
+    ([2, 5], 2.5)
+    """
+
+    def __init__(self, x: Any) -> None:
+        a, origin = float_view(x, "x")
+        if a.size == 0:
+            raise InputError("x is empty; featcodec needs at least one value.")
+        self._x, self._dtype = x, origin.dtype
+        self._ref = _as_float64(x)
+        if not np.all(np.isfinite(self._ref)):
+            raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
+        self.lo, self.hi = float(self._ref.min()), float(self._ref.max())
+        self.span = self.hi - self.lo  #: the range of ``x``
+        self._centre = float(np.median(self._ref))
+
+    def __call__(self, max_error: float) -> Transform:
+        """The transform of :func:`fit_max_error` for this bound."""
+        if isinstance(max_error, bool) or not isinstance(max_error, (int, float, np.floating, np.integer)):
+            raise InputError(f"max_error must be a positive number, not {max_error!r:.40}.")
+        e = float(max_error)
+        if not (math.isfinite(e) and e > 0):
+            raise InputError(f"max_error must be a positive finite number, not {e}.")
+        lo, hi = self.lo, self.hi
+        # Rounding the levels to float32 and the decoded values to x's dtype can add up to
+        # half a step of that dtype: try the bound itself first, then bounds with room for it.
+        half = _half_spacing(max(abs(lo), abs(hi)), self._dtype)
+        for target in (e, e - half, e / 2, e / 4, e / 8):
+            if target <= 0:
+                continue
+            step = 2 * target / (1 + 2.0**-12)  # the level spacing
+            bits = max(1, math.ceil(math.log2((hi - lo) / step + 1)))
+            if bits > MAX_BITS:
+                break
+            low = _mid_tread_low(lo, hi, self._centre, step, 2**bits)
+            # the last level at or above the maximum; both ends float32 numbers, so the
+            # stream can store them exactly
+            t = uniform_transform(_f32(low, -np.inf), _f32(low + step * (2**bits - 1), np.inf), bits)
+            y = _as_float64(t.inverse(t.forward(self._x), dtype=self._dtype))
+            if float(np.max(np.abs(y - self._ref))) <= e:
+                return t
+        finest = (hi - lo) / (2 * (2**MAX_BITS - 1))
+        raise InputError(
+            f"max_error={e:g} cannot be met over this tensor's range [{lo:g}, {hi:g}]: {MAX_BITS}-bit "
+            f"indices reach about {finest:g}, and {self._dtype} steps by {2 * half:g} at its largest "
+            f"values. Raise max_error, or code parts of the tensor with narrower ranges separately."
+        )
 
 
 def _mid_tread_low(lo: float, hi: float, centre: float, step: float, k: int) -> float:
