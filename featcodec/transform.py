@@ -783,10 +783,11 @@ class MaxErrorFitter:
         if not (math.isfinite(e) and e > 0):
             raise InputError(f"max_error must be a positive finite number, not {e}.")
         lo, hi = self.lo, self.hi
-        # Rounding the levels to float32 and the decoded values to x's dtype can add up to
-        # half a step of that dtype: try the bound itself first, then bounds with room for it.
+        # Rounding the levels and thresholds to float32 and the decoded values to x's dtype
+        # can push the error past the bound by about a step of that dtype: try the bound
+        # itself first, then with room for one, two and four half steps, then halved bounds.
         half = _half_spacing(max(abs(lo), abs(hi)), self._dtype)
-        for target in (e, e - half, e / 2, e / 4, e / 8):
+        for target in (e, e - half, e - 2 * half, e - 4 * half, e / 2, e / 4, e / 8):
             if target <= 0:
                 continue
             step = 2 * target / (1 + 2.0**-12)  # the level spacing
