@@ -94,6 +94,20 @@ def test_a_level_sits_on_the_median_when_the_range_leaves_room():
     assert len(ours) < 0.7 * len(theirs) and mse[0] < mse[1]
 
 
+def test_float32_rounding_of_fine_levels_does_not_refuse_a_reachable_bound():
+    """A SmolLM2 value cache (test input 200000) where, at range / 2**16, rounding the
+    levels to float32 near |x| = 4 widens one gap just past 2 * max_error: the fit must
+    make room for that, not report the bound unreachable (it once did)."""
+    from pathlib import Path
+
+    x = np.load(Path(__file__).parent / "data" / "value15_float32_gaps.npy")
+    for k in (14, 15, 16):
+        e = float(x.max() - x.min()) * 2.0**-k
+        t = featcodec.fit_max_error(x, e)
+        assert t.bits == k
+        assert np.max(np.abs(t.inverse(t.forward(x)).astype(np.float64) - x)) <= e
+
+
 def test_a_bound_that_cannot_be_met_says_what_to_do():
     x = np.array([0.0, 1.0e4], np.float32)
     with pytest.raises(featcodec.InputError, match="Raise max_error"):
