@@ -130,6 +130,11 @@ def run(repeat: int) -> list[dict]:
         te, zf = best_time(lambda: zfpy.compress_numpy(xz, tolerance=tol), repeat)
         td, y = best_time(lambda: zfpy.decompress_numpy(zf), repeat)
         rec(f"zfpy accuracy tol={tol:.3g}", te, td, len(zf), y.reshape(x.shape))
+
+        # the same promise as zfp's (every value within tol), no transform to fit
+        te, blob = best_time(lambda: featcodec.encode(x, max_error=tol, layout=layout), repeat)
+        td, y = best_time(lambda: featcodec.decode(blob), repeat)
+        rec(f"featcodec max_error={tol:.3g}", te, td, len(blob), y)
     return rows
 
 
