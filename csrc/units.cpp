@@ -1,11 +1,18 @@
 // Per-unit statistics for the index codec's grouped tables (featcodec.codecs.columns):
 // each row of a (n, m) uint8/uint16 array of b-bit indices is one unit (a plane column or
-// a mosaic tile). For every row: its lower median (the (m - 1) / 2-th smallest value),
-// the residuals (value - median) mod 2**b in the array's dtype, and the sum of the
-// residuals' magnitudes read as signed (min(r, 2**b - r)). One pass per row, integer
-// arithmetic only; rows are independent, so the result never depends on the thread count.
+// a mosaic tile). For every row: its lower median (the (m - 1) / 2-th smallest value) and
+// one residual per value, by the unit's cheapest mode:
+//   mode 0: (value - median) mod 2**b;
+//   mode k (lags[k - 1] = L): (value[j] - value[j - L]) mod 2**b from j = L on, the
+//           first L values as in mode 0 (a prediction from the value L places earlier:
+//           the previous token, the pixel to the left or above).
+// The cost of a mode is the sum of its residuals' magnitudes read as signed
+// (min(r, 2**b - r)); the smallest wins, ties to the lower mode. Returned: medians,
+// residuals, the chosen mode's cost, the modes, and mode 0's cost. Integer arithmetic only;
+// rows are independent, so the result never depends on the thread count.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -40,20 +47,29 @@ T kth(const T* row, size_t m, size_t k, std::vector<uint32_t>& hist, std::vector
 }
 
 template <class T>
-py::tuple residuals(const py::array_t<T, py::array::c_style>& units, int bits, int threads) {
+py::tuple residuals(const py::array_t<T, py::array::c_style>& units, int bits, const std::vector<int64_t>& lags,
+                    int threads) {
   if (units.ndim() != 2) throw std::invalid_argument("units must be a 2-D array");
   if (bits < 1 || bits > int(8 * sizeof(T))) throw std::invalid_argument("bits out of range for the dtype");
   const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
   if (m == 0) throw std::invalid_argument("units must have at least one value per row");
+  if (lags.size() > 3) throw std::invalid_argument("at most 3 lags");
+  for (int64_t L : lags)
+    if (L < 1 || size_t(L) >= m) throw std::invalid_argument("every lag must be in [1, m)");
   py::array_t<T> med{py::ssize_t(n)};
   py::array_t<T> res({py::ssize_t(n), py::ssize_t(m)});
   py::array_t<int64_t> sums{py::ssize_t(n)};
+  py::array_t<uint8_t> modes{py::ssize_t(n)};
+  py::array_t<int64_t> base{py::ssize_t(n)};
   const T* u = units.data();
   T* pm = med.mutable_data();
   T* pr = res.mutable_data();
   int64_t* ps = sums.mutable_data();
+  uint8_t* pd = modes.mutable_data();
+  int64_t* pb = base.mutable_data();
   const uint32_t mask = (uint32_t(1) << bits) - 1;
   const size_t k = (m - 1) / 2;
+  auto mag = [mask](uint32_t r) { return std::min(r, (mask - r + 1) & mask); };
   {
     py::gil_scoped_release release;
     parallel_for(n, threads, std::max<size_t>(1, (size_t(1) << 16) / m), [&](size_t b, size_t e, size_t) {
@@ -63,29 +79,42 @@ py::tuple residuals(const py::array_t<T, py::array::c_style>& units, int bits, i
         const T* row = u + i * m;
         T* out = pr + i * m;
         const uint32_t md = kth(row, m, k, hist, scratch);
-        int64_t s = 0;
-        for (size_t j = 0; j < m; ++j) {
-          const uint32_t r = (uint32_t(row[j]) - md) & mask;
-          out[j] = T(r);
-          s += std::min(r, (mask - r + 1) & mask);
+        int64_t best = 0;
+        for (size_t j = 0; j < m; ++j) best += mag((uint32_t(row[j]) - md) & mask);
+        pb[i] = best;
+        size_t mode = 0;
+        for (size_t q = 0; q < lags.size(); ++q) {
+          const size_t L = size_t(lags[q]);
+          int64_t s = 0;
+          for (size_t j = 0; j < L; ++j) s += mag((uint32_t(row[j]) - md) & mask);
+          for (size_t j = L; j < m; ++j) s += mag((uint32_t(row[j]) - row[j - L]) & mask);
+          if (s < best) best = s, mode = q + 1;
         }
+        const size_t L = mode ? size_t(lags[mode - 1]) : m;
+        for (size_t j = 0; j < std::min(L, m); ++j) out[j] = T((uint32_t(row[j]) - md) & mask);
+        for (size_t j = L; j < m; ++j) out[j] = T((uint32_t(row[j]) - row[j - L]) & mask);
         pm[i] = T(md);
-        ps[i] = s;
+        ps[i] = best;
+        pd[i] = uint8_t(mode);
       }
     });
   }
-  return py::make_tuple(med, res, sums);
+  return py::make_tuple(med, res, sums, modes, base);
 }
 
 }  // namespace
 
 void register_units(py::module_& m) {
-  m.def("unit_residuals", &residuals<uint8_t>, py::arg("units"), py::arg("bits"), py::arg("threads"));
-  m.def("unit_residuals", &residuals<uint16_t>, py::arg("units"), py::arg("bits"), py::arg("threads"),
-        "(medians, residuals, sums) of a C-contiguous (n, m) uint8/uint16 array of bits-bit "
-        "indices, one unit per row: each row's (m - 1) // 2-th smallest value, (value - "
-        "median) mod 2**bits, and the sum of min(r, 2**bits - r). Use "
-        "featcodec.codecs.columns, which validates its arguments.");
+  m.def("unit_residuals", &residuals<uint8_t>, py::arg("units"), py::arg("bits"), py::arg("lags"),
+        py::arg("threads"));
+  m.def("unit_residuals", &residuals<uint16_t>, py::arg("units"), py::arg("bits"), py::arg("lags"),
+        py::arg("threads"),
+        "(medians, residuals, costs, modes, median costs) of a C-contiguous (n, m) uint8/uint16 array of "
+        "bits-bit indices, one unit per row: each row's (m - 1) // 2-th smallest value, its "
+        "residuals mod 2**bits under its cheapest mode (0: minus the median; k: minus the "
+        "value lags[k-1] places earlier, the first lags[k-1] minus the median), and that "
+        "mode's sum of min(r, 2**bits - r) (the last output: mode 0's). Use featcodec.codecs.columns, which validates "
+        "its arguments.");
 }
 
 }  // namespace featcodec

@@ -252,8 +252,8 @@ def _uniform_ends(t: Any) -> list | None:
 
 def _stream_version(tinfo: dict, codec_obj: Any, codec_params: dict) -> int:
     """The lowest format version that holds these header fields: version 3 for uniform
-    ends, or for codec parameters the codec says need it (its ``format_version``)."""
-    v = bitstream.FORMAT_VERSION if "uniform" in tinfo else bitstream.BASE_VERSION
+    ends, or what the codec says its parameters need (its ``format_version``)."""
+    v = bitstream.UNIFORM_VERSION if "uniform" in tinfo else bitstream.BASE_VERSION
     return max(v, _codec_version(codec_obj, codec_params))
 
 
@@ -285,7 +285,7 @@ def _check_transform_fields(h: dict, version: int) -> None:
     bad = FormatError("featcodec stream header field 'transform' is malformed.")
     if not isinstance(t, dict):
         raise bad
-    compact = version >= 3 and "uniform" in t
+    compact = version >= bitstream.UNIFORM_VERSION and "uniform" in t
     if set(t) != _TRANSFORM_KEYS | ({"uniform"} if compact else set()):
         raise bad
     if not isinstance(t["id"], str) or not (1 <= len(t["id"]) <= 64):

@@ -25,15 +25,18 @@ from typing import Any, Sequence
 from .errors import ChecksumError, FormatError, TruncatedError, VersionError
 from .limits import MAX_ELEMENTS, MAX_HEADER_BYTES, MAX_NDIM, MAX_SECTIONS
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "BASE_VERSION", "HEADER_TOKENS", "Stream", "write_stream", "stream_size",
+__all__ = ["MAGIC", "FORMAT_VERSION", "BASE_VERSION", "UNIFORM_VERSION", "HEADER_TOKENS", "Stream", "write_stream", "stream_size",
            "read_stream", "header", "validate_header"]
 
 MAGIC = b"\x89FCODEC\n"
 #: the newest format version this library reads and writes
-FORMAT_VERSION = 3
-#: the version written unless the header uses a field of a newer one (version 3's container
-#: is version 2's; it adds ``transform.uniform`` and the index codec's grouped tables, docs/format.md)
+FORMAT_VERSION = 4
+#: the version written unless the header uses a field of a newer one (versions 3 and 4 keep
+#: version 2's container; 3 adds ``transform.uniform`` and the index codec's grouped tables,
+#: 4 the grouped tables' predictions, docs/format.md)
 BASE_VERSION = 2
+#: the version that introduced ``transform.uniform``
+UNIFORM_VERSION = 3
 _PREFIX = struct.Struct("<8sHH")  # magic, version, flags
 _FIXED_V1 = struct.Struct("<8sHHII")  # version 1: ..., u32 header length, u32 section count
 _CRC = struct.Struct("<I")

@@ -1,6 +1,6 @@
 """The index codec's grouped tables (one rANS table per group of plane columns or mosaic
-tiles): exact round trips, never larger than one table, and hostile payloads fail
-cleanly."""
+tiles) and their predictions: exact round trips, never larger than one table, the
+cheapest mode per unit against numpy, and hostile payloads fail cleanly."""
 
 import struct
 
@@ -30,8 +30,11 @@ def _channels_plane(rng, h, w, bits):
 def test_grouped_tables_round_trip_exactly(bits, shape):
     plane = _channels_plane(np.random.default_rng(bits * 1000 + shape[1]), *shape, bits)
     units = columns.units_of(plane, None)
-    out = columns.decode(columns.encode(units, bits), *units.shape, bits)
-    assert out.dtype == plane.dtype and np.array_equal(columns.plane_of(out, shape, None), plane)
+    for lags in ((), (1,), (1, 2), (3, 1, 2)):
+        lags = tuple(L for L in lags if L < units.shape[1])
+        payload, used = columns.encode(units, bits, lags)
+        out = columns.decode(payload, *units.shape, bits, used)
+        assert out.dtype == plane.dtype and np.array_equal(columns.plane_of(out, shape, None), plane)
     c = IndexCodec()
     for tile in (None, (1, 1), (shape[0], 1), (1, shape[1])):  # through the codec, any tiling
         payload, params = c.encode_plane(plane, bits, tile=tile)
@@ -41,21 +44,69 @@ def test_grouped_tables_round_trip_exactly(bits, shape):
 @pytest.mark.parametrize("bits", [1, 3, 8, 9, 16])
 @pytest.mark.parametrize("m", [1, 2, 7, 196])
 def test_unit_statistics_match_numpy(bits, m):
-    """The compiled per-unit pass (lower median, residuals mod 2**bits, summed signed
-    magnitudes) against sorting and modular arithmetic in numpy, with any thread count."""
+    """The compiled per-unit pass (lower median, the cheapest of median / lag residuals
+    mod 2**bits, summed signed magnitudes) against sorting and modular arithmetic in
+    numpy, with any thread count."""
     from featcodec import _core
 
     rng = np.random.default_rng(bits * 100 + m)
     dtype = np.uint8 if bits <= 8 else np.uint16
-    units = rng.integers(0, 1 << bits, (37, m)).astype(dtype)
     K = 1 << bits
+    centre = rng.integers(0, K, (37, 1))
+    walk = np.cumsum(rng.integers(-2, 3, (37, m)), axis=1) + centre
+    noise = np.rint(rng.laplace(size=(37, m)) * 4) + centre
+    units = (np.where(np.arange(37)[:, None] % 2, noise, walk).astype(np.int64) % K).astype(dtype)
+    lags = [L for L in (1, 3) if L < m]
     med = np.sort(units, axis=1)[:, (m - 1) // 2]
-    res = (units.astype(np.int64) - med[:, None]) % K
-    sums = np.minimum(res, (K - res) % K).sum(axis=1)
+    u = units.astype(np.int64)
+    cands = [(u - med[:, None]) % K]
+    for L in lags:
+        c = cands[0].copy()
+        c[:, L:] = (u[:, L:] - u[:, :-L]) % K
+        cands.append(c)
+    costs = np.stack([np.minimum(c, (K - c) % K).sum(axis=1) for c in cands])
+    mode = np.argmin(costs, axis=0)  # ties to the lower mode, as argmin does
     for threads in (1, 2, 5):
-        got = _core.unit_residuals(units, bits, threads)
-        assert [a.dtype for a in got] == [dtype, dtype, np.int64]
-        assert np.array_equal(got[0], med) and np.array_equal(got[1], res) and np.array_equal(got[2], sums)
+        got = _core.unit_residuals(units, bits, lags, threads)
+        assert [a.dtype for a in got] == [dtype, dtype, np.int64, np.uint8, np.int64]
+        assert np.array_equal(got[4], costs[0])
+        assert np.array_equal(got[0], med) and np.array_equal(got[3], mode)
+        assert np.array_equal(got[1], np.stack(cands)[mode, np.arange(37)])
+        assert np.array_equal(got[2], costs.min(axis=0))
+    if m == 196 and bits >= 8:  # the random-walk rows take a prediction, the noise rows the median
+        assert (mode[0::2] > 0).mean() > 0.8 and (mode[1::2] == 0).mean() > 0.8
+    with pytest.raises(ValueError):
+        _core.unit_residuals(units, bits, [m], 1)  # a lag must be shorter than the unit
+
+
+def test_predictions_shrink_image_like_units_and_round_trip():
+    """Smooth units (a random walk along each, like neighbouring patches or pixels) code
+    in fewer bytes with a prediction; the lag-16 one is picked where values repeat every
+    16 places (the row above in a 16-wide grid); decoding restores every value."""
+    rng = np.random.default_rng(7)
+    walk = (np.cumsum(rng.integers(-3, 4, (48, 257)), axis=1) + 500) % 1024
+    grid = np.tile(rng.integers(0, 1024, (48, 1, 16)), (1, 17, 1)).reshape(48, -1)[:, :257]
+    grid = (grid + rng.integers(-1, 2, grid.shape)) % 1024
+    for units, want in ((walk, 1), (grid, 16)):
+        units = units.astype(np.uint16)
+        plain, none = columns.encode(units, 10)
+        pred, used = columns.encode(units, 10, (1, 16))
+        assert none == () and used == (1, 16) and len(pred) < 0.8 * len(plain)
+        assert np.array_equal(columns.decode(pred, 48, 257, 10, used), units)
+        G = struct.unpack_from("<H", pred)[0]
+        assert set(pred[2 : 2 + G]) == {used.index(want) + 1}  # every group predicts from `want` back
+
+
+def test_streams_with_predictions_are_version_4():
+    rng = np.random.default_rng(8)
+    img = np.cumsum(np.cumsum(rng.normal(size=(1, 16, 32, 32)), axis=2), axis=3).astype(np.float32)
+    blob = featcodec.encode(img, max_error=0.5)
+    h = featcodec.header(blob)
+    assert h["format_version"] == 4 and h["codec_params"]["lags"] == [1, 32]
+    assert np.abs(featcodec.decode(blob).astype(np.float64) - img).max() <= 0.5
+    s = read_stream(blob)  # a version-3 stream cannot carry predictions
+    with pytest.raises(featcodec.FormatError, match="newer"):
+        featcodec.decode(write_stream(s.header, [bytes(p) for p in s.sections], 3))
 
 
 def test_tiles_are_the_mosaic_channels():
@@ -86,7 +137,7 @@ def test_the_index_codec_keeps_the_smaller_payload():
         assert len(payload) <= len(one)
         assert np.array_equal(c.decode_plane(payload, plane.shape, bits, params), plane)
     payload, params = c.encode_plane(_channels_plane(rng, 128, 64, 10), 10)
-    assert params == {"table": "columns"}
+    assert params["table"] == "columns"
 
 
 def test_streams_with_the_column_model_are_version_3_and_exact():
@@ -95,19 +146,19 @@ def test_streams_with_the_column_model_are_version_3_and_exact():
     x = x.astype(np.float32)
     blob = featcodec.encode(x, max_error=0.1)
     h = featcodec.header(blob)
-    assert h["codec_params"] == {"table": "columns"} and h["format_version"] == 3
+    assert h["codec_params"]["table"] == "columns" and h["format_version"] == 3 + ("lags" in h["codec_params"])
     assert np.abs(featcodec.decode(blob).astype(np.float64) - x).max() <= 0.1
     # a version-2 stream (which has no column model) that claims it is rejected
     t = featcodec.fit_transform(x, bits=6)  # Lloyd-Max: its levels need no version 3
     blob = featcodec.encode(x, transform=t)
-    assert featcodec.header(blob)["codec_params"] == {"table": "columns"}
+    assert featcodec.header(blob)["codec_params"]["table"] == "columns"
     s = read_stream(blob)
     with pytest.raises(featcodec.FormatError, match="newer"):
         featcodec.decode(write_stream(s.header, [bytes(p) for p in s.sections], 2))
 
 
-def _payload(plane, bits):
-    return columns.encode(columns.units_of(plane, None), bits)
+def _payload(plane, bits, lags=()):
+    return columns.encode(columns.units_of(plane, None), bits, lags)[0]
 
 
 def _parts(payload):
@@ -156,6 +207,35 @@ def test_hostile_column_payloads_are_format_errors():
             b[r.integers(0, len(b))] ^= 1 << int(r.integers(0, 8))
         try:
             out = columns.decode(bytes(b), 30, 40, 6)
+        except featcodec.FormatError:
+            continue
+        assert out.shape == (30, 40) and out.dtype == np.uint8 and int(out.max()) < 64
+
+
+def test_hostile_predicted_payloads_are_format_errors():
+    rng = np.random.default_rng(9)
+    walk = ((np.cumsum(rng.integers(-2, 3, (40, 30)), axis=0) + 32) % 64).astype(np.uint8)  # 30 columns of 40
+    good, used = columns.encode(columns.units_of(walk, None), 6, (1, 4))
+    assert used == (1, 4)
+    G = struct.unpack_from("<H", good)[0]
+    c = IndexCodec()
+    assert np.array_equal(c.decode_plane(good, walk.shape, 6, {"table": "columns", "lags": [1, 4]}), walk)
+    for lags in ([], [0], [40], [1, 1], [True], ["1"], [1, 2, 3, 4], "1", [1.0], None):
+        with pytest.raises(featcodec.FormatError):
+            c.decode_plane(good, walk.shape, 6, {"table": "columns", "lags": lags})
+    with pytest.raises(featcodec.FormatError):  # a mode beyond the lags
+        columns.decode(good[:2] + bytes([3]) + good[3:], 30, 40, 6, (1, 4))
+    with pytest.raises(featcodec.FormatError):  # the same payload read without its modes
+        columns.decode(good, 30, 40, 6)
+    with pytest.raises(featcodec.FormatError):  # modes cut short
+        columns.decode(good[: 2 + G - 1], 30, 40, 6, (1, 4))
+    r = np.random.default_rng(10)
+    for _ in range(2000):
+        b = bytearray(good)
+        for _ in range(r.integers(1, 4)):
+            b[r.integers(0, len(b))] ^= 1 << int(r.integers(0, 8))
+        try:
+            out = columns.decode(bytes(b), 30, 40, 6, (1, 4))
         except featcodec.FormatError:
             continue
         assert out.shape == (30, 40) and out.dtype == np.uint8 and int(out.max()) < 64

@@ -30,12 +30,18 @@ def _streams():
          {"bits": 6}),  # the index codec's column model
         (rng.normal(size=(3, 5)).astype(np.float32),
          {"transform": featcodec.fit_uniform(rng.normal(size=(2, 5)).astype(np.float32), bits=5, channel_axis=1)}),
+        # ViT-like tokens, a class token then a smooth 16 x 16 grid: predictions (version 4)
+        (np.concatenate([rng.normal(size=(1, 1, 8)) * 4, np.cumsum(np.cumsum(
+            rng.normal(size=(1, 16, 16, 8)), axis=1), axis=2).reshape(1, 256, 8) * 0.3], axis=1).astype(np.float32),
+         {"max_error": 0.2}),
     ]
     featcodec.register_transform(t)
     out = []
     for x, kw in xs:
         blob = featcodec.encode(x, **kw)
-        assert kw.get("bits") != 6 or featcodec.header(blob)["codec_params"] == {"table": "columns"}
+        params = featcodec.header(blob)["codec_params"]
+        assert kw.get("bits") != 6 or params == {"table": "columns"}
+        assert kw.get("max_error") != 0.2 or params == {"table": "columns", "lags": [1, 16]}
         out.append((blob, featcodec.decode(blob)))
     return out
 

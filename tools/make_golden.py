@@ -39,6 +39,10 @@ def _inputs() -> dict[str, tuple[np.ndarray, dict]]:
     # a feature map whose channels differ the same way: the model's tile tables
     maps = rng.normal(size=(1, 24, 12, 12)) * np.exp(rng.uniform(-2, 2, (1, 24, 1, 1)))
     maps = (maps + rng.normal(size=(1, 24, 1, 1)) * 3).astype(np.float32)
+    # ViT-like tokens: a class token, then a 16 x 16 grid of patches that vary smoothly
+    # across the image: the grouped tables' predictions (version 4)
+    grid = np.cumsum(np.cumsum(rng.normal(size=(16, 16, 12)), axis=0), axis=1) * 0.3
+    vit = np.concatenate([rng.normal(size=(1, 12)) * 5, grid.reshape(256, 12)])[None].astype(np.float32)
     return {
         "tokens_f32_b8": (llm, {"bits": 8}),
         "mosaic_f16_b4": (mosaic, {"bits": 4}),
@@ -48,6 +52,7 @@ def _inputs() -> dict[str, tuple[np.ndarray, dict]]:
         "maxerror_f32": (llm[:, 4:], {"max_error": 0.25}),
         "columns_f32_b6": (chans, {"bits": 6}),
         "tiles_f32": (maps, {"max_error": 0.3}),
+        "predict_vit_f32": (vit, {"max_error": 0.2}),
     }
 
 

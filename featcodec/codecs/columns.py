@@ -10,11 +10,21 @@ median (modulo ``2**bits``, so the residuals stay in the plane's dtype) and grou
 units by the spread of their residuals, half an octave of mean absolute residual per
 group; each group gets its own table (``featcodec.entropy.encode_symbols``).
 
-Payload: ``u16 G``, then ``G + 2`` u32 lengths, then the coded medians (one per unit,
-the plane's dtype), the coded group of each unit (uint8, ``0 .. G-1``) and each group's
-residuals (its units one after the other). The group assignment is the encoder's choice
-and travels in the stream, so the decoder needs no arithmetic that could differ between
-platforms.
+Prediction (format version 4): with ``lags``, a unit may instead code each value minus
+the value ``L`` places earlier in the unit (``L`` one of the lags; its first ``L`` values
+minus the median), whichever of these modes has the smallest sum of absolute residuals.
+Neighbouring values of image-like features are alike: in a ViT token column the token
+before is the patch to the left and the token 16 before the patch above, in a mosaic
+tile the pixel to the left or above. Units are then grouped by mode and spread, each
+group with one mode. Decoding undoes a prediction with a cumulative sum, so it stays
+vectorised.
+
+Payload: ``u16 G``, then (with lags) ``G`` bytes, each group's mode (``0``: median,
+``k``: ``lags[k - 1]``), then ``G + 2`` u32 lengths, then the coded medians (one per
+unit, the plane's dtype), the coded group of each unit (uint8, ``0 .. G-1``) and each
+group's residuals (its units one after the other). The modes and the group assignment
+are the encoder's choice and travel in the stream, so the decoder needs no arithmetic
+that could differ between platforms.
 """
 
 from __future__ import annotations
@@ -30,34 +40,49 @@ MAX_GROUPS = 64
 #: the encoder tries grouped tables on planes up to this many values (it works on
 #: copies of the plane); larger planes get one table
 MAX_VALUES = 1 << 26
+#: predictions are used when they cut the summed absolute residuals by at least this many
+#: percent (below that, chance choices on noise-like units cost more in tables than they save)
+MIN_PREDICTION_GAIN = 3
 _POWERS = np.int64(1) << np.arange(63, dtype=np.int64)  # 2**k: searchsorted(x) is x's bit length
 
 
-def _groups(sums: np.ndarray, m: int) -> np.ndarray:
-    """Group id per unit from ``sums`` (each unit's sum of ``m`` absolute residuals):
-    the half-octave of its mean, by integer arithmetic only."""
+def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """(group id per unit, mode per group) from each unit's mode and ``sums`` (the sum
+    of its ``m`` absolute residuals): units of one mode and one half-octave of mean
+    residual share a group (whole octaves, or coarser, if that makes more than
+    :data:`MAX_GROUPS`). Integer arithmetic only."""
     v = sums * 16 // m  # 16 x mean |residual| (< 2**21, so v * v fits in int64)
     octave2 = np.searchsorted(_POWERS, v * v, side="right")  # bit length of v * v: about 2 log2(v)
-    _, ids = np.unique(octave2, return_inverse=True)
-    return np.minimum(ids, MAX_GROUPS - 1).astype(np.uint8)
+    shift = 0
+    while True:
+        codes, ids = np.unique((octave2 >> shift) * 4 + modes, return_inverse=True)
+        if codes.size <= MAX_GROUPS:
+            return ids.astype(np.uint8), [int(c) & 3 for c in codes]
+        shift += 1
 
 
-def encode(units: np.ndarray, bits: int) -> bytes:
-    """The payload of a 2-D uint8/uint16 array of ``bits``-bit indices, one row per unit
-    (a plane column, or a mosaic tile: :func:`units_of`)."""
+def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[bytes, tuple[int, ...]]:
+    """``(payload, lags used)`` for a 2-D uint8/uint16 array of ``bits``-bit indices, one
+    row per unit (a plane column, or a mosaic tile: :func:`units_of`). ``lags`` (each in
+    ``[1, m)``, at most 3) are the predictions a unit may use; the lags used are ``()``
+    when no unit chose one, and the payload is then the one without modes."""
     from .. import _core, kernels
     from ..entropy import encode_symbols
 
-    # each unit's lower median ((m - 1) // 2-th smallest), its residuals modulo 2**bits
+    # each unit's lower median, its residuals under its cheapest mode (modulo 2**bits)
     # and their summed magnitude (read as signed), in one pass
-    med, resid, sums = _core.unit_residuals(np.ascontiguousarray(units), bits, kernels.get_num_threads())
-    gid = _groups(sums, units.shape[1])
-    G = int(gid.max()) + 1
+    units = np.ascontiguousarray(units)
+    med, resid, sums, modes, plain = _core.unit_residuals(units, bits, list(lags), kernels.get_num_threads())
+    if lags and int(sums.sum()) * 100 > int(plain.sum()) * (100 - MIN_PREDICTION_GAIN):
+        # predictions barely help: not worth the extra groups and their tables
+        med, resid, sums, modes, _ = _core.unit_residuals(units, bits, [], kernels.get_num_threads())
+    gid, group_modes = _groups(sums, units.shape[1], modes)
     parts = [encode_symbols(med), encode_symbols(gid)]
-    for g in range(G):
+    for g in range(len(group_modes)):
         parts.append(encode_symbols(np.ascontiguousarray(resid[gid == g])))
-    head = struct.pack(f"<H{len(parts)}I", G, *map(len, parts))
-    return head + b"".join(parts)
+    used = tuple(lags) if any(group_modes) else ()
+    head = struct.pack("<H", len(group_modes)) + (bytes(group_modes) if used else b"")
+    return head + struct.pack(f"<{len(parts)}I", *map(len, parts)) + b"".join(parts), used
 
 
 def units_of(plane: np.ndarray, tile: tuple[int, int] | None) -> np.ndarray:
@@ -77,8 +102,9 @@ def plane_of(units: np.ndarray, shape: tuple[int, int], tile: tuple[int, int] | 
     return np.ascontiguousarray(units.reshape(R // h, C // w, h, w).transpose(0, 2, 1, 3).reshape(R, C))
 
 
-def decode(payload: bytes, n: int, m: int, bits: int) -> np.ndarray:
-    """The ``(n, m)`` units :func:`encode` coded; any malformed payload is a ``FormatError``."""
+def decode(payload: bytes, n: int, m: int, bits: int, lags: tuple[int, ...] = ()) -> np.ndarray:
+    """The ``(n, m)`` units :func:`encode` coded with these ``lags`` (``()``: a payload
+    without modes); any malformed payload is a ``FormatError``."""
     from ..entropy import decode_symbols
 
     dtype = np.uint8 if bits <= 8 else np.uint16
@@ -88,11 +114,20 @@ def decode(payload: bytes, n: int, m: int, bits: int) -> np.ndarray:
     (G,) = struct.unpack_from("<H", payload, 0)
     if not 1 <= G <= min(MAX_GROUPS, n):
         raise FormatError(f"index payload (grouped tables) claims {G} groups for {n} units.")
+    pos = 2
+    group_modes = [0] * G
+    if lags:
+        if len(payload) < pos + G:
+            raise FormatError("index payload (grouped tables) is truncated.")
+        group_modes = list(payload[pos : pos + G])
+        if max(group_modes) > len(lags):
+            raise FormatError("index payload (grouped tables) names a prediction it does not have.")
+        pos += G
     k = G + 2
-    if len(payload) < 2 + 4 * k:
+    if len(payload) < pos + 4 * k:
         raise FormatError("index payload (grouped tables) is truncated.")
-    lengths = struct.unpack_from(f"<{k}I", payload, 2)
-    pos = 2 + 4 * k
+    lengths = struct.unpack_from(f"<{k}I", payload, pos)
+    pos += 4 * k
     if pos + sum(lengths) != len(payload):
         raise FormatError("index payload (grouped tables) lengths do not add up to its size.")
     parts = []
@@ -111,7 +146,23 @@ def decode(payload: bytes, n: int, m: int, bits: int) -> np.ndarray:
         r = decode_symbols(parts[2 + g], sel.size * m)
         if r.dtype != dtype or (bits < 8 * r.itemsize and int(r.max()) >= modulus):
             raise FormatError("index payload (grouped tables) has residuals beyond the bits.")
-        units[sel] = r.reshape(sel.size, m)
-    units += med[:, None]  # unsigned wrap-around, then modulo 2**bits
-    units &= dtype(modulus - 1)
+        r = r.reshape(sel.size, m)
+        if group_modes[g]:
+            r = _undo_prediction(r, med[sel], lags[group_modes[g] - 1], modulus)
+        units[sel] = r
+    plain = np.isin(gid, [g for g in range(G) if not group_modes[g]])
+    units[plain] += med[plain, None]  # unsigned wrap-around, then modulo 2**bits
+    units[plain] &= dtype(modulus - 1)
     return units
+
+
+def _undo_prediction(r: np.ndarray, med: np.ndarray, lag: int, modulus: int) -> np.ndarray:
+    """Values from residuals predicted ``lag`` places back (the first ``lag`` from the
+    median): a cumulative sum over chunks of ``lag``, modulo ``modulus``."""
+    s, m = r.shape
+    chunks = -(-m // lag)
+    acc = np.zeros((s, chunks * lag), np.int64)
+    acc[:, :m] = r
+    acc[:, :lag] += med[:, None]
+    acc = acc.reshape(s, chunks, lag).cumsum(axis=1).reshape(s, chunks * lag)[:, :m]
+    return (acc & (modulus - 1)).astype(r.dtype)

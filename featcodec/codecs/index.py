@@ -1,12 +1,14 @@
 """The "index" codec: the index plane entropy-coded with rANS under static models fitted
 to the plane itself (their frequency tables travel inside the payload): one for the whole
-plane, or one per group of columns or channel tiles (:mod:`featcodec.codecs.columns`).
+plane, or one per group of columns or channel tiles, with or without predictions from
+neighbouring values (:mod:`featcodec.codecs.columns`).
 
 Lossless on the indices; the loss comes only from the transform (its ``bits``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -18,7 +20,9 @@ from . import columns
 class IndexCodec:
     """Static-model rANS over the indices (``featcodec.entropy.encode_symbols``): one
     table for the whole plane, or one per group of columns or of mosaic tiles
-    (:mod:`featcodec.codecs.columns`, format version 3), whichever is smallest.
+    (:mod:`featcodec.codecs.columns`, format version 3), those groups with predictions
+    from the value before or a row above where units choose them (version 4), whichever
+    is smallest.
 
     Example:
         >>> import numpy as np
@@ -51,9 +55,15 @@ class IndexCodec:
             if h * w > 1 and R % h == 0 and C % w == 0 and R * C > h * w:  # at least two tiles
                 units["tiles"] = (h, w)
         for name, t in units.items():
-            payload = columns.encode(columns.units_of(plane, t), bits)
-            if len(payload) < len(best[0]):
-                best = (payload, {"table": name} if t is None else {"table": name, "tile": list(t)})
+            u = columns.units_of(plane, t)
+            params = {"table": name} if t is None else {"table": name, "tile": list(t)}
+            payload, lags = columns.encode(u, bits, _lags(u.shape[1], t))
+            candidates = [(payload, {**params, "lags": list(lags)} if lags else params)]
+            if lags:  # some units predict: the extra groups' tables may cost more than they save
+                candidates.append((columns.encode(u, bits)[0], params))
+            for c in candidates:
+                if len(c[0]) < len(best[0]):
+                    best = c
         return best
 
     def decode_plane(self, payload: bytes, shape: tuple[int, int], bits: int, params: dict) -> np.ndarray:
@@ -63,7 +73,7 @@ class IndexCodec:
             tile = _tile(params, shape)
             n, m = (shape[1], shape[0]) if tile is None else (shape[0] * shape[1] // (tile[0] * tile[1]),
                                                                 tile[0] * tile[1])
-            return columns.plane_of(columns.decode(payload, n, m, bits), shape, tile)
+            return columns.plane_of(columns.decode(payload, n, m, bits, _checked_lags(params, m)), shape, tile)
         if params:
             raise FormatError(f"codec 'index' stream has unexpected parameters {sorted(params)[:5]}.")
         count = shape[0] * shape[1]
@@ -74,19 +84,45 @@ class IndexCodec:
 
     @staticmethod
     def format_version(params: dict) -> int:
-        """The lowest stream format version that holds these ``codec_params``."""
-        return 3 if "table" in params else 1
+        """The lowest stream format version that holds these ``codec_params``: 4 with
+        predictions (``lags``), 3 with grouped tables, else any."""
+        return 4 if "lags" in params else 3 if "table" in params else 1
+
+
+def _lags(m: int, tile: tuple[int, int] | None) -> tuple[int, ...]:
+    """The predictions offered to units of ``m`` values: the value before (the previous
+    token of a column, the pixel to the left in a tile) and the one a row above (a tile's
+    width; in a column of a square grid of patch tokens after up to 8 leading ones, such
+    as a ViT's class and register tokens, the grid's width)."""
+    if tile is not None:
+        return tuple(L for L in dict.fromkeys((1, tile[1])) if L < m)
+    grid = next((w for r in range(9) if m - r >= 4 and (w := math.isqrt(m - r)) ** 2 == m - r), 0)
+    return tuple(L for L in dict.fromkeys((1, grid)) if 1 <= L < m)
+
+
+def _checked_lags(params: dict, m: int) -> tuple[int, ...]:
+    """The lags of grouped-table params (``()`` without any), checked against units of
+    ``m`` values."""
+    if "lags" not in params:
+        return ()
+    lags = params["lags"]
+    if not isinstance(lags, list) or not 1 <= len(lags) <= 3 or len(set(map(repr, lags))) != len(lags) or any(
+        isinstance(v, bool) or not isinstance(v, int) or not 1 <= v < m for v in lags
+    ):
+        raise FormatError(f"codec 'index' stream has malformed prediction lags {str(lags)[:60]}.")
+    return tuple(lags)
 
 
 def _tile(params: dict, shape: tuple[int, int]) -> tuple[int, int] | None:
     """The checked tile of grouped-table params: ``None`` for columns."""
     bad = FormatError(f"codec 'index' stream has malformed parameters {str(params)[:80]}.")
+    keys = set(params) - {"lags"}
     if params["table"] == "columns":
-        if set(params) != {"table"}:
+        if keys != {"table"}:
             raise bad
         return None
     t = params.get("tile")
-    if set(params) != {"table", "tile"} or not isinstance(t, list) or len(t) != 2 or any(
+    if keys != {"table", "tile"} or not isinstance(t, list) or len(t) != 2 or any(
         isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in t
     ) or shape[0] % t[0] or shape[1] % t[1]:
         raise bad
