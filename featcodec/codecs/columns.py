@@ -65,7 +65,9 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
     """``(payload, lags used)`` for a 2-D uint8/uint16 array of ``bits``-bit indices, one
     row per unit (a plane column, or a mosaic tile: :func:`units_of`). ``lags`` (each in
     ``[1, m)``, at most 3) are the predictions a unit may use; the lags used are ``()``
-    when no unit chose one, and the payload is then the one without modes."""
+    when predictions are not worth it (no unit chose one, or together they cut the summed
+    absolute residuals by less than :data:`MIN_PREDICTION_GAIN` percent), and the payload
+    is then the one without modes."""
     from .. import _core, kernels
     from ..entropy import encode_symbols
 
