@@ -102,6 +102,28 @@ py::tuple residuals(const py::array_t<T, py::array::c_style>& units, int bits, c
   return py::make_tuple(med, res, sums, modes, base);
 }
 
+// Inverse of a mode-k row, in place: r[j] += median for j < L, then r[j] += r[j - L], all
+// modulo 2**bits (the decoder's side of a prediction).
+template <class T>
+void undo_prediction(py::array_t<T, py::array::c_style>& r, const py::array_t<T, py::array::c_style>& med,
+                     int64_t lag, int bits) {
+  if (r.ndim() != 2 || med.ndim() != 1 || med.shape(0) != r.shape(0))
+    throw std::invalid_argument("r must be (n, m) and med (n,)");
+  if (bits < 1 || bits > int(8 * sizeof(T))) throw std::invalid_argument("bits out of range for the dtype");
+  const size_t n = size_t(r.shape(0)), m = size_t(r.shape(1));
+  if (lag < 1 || size_t(lag) >= m) throw std::invalid_argument("lag must be in [1, m)");
+  const size_t L = size_t(lag);
+  const uint32_t mask = (uint32_t(1) << bits) - 1;
+  T* p = r.mutable_data();
+  const T* pm = med.data();
+  py::gil_scoped_release release;
+  for (size_t i = 0; i < n; ++i) {
+    T* row = p + i * m;
+    for (size_t j = 0; j < L; ++j) row[j] = T((uint32_t(row[j]) + pm[i]) & mask);
+    for (size_t j = L; j < m; ++j) row[j] = T((uint32_t(row[j]) + row[j - L]) & mask);
+  }
+}
+
 }  // namespace
 
 void register_units(py::module_& m) {
@@ -115,6 +137,13 @@ void register_units(py::module_& m) {
         "value lags[k-1] places earlier, the first lags[k-1] minus the median), and that "
         "mode's sum of min(r, 2**bits - r) (the last output: mode 0's). Use featcodec.codecs.columns, which validates "
         "its arguments.");
+  m.def("undo_prediction", &undo_prediction<uint8_t>, py::arg("r").noconvert(), py::arg("med").noconvert(),
+        py::arg("lag"), py::arg("bits"));
+  m.def("undo_prediction", &undo_prediction<uint16_t>, py::arg("r").noconvert(), py::arg("med").noconvert(),
+        py::arg("lag"), py::arg("bits"),
+        "In place on a C-contiguous (n, m) uint8/uint16 array of residuals predicted lag "
+        "places back: add med (n,) to the first lag values of each row, then each value lag "
+        "places back, modulo 2**bits. Use featcodec.codecs.columns.");
 }
 
 }  // namespace featcodec

@@ -41,8 +41,10 @@ MAX_GROUPS = 64
 #: copies of the plane); larger planes get one table
 MAX_VALUES = 1 << 26
 #: predictions are used when they cut the summed absolute residuals by at least this many
-#: percent (below that, chance choices on noise-like units cost more in tables than they save)
+#: percent (below that, chance choices on noise-like units cost more in tables than they save),
+#: and from this many percent on without checking that the payload without them is larger
 MIN_PREDICTION_GAIN = 3
+SURE_PREDICTION_GAIN = 10
 _POWERS = np.int64(1) << np.arange(63, dtype=np.int64)  # 2**k: searchsorted(x) is x's bit length
 
 
@@ -64,27 +66,39 @@ def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, li
 def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[bytes, tuple[int, ...]]:
     """``(payload, lags used)`` for a 2-D uint8/uint16 array of ``bits``-bit indices, one
     row per unit (a plane column, or a mosaic tile: :func:`units_of`). ``lags`` (each in
-    ``[1, m)``, at most 3) are the predictions a unit may use; the lags used are ``()``
-    when predictions are not worth it (no unit chose one, or together they cut the summed
-    absolute residuals by less than :data:`MIN_PREDICTION_GAIN` percent), and the payload
-    is then the one without modes."""
+    ``[1, m)``, at most 3) are the predictions a unit may use. The lags used are ``()``,
+    and the payload the one without modes, when predictions are not worth it: when they
+    cut the summed absolute residuals by less than :data:`MIN_PREDICTION_GAIN` percent,
+    or, below :data:`SURE_PREDICTION_GAIN` percent, when the payload without them is no
+    larger (the extra groups' tables can cost more than a small gain saves)."""
     from .. import _core, kernels
-    from ..entropy import encode_symbols
 
+    units = np.ascontiguousarray(units)
+    threads = kernels.get_num_threads()
     # each unit's lower median, its residuals under its cheapest mode (modulo 2**bits)
     # and their summed magnitude (read as signed), in one pass
-    units = np.ascontiguousarray(units)
-    med, resid, sums, modes, plain = _core.unit_residuals(units, bits, list(lags), kernels.get_num_threads())
-    if lags and int(sums.sum()) * 100 > int(plain.sum()) * (100 - MIN_PREDICTION_GAIN):
-        # predictions barely help: not worth the extra groups and their tables
-        med, resid, sums, modes, _ = _core.unit_residuals(units, bits, [], kernels.get_num_threads())
-    gid, group_modes = _groups(sums, units.shape[1], modes)
+    med, resid, sums, modes, plain = _core.unit_residuals(units, bits, list(lags), threads)
+    gain = 100 - int(sums.sum()) * 100 / max(int(plain.sum()), 1) if lags and modes.any() else 0.0
+    if gain < MIN_PREDICTION_GAIN:
+        return _payload(*_core.unit_residuals(units, bits, [], threads)[:4], with_modes=False), ()
+    predicted = _payload(med, resid, sums, modes, with_modes=True)
+    if gain < SURE_PREDICTION_GAIN:
+        without = _payload(*_core.unit_residuals(units, bits, [], threads)[:4], with_modes=False)
+        if len(without) <= len(predicted):
+            return without, ()
+    return predicted, tuple(lags)
+
+
+def _payload(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray, with_modes: bool) -> bytes:
+    """The payload of units given their medians, residuals, costs and modes."""
+    from ..entropy import encode_symbols
+
+    gid, group_modes = _groups(sums, resid.shape[1], modes)
     parts = [encode_symbols(med), encode_symbols(gid)]
     for g in range(len(group_modes)):
         parts.append(encode_symbols(np.ascontiguousarray(resid[gid == g])))
-    used = tuple(lags) if any(group_modes) else ()
-    head = struct.pack("<H", len(group_modes)) + (bytes(group_modes) if used else b"")
-    return head + struct.pack(f"<{len(parts)}I", *map(len, parts)) + b"".join(parts), used
+    head = struct.pack("<H", len(group_modes)) + (bytes(group_modes) if with_modes else b"")
+    return head + struct.pack(f"<{len(parts)}I", *map(len, parts)) + b"".join(parts)
 
 
 def units_of(plane: np.ndarray, tile: tuple[int, int] | None) -> np.ndarray:
@@ -107,6 +121,7 @@ def plane_of(units: np.ndarray, shape: tuple[int, int], tile: tuple[int, int] | 
 def decode(payload: bytes, n: int, m: int, bits: int, lags: tuple[int, ...] = ()) -> np.ndarray:
     """The ``(n, m)`` units :func:`encode` coded with these ``lags`` (``()``: a payload
     without modes); any malformed payload is a ``FormatError``."""
+    from .. import _core
     from ..entropy import decode_symbols
 
     dtype = np.uint8 if bits <= 8 else np.uint16
@@ -149,22 +164,10 @@ def decode(payload: bytes, n: int, m: int, bits: int, lags: tuple[int, ...] = ()
         if r.dtype != dtype or (bits < 8 * r.itemsize and int(r.max()) >= modulus):
             raise FormatError("index payload (grouped tables) has residuals beyond the bits.")
         r = r.reshape(sel.size, m)
-        if group_modes[g]:
-            r = _undo_prediction(r, med[sel], lags[group_modes[g] - 1], modulus)
+        if group_modes[g]:  # from residuals to values, in place
+            _core.undo_prediction(r, np.ascontiguousarray(med[sel]), lags[group_modes[g] - 1], bits)
         units[sel] = r
     plain = np.isin(gid, [g for g in range(G) if not group_modes[g]])
     units[plain] += med[plain, None]  # unsigned wrap-around, then modulo 2**bits
     units[plain] &= dtype(modulus - 1)
     return units
-
-
-def _undo_prediction(r: np.ndarray, med: np.ndarray, lag: int, modulus: int) -> np.ndarray:
-    """Values from residuals predicted ``lag`` places back (the first ``lag`` from the
-    median): a cumulative sum over chunks of ``lag``, modulo ``modulus``."""
-    s, m = r.shape
-    chunks = -(-m // lag)
-    acc = np.zeros((s, chunks * lag), np.int64)
-    acc[:, :m] = r
-    acc[:, :lag] += med[:, None]
-    acc = acc.reshape(s, chunks, lag).cumsum(axis=1).reshape(s, chunks * lag)[:, :m]
-    return (acc & (modulus - 1)).astype(r.dtype)

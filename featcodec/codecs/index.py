@@ -58,12 +58,8 @@ class IndexCodec:
             u = columns.units_of(plane, t)
             params = {"table": name} if t is None else {"table": name, "tile": list(t)}
             payload, lags = columns.encode(u, bits, _lags(u.shape[1], t))
-            candidates = [(payload, {**params, "lags": list(lags)} if lags else params)]
-            if lags:  # some units predict: the extra groups' tables may cost more than they save
-                candidates.append((columns.encode(u, bits)[0], params))
-            for c in candidates:
-                if len(c[0]) < len(best[0]):
-                    best = c
+            if len(payload) < len(best[0]):
+                best = (payload, {**params, "lags": list(lags)} if lags else params)
         return best
 
     def decode_plane(self, payload: bytes, shape: tuple[int, int], bits: int, params: dict) -> np.ndarray:
