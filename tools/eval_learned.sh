@@ -11,7 +11,7 @@ set -euo pipefail
 PY=${PY:-/work/venv/bin/python}
 CORPUS=${CORPUS:-/work/corpus}
 ROOT=${ROOT:-/work/train}
-RUNS=${RUNS:-$ROOT/polished}   # the runs to ship and compare (train_learned.sh's last stage)
+RUNS=${RUNS:-$ROOT/polished2}  # the runs to ship and compare (train_learned.sh POLISH_ROUNDS=2: its last stage)
 LMBDAS=${LMBDAS:-"0.0005 0.002 0.006 0.02 0.06 0.15"}   # increasing rate = quality 1..6
 ELIC_RUNS=${ELIC_RUNS:-/work/train_elic/polished4}  # the fourth polishing round
 ELIC_LMBDAS=${ELIC_LMBDAS:-"0.0015 0.006 0.03"}            # int8 weights: 3 fit the 40 MB
