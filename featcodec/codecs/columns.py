@@ -16,8 +16,8 @@ minus the median), whichever of these modes has the smallest sum of absolute res
 Neighbouring values of image-like features are alike: in a ViT token column the token
 before is the patch to the left and the token 16 before the patch above, in a mosaic
 tile the pixel to the left or above. Units are then grouped by mode and spread, each
-group with one mode. Decoding undoes a prediction with a cumulative sum, so it stays
-vectorised.
+group with one mode. Decoding undoes a prediction in one compiled pass
+(``featcodec._core.undo_prediction``).
 
 Payload: ``u16 G``, then (with lags) ``G`` bytes, each group's mode (``0``: median,
 ``k``: ``lags[k - 1]``), then ``G + 2`` u32 lengths, then the coded medians (one per
