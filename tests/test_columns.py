@@ -199,14 +199,19 @@ def test_hostile_column_payloads_are_format_errors():
                    {"table": "columns", "tile": [4, 5]}, {"table": "rows"}):
         with pytest.raises(featcodec.FormatError):
             c.decode_plane(good, plane.shape, 6, params)
-    # and random damage: an error or, if the coder cannot tell, a plane of the right kind
-    r = np.random.default_rng(3)
-    for _ in range(3000):
+    _check_random_damage(good, (), seed=3, trials=3000)
+
+
+def _check_random_damage(good, lags, seed, trials):
+    """Random bit flips in a payload of 30 units of 40 6-bit values: a FormatError or, if
+    the coder cannot tell, units of the right kind."""
+    r = np.random.default_rng(seed)
+    for _ in range(trials):
         b = bytearray(good)
         for _ in range(r.integers(1, 4)):
             b[r.integers(0, len(b))] ^= 1 << int(r.integers(0, 8))
         try:
-            out = columns.decode(bytes(b), 30, 40, 6)
+            out = columns.decode(bytes(b), 30, 40, 6, lags)
         except featcodec.FormatError:
             continue
         assert out.shape == (30, 40) and out.dtype == np.uint8 and int(out.max()) < 64
@@ -229,13 +234,4 @@ def test_hostile_predicted_payloads_are_format_errors():
         columns.decode(good, 30, 40, 6)
     with pytest.raises(featcodec.FormatError):  # modes cut short
         columns.decode(good[: 2 + G - 1], 30, 40, 6, (1, 4))
-    r = np.random.default_rng(10)
-    for _ in range(2000):
-        b = bytearray(good)
-        for _ in range(r.integers(1, 4)):
-            b[r.integers(0, len(b))] ^= 1 << int(r.integers(0, 8))
-        try:
-            out = columns.decode(bytes(b), 30, 40, 6, (1, 4))
-        except featcodec.FormatError:
-            continue
-        assert out.shape == (30, 40) and out.dtype == np.uint8 and int(out.max()) < 64
+    _check_random_damage(good, (1, 4), seed=10, trials=2000)
