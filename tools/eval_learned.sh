@@ -5,7 +5,7 @@
 #        tools/eval_learned.sh export-elic rd-elic speed-elic fidelity-elic
 # universality needs the leave-one-family-out runs under LOFO_ROOT (benchmarks/universality.py).
 # The -elic steps ship and measure the ELIC runs of ELIC_RUNS (train_learned.sh with
-# ARCH=elic ROOT=/work/train_elic POLISH_ROUNDS=4: docs/learned.md), merging their RD
+# ARCH=elic ROOT=/work/train_elic POLISH_ROUNDS=5: docs/learned.md), merging their RD
 # points into the existing docs/learned_rd.json.
 set -euo pipefail
 PY=${PY:-/work/venv/bin/python}
@@ -13,7 +13,7 @@ CORPUS=${CORPUS:-/work/corpus}
 ROOT=${ROOT:-/work/train}
 RUNS=${RUNS:-$ROOT/polished2}  # the runs to ship and compare (train_learned.sh POLISH_ROUNDS=2: its last stage)
 LMBDAS=${LMBDAS:-"0.0005 0.002 0.006 0.02 0.06 0.15"}   # increasing rate = quality 1..6
-ELIC_RUNS=${ELIC_RUNS:-/work/train_elic/polished4}  # the fourth polishing round
+ELIC_RUNS=${ELIC_RUNS:-/work/train_elic/polished5}  # the fifth polishing round
 ELIC_LMBDAS=${ELIC_LMBDAS:-"0.0015 0.006 0.03"}            # int8 weights: 3 fit the 40 MB
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD
