@@ -43,8 +43,11 @@ MAX_VALUES = 1 << 26
 #: predictions are used when they cut the summed absolute residuals by at least this many
 #: percent (below that, chance choices on noise-like units cost more in tables than they save),
 #: and from this many percent on without checking that the payload without them is larger
+#: (except at 1-2 bits, where absolute residuals say little about the entropy: checked always)
 MIN_PREDICTION_GAIN = 3
 SURE_PREDICTION_GAIN = 10
+#: about what ``"lags": [...]`` adds to a stream's header, counted against a predicted payload
+LAGS_HEADER_BYTES = 14
 _POWERS = np.int64(1) << np.arange(63, dtype=np.int64)  # 2**k: searchsorted(x) is x's bit length
 
 
@@ -69,8 +72,9 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
     ``[1, m)``, at most 3) are the predictions a unit may use. The lags used are ``()``,
     and the payload the one without modes, when predictions are not worth it: when they
     cut the summed absolute residuals by less than :data:`MIN_PREDICTION_GAIN` percent,
-    or, below :data:`SURE_PREDICTION_GAIN` percent, when the payload without them is no
-    larger (the extra groups' tables can cost more than a small gain saves)."""
+    or, below :data:`SURE_PREDICTION_GAIN` percent or at 1-2 bits, when the payload
+    without them is no larger (the extra groups' tables can cost more than a small gain
+    saves)."""
     from .. import _core, kernels
 
     units = np.ascontiguousarray(units)
@@ -82,9 +86,9 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
     if gain < MIN_PREDICTION_GAIN:
         return _payload(*_core.unit_residuals(units, bits, [], threads)[:4], with_modes=False), ()
     predicted = _payload(med, resid, sums, modes, with_modes=True)
-    if gain < SURE_PREDICTION_GAIN:
+    if gain < SURE_PREDICTION_GAIN or bits <= 2:
         without = _payload(*_core.unit_residuals(units, bits, [], threads)[:4], with_modes=False)
-        if len(without) <= len(predicted):
+        if len(without) <= len(predicted) + LAGS_HEADER_BYTES:
             return without, ()
     return predicted, tuple(lags)
 
