@@ -82,7 +82,9 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
     # each unit's lower median, its residuals under its cheapest mode (modulo 2**bits)
     # and their summed magnitude (read as signed), in one pass
     med, resid, sums, modes, plain = _core.unit_residuals(units, bits, list(lags), threads)
-    gain = 100 - int(sums.sum()) * 100 / max(int(plain.sum()), 1) if lags and modes.any() else 0.0
+    if not modes.any():  # no unit predicts: these are already the plain residuals
+        return _payload(med, resid, sums, modes, with_modes=False), ()
+    gain = 100 - int(sums.sum()) * 100 / max(int(plain.sum()), 1)
     if gain < MIN_PREDICTION_GAIN:
         return _payload(*_core.unit_residuals(units, bits, [], threads)[:4], with_modes=False), ()
     predicted = _payload(med, resid, sums, modes, with_modes=True)
