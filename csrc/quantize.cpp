@@ -7,12 +7,15 @@
 // The finish length K is the largest bucket occupancy, known when the table is built, so
 // there is no data-dependent branch, and the result is exactly np.searchsorted(side="right")
 // for every input. Tables are built only where they pay (large inputs, K <= 4, one channel
-// per run); elsewhere a 16-ary search tree with SSE2 compares (Tree) does the count.
+// per run); evenly spaced thresholds (uniform transforms) without a table take a guess
+// from the value's position on the grid and a three-key window (Affine); elsewhere a
+// 16-ary search tree with SSE2 compares (Tree) does the count.
 // 16-bit inputs (float16/bfloat16) on large arrays use a complete 65536-entry bits -> index
 // table instead.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstring>
 #if defined(_MSC_VER)
 #include <intrin.h>
@@ -289,6 +292,121 @@ uint32_t run_table(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t
   return bad;
 }
 
+// Evenly spaced thresholds (uniform transforms: CAUFC's min-max levels, error-bounded
+// coding): the value's position on the grid guesses the count, and three key compares in
+// a window around the guess give it exactly, as long as the count lies inside the window.
+// Two more compares check that; a block with a miss is redone by binary search, so the
+// result is exact whatever the guess, with keys compared exactly as in the other plans.
+// With every threshold within half a step of its grid point (the condition for choosing
+// this plan) the count is always inside the window. No table to build: it pays from the
+// first element.
+struct Affine {
+  static constexpr uint32_t kWindow = 3;
+  uint32_t C = 1, T = 0;
+  size_t stride = 0;
+  bool ok = true;
+  // per channel: a 0 key (below every key), the T threshold keys, kWindow + 1 sentinels
+  std::vector<uint32_t> keys;
+  std::vector<float> start, inv;  // per channel: first threshold, 1 / spacing
+
+  Affine(const float* thr, uint32_t C_, uint32_t T_) : C(C_), T(T_), start(C_), inv(C_) {
+    if (T < 16) {  // a one-level tree is as fast
+      ok = false;
+      return;
+    }
+    stride = static_cast<size_t>(T) + kWindow + 2;
+    keys.assign(static_cast<size_t>(C) * stride, qm::kKeySentinel);
+    for (size_t c = 0; c < C && ok; ++c) {
+      const float* t = thr + c * T;
+      const double step = (double(t[T - 1]) - double(t[0])) / (T - 1);
+      ok = step > 0 && std::isfinite(step) && std::isfinite(float(1.0 / step));
+      uint32_t* kc = keys.data() + c * stride;
+      kc[0] = 0;
+      for (uint32_t j = 0; j < T && ok; ++j) {
+        ok = std::fabs(double(t[j]) - (double(t[0]) + j * step)) <= 0.5 * step;
+        uint32_t u;
+        std::memcpy(&u, t + j, 4);
+        kc[j + 1] = qm::f32_key(u);
+      }
+      start[c] = t[0];
+      inv[c] = static_cast<float>(1.0 / step);
+    }
+  }
+
+  const uint32_t* channel(size_t c) const { return keys.data() + c * stride + 1; }
+
+  // float32 value of a key (the inverse of qm::f32_key), without a branch on the sign
+  static inline float value(uint32_t k) {
+    const uint32_t neg = 0u - ((k >> 31) ^ 1u);  // all ones below the key of +0.0
+    const uint32_t u = (((k - 0x80000000u) ^ neg) - neg) | (neg & 0x80000000u);
+    float v;
+    std::memcpy(&v, &u, 4);
+    return v;
+  }
+
+  // The start of the window: about (count - 1) on the grid, clamped (NaN to 0).
+  static inline uint32_t guess(float start, float inv, float top, uint32_t k) {
+    float d = (value(k) - start) * inv;
+    d = d > 0.f ? d : 0.f;
+    d = d < top ? d : top;
+    return static_cast<uint32_t>(static_cast<int32_t>(d));
+  }
+
+  // Count of keys <= k in kc (a channel) from the window at s; miss != 0 when the count
+  // may lie outside it.
+  static inline uint32_t window(const uint32_t* kc, uint32_t T, uint32_t s, uint32_t k,
+                                uint32_t& miss) {
+    const uint32_t* w = kc + s;
+    uint32_t r = s;
+    for (uint32_t j = 0; j < kWindow; ++j) r += static_cast<uint32_t>(w[j] <= k);
+    miss |= static_cast<uint32_t>(w[-1] > k) | static_cast<uint32_t>(w[kWindow] <= k);
+    return r < T ? r : T;  // (a NaN key can pass the sentinels; it is reported as an error)
+  }
+};
+
+template <class In, class Out>
+uint32_t run_affine(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
+                    const Affine& p, size_t c0, size_t cstep) {
+  uint32_t bad = 0;
+  const uint32_t T = p.T;
+  const float top = float(T - 1);
+  constexpr size_t kBlockElems = 256;
+  uint32_t kb[kBlockElems], rb[kBlockElems];
+  for (size_t i0 = 0; i0 < n; i0 += kBlockElems) {
+    const size_t m = n - i0 < kBlockElems ? n - i0 : kBlockElems;
+    const char* src = in + static_cast<ptrdiff_t>(i0) * is;
+    uint32_t miss = 0;
+    if (cstep == 0) {  // one channel for the run: two straight-line passes
+      const uint32_t* kc = p.channel(c0);
+      const float st = p.start[c0], inv = p.inv[c0];
+      for (size_t j = 0; j < m; ++j) {
+        kb[j] = In::key(src + static_cast<ptrdiff_t>(j) * is, bad);
+        rb[j] = Affine::guess(st, inv, top, kb[j]);
+      }
+      for (size_t j = 0; j < m; ++j) rb[j] = Affine::window(kc, T, rb[j], kb[j], miss);
+    } else {
+      for (size_t j = 0; j < m; ++j) {
+        const size_t c = c0 + (i0 + j) * cstep;
+        kb[j] = In::key(src + static_cast<ptrdiff_t>(j) * is, bad);
+        rb[j] = Affine::window(p.channel(c), T, Affine::guess(p.start[c], p.inv[c], top, kb[j]),
+                               kb[j], miss);
+      }
+    }
+    if (miss)  // a guess outside the window (not expected): exact binary search
+      for (size_t j = 0; j < m; ++j) rb[j] = qm::count_le(p.channel(c0 + (i0 + j) * cstep), T, kb[j]);
+    if (os == static_cast<ptrdiff_t>(sizeof(Out)) && aligned<Out>(out)) {
+      Out* o = reinterpret_cast<Out*>(out) + i0;
+      for (size_t j = 0; j < m; ++j) o[j] = static_cast<Out>(rb[j]);
+    } else {
+      for (size_t j = 0; j < m; ++j) {
+        const Out v = static_cast<Out>(rb[j]);
+        std::memcpy(out + static_cast<ptrdiff_t>(i0 + j) * os, &v, sizeof(Out));
+      }
+    }
+  }
+  return bad;
+}
+
 // Complete bits -> index table for 16-bit inputs (single channel).
 template <class Out>
 uint32_t run_lut16(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
@@ -397,6 +515,16 @@ void quantize_tree(const RunLayout& L, const char* xb, char* ob, const Tree& tre
                    });
 }
 
+template <class In, class Out>
+void quantize_affine(const RunLayout& L, const char* xb, char* ob, const Affine& aff, int threads,
+                     std::vector<size_t>& first_bad) {
+  for_all_runs<In>(L, xb, ob, threads, first_bad,
+                   [&](const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
+                       size_t c0, size_t cstep) {
+                     return run_affine<In, Out>(in, is, out, os, n, aff, c0, cstep);
+                   });
+}
+
 uint32_t ilog2_floor(size_t v) {
   uint32_t r = 0;
   while (v > 1) {
@@ -456,6 +584,13 @@ size_t quantize_impl(const py::array& x, Kind kind, const float* thr, uint32_t C
       case Kind::F16: quantize_table<InF16, Out>(L, xb, ob, plan, threads, first_bad); break;
       case Kind::BF16: quantize_table<InBF16, Out>(L, xb, ob, plan, threads, first_bad); break;
       case Kind::F64: quantize_table<InF64, Out>(L, xb, ob, plan, threads, first_bad); break;
+    }
+  } else if (const Affine aff(thr, C, T); aff.ok) {
+    switch (kind) {
+      case Kind::F32: quantize_affine<InF32, Out>(L, xb, ob, aff, threads, first_bad); break;
+      case Kind::F16: quantize_affine<InF16, Out>(L, xb, ob, aff, threads, first_bad); break;
+      case Kind::BF16: quantize_affine<InBF16, Out>(L, xb, ob, aff, threads, first_bad); break;
+      case Kind::F64: quantize_affine<InF64, Out>(L, xb, ob, aff, threads, first_bad); break;
     }
   } else {
     const Tree tree(thr, C, T, threads);

@@ -3,6 +3,7 @@ dequantize == levels[idx], for every dtype, layout, channel mode and thread coun
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -74,9 +75,12 @@ def finite_bit_patterns(kind: str) -> np.ndarray:
 @st.composite
 def sorted_thresholds(draw, max_t=300):
     n = draw(st.integers(0, max_t))
-    mode = draw(st.sampled_from(["normal", "special", "dense", "dups"]))
+    mode = draw(st.sampled_from(["normal", "special", "dense", "dups", "even"]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    if mode == "normal":
+    if mode == "even":  # evenly spaced (uniform transforms), jittered up to 0.49 step: the grid-guess plan
+        lo, step = rng.standard_normal() * 10.0 ** rng.integers(-40, 30), 10.0 ** rng.uniform(-44, 35)
+        t = lo + step * (np.arange(n) + rng.uniform(-0.49, 0.49, n) * rng.integers(0, 2))
+    elif mode == "normal":
         t = rng.standard_t(2, n) * 10.0 ** rng.integers(-3, 3)
     elif mode == "special":
         t = rng.choice(F32_SPECIAL, n)
@@ -91,6 +95,7 @@ def values_for(t: np.ndarray, dtype, n: int, rng) -> np.ndarray:
     """Values that hit thresholds exactly, their neighbours, specials and random ones."""
     pool = [rng.standard_t(2, n) * 3, rng.choice(F32_SPECIAL, n)]
     if t.size:
+        pool.append(rng.uniform(t[0], t[-1], n) if np.isfinite(float(t[-1]) - float(t[0])) else rng.choice(t, n))
         exact = rng.choice(t, n)
         with np.errstate(over="ignore"):
             pool += [exact, np.nextafter(exact, np.float32(np.inf)), np.nextafter(exact, np.float32(-np.inf))]
@@ -219,6 +224,29 @@ def test_uint16_output_for_many_levels(T):
     got = kernels.quantize(x, t)
     assert got.dtype == (np.uint8 if T <= 255 else np.uint16)
     np.testing.assert_array_equal(got, np.searchsorted(t, x, side="right"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bits", [4, 6, 9, 12, 16])
+def test_uniform_transforms_match_searchsorted(dtype, bits):
+    """The thresholds featcodec's uniform and error-bounded transforms make (evenly spaced
+    after rounding to float32) take the grid-guess plan; exact on values at, next to,
+    between and beyond the thresholds, per channel with the channel axis last, and with
+    +-0.0 and subnormal spacings."""
+    from featcodec.transform import uniform_transform
+
+    rng = np.random.default_rng(bits)
+    for (lo, hi), n in itertools.product(((-3.0, 5.0), (1e-40, 3e-39), (-2e4, 2.3e4), (0.0, 1.0)), (3000, 40_000)):
+        t = uniform_transform(lo, hi, bits).thresholds
+        x = values_for(t, dtype, n, rng)  # (3000 values: too few for a bucket table)
+        bf = dtype == "bfloat16"
+        np.testing.assert_array_equal(kernels.quantize(x, t, bfloat16=bf),
+                                      reference_quantize(x, t, "bfloat16" if bf else None))
+    tc = uniform_transform([-1.0, 0.0, -7.0], [1.0, 1e-3, 9.0], bits, channel_axis=1).thresholds
+    x = values_for(tc[2], dtype, 3 * 5000, rng).reshape(5000, 3)  # channel changes per element
+    bf = dtype == "bfloat16"
+    np.testing.assert_array_equal(kernels.quantize(x, tc, bfloat16=bf, channel_axis=1),
+                                  reference_quantize(x, tc, "bfloat16" if bf else None, 1))
 
 
 def test_no_thresholds_gives_zeros():
@@ -367,8 +395,9 @@ def test_non_finite_input_raises_with_position(bad, dtype, n):
     x = np.zeros(n, np.float32)
     x[n - 3] = bad
     x = f32_to_bf16(x) if dtype == "bfloat16" else x.astype(dtype)
-    with pytest.raises(featcodec.InputError, match=rf"NaN or Inf \(first at index \({n - 3},\)\)"):
-        kernels.quantize(x, np.float32([0.0]), bfloat16=dtype == "bfloat16")
+    for t in (np.float32([0.0]), np.arange(-100, 100, dtype=np.float32)):  # the second: grid-guess plan
+        with pytest.raises(featcodec.InputError, match=rf"NaN or Inf \(first at index \({n - 3},\)\)"):
+            kernels.quantize(x, t, bfloat16=dtype == "bfloat16")
     with pytest.raises(featcodec.InputError, match="NaN or Inf"):
         kernels.quantize(x.reshape(-1, 1), np.float32([[0.0]]), bfloat16=dtype == "bfloat16", channel_axis=1)
 
