@@ -153,9 +153,11 @@ def encode(
         if transform != "auto" or bits is not None or target_bpfp is not None or quality is not None:
             raise InputError("max_error picks the transform and its bits itself; omit transform, bits, "
                              "quality and target_bpfp.")
-        from .transform import fit_max_error
+        from .transform import MaxErrorFitter
 
-        transform = fit_max_error(x, max_error)
+        transform, idx = MaxErrorFitter(x).fit(max_error)  # the indices it checked
+    else:
+        idx = None
     if codec == "auto":
         from .ratecontrol import encode_within
 
@@ -175,7 +177,8 @@ def encode(
         raise InputError(f"x has shape {tuple(shape)}; featcodec needs a tensor with at least one value and one dimension.")
     t = _resolve_encode_transform(transform, bits, x)
     codec_obj = get_codec(codec)  # UnknownCodecError before the work
-    idx = t.forward(x)  # NaN/Inf -> InputError
+    if idx is None:
+        idx = t.forward(x)  # NaN/Inf -> InputError
     if not isinstance(idx, np.ndarray):
         idx = idx.cpu().numpy()
     plane, info = pack(idx, layout)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import math
@@ -712,20 +713,33 @@ def uniform_transform(low: Any, high: Any, bits: int, *, channel_axis: int | Non
     [-1.0, 0.0, 1.0, 2.0]
     """
     bits = _check_bits(bits)
-    K = 2**bits
     lo = np.atleast_1d(np.asarray(low, np.float64))
     hi = np.atleast_1d(np.asarray(high, np.float64))
     if lo.shape != hi.shape or lo.ndim != 1 or (channel_axis is None and lo.size != 1):
         raise InputError("low and high must be numbers, or equal-length 1-D arrays with channel_axis.")
     if not (np.all(np.abs(lo) <= _F32_MAX) and np.all(np.abs(hi) <= _F32_MAX) and np.all(lo <= hi)):
         raise InputError("uniform levels need ends within the float32 range with low <= high.")
+    if channel_axis is None and not meta:  # error-bounded encodes build it twice (fit, header)
+        return _uniform_one(lo.tobytes(), hi.tobytes(), bits)
+    return _uniform(lo, hi, bits, channel_axis, dict(meta or {}))
+
+
+@functools.lru_cache(maxsize=8)
+def _uniform_one(lo: bytes, hi: bytes, bits: int) -> Transform:
+    """:func:`uniform_transform` of one channel, remembered (transforms are immutable); the
+    ends come as float64 bytes, so that -0.0 and 0.0 stay apart."""
+    return _uniform(np.frombuffer(lo, np.float64), np.frombuffer(hi, np.float64), bits, None, {})
+
+
+def _uniform(lo: np.ndarray, hi: np.ndarray, bits: int, channel_axis: int | None, meta: dict) -> Transform:
+    K = 2**bits
     levels = np.empty((lo.size, K), np.float64)
     for c in range(lo.size):
         if lo[c] == hi[c]:
             levels[c] = lloydmax.fill_levels(np.array([lo[c]], np.float32), K)
         else:
             levels[c] = lo[c] + (hi[c] - lo[c]) * (np.arange(K) / (K - 1))
-    return _finish(levels, bits, channel_axis, "uniform", dict(meta or {}))
+    return _finish(levels, bits, channel_axis, "uniform", meta)
 
 
 def fit_max_error(x: Any, max_error: float) -> Transform:
@@ -773,10 +787,19 @@ class MaxErrorFitter:
             raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
         self.lo, self.hi = float(self._ref.min()), float(self._ref.max())
         self.span = self.hi - self.lo  #: the range of ``x``
-        self._centre = float(np.median(self._ref))
+        # np.median(x) in float64, partitioning x's own (narrower) values (not bfloat16 bits)
+        flat = (self._ref if origin.dtype == "bfloat16" else np.asarray(a)).reshape(-1)
+        mid = np.partition(flat, [(flat.size - 1) // 2, flat.size // 2])
+        self._centre = (float(mid[(flat.size - 1) // 2]) + float(mid[flat.size // 2])) / 2
 
     def __call__(self, max_error: float) -> Transform:
         """The transform of :func:`fit_max_error` for this bound."""
+        return self.fit(max_error)[0]
+
+    def fit(self, max_error: float) -> tuple[Transform, Any]:
+        """``(transform, indices)``: the transform of :func:`fit_max_error` for this bound
+        and its indices of ``x`` (``transform.forward(x)``, computed to check the bound;
+        ``featcodec.encode`` codes them rather than quantise ``x`` again)."""
         if isinstance(max_error, bool) or not isinstance(max_error, (int, float, np.floating, np.integer)):
             raise InputError(f"max_error must be a positive number, not {max_error!r:.40}.")
         e = float(max_error)
@@ -798,9 +821,11 @@ class MaxErrorFitter:
             # the last level at or above the maximum; both ends float32 numbers, so the
             # stream can store them exactly
             t = uniform_transform(_f32(low, -np.inf), _f32(low + step * (2**bits - 1), np.inf), bits)
-            y = _as_float64(t.inverse(t.forward(self._x), dtype=self._dtype))
-            if float(np.max(np.abs(y - self._ref))) <= e:
-                return t
+            idx = t.forward(self._x)
+            y = _as_float64(t.inverse(idx, dtype=self._dtype))
+            y -= self._ref
+            if max(float(y.max()), -float(y.min())) <= e:
+                return t, idx
         finest = (hi - lo) / (2 * (2**MAX_BITS - 1))
         raise InputError(
             f"max_error={e:g} cannot be met over this tensor's range [{lo:g}, {hi:g}]: {MAX_BITS}-bit "
