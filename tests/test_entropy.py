@@ -198,6 +198,43 @@ def test_static_decode_into_out():
         decode_symbols(encode_symbols(x), x.size, out=out.T)
 
 
+def _static_table(data: bytes) -> tuple[int, list[int], list[int]]:
+    """(precision, symbols, frequencies) of a static stream's table (docs/entropy.md)."""
+    pos = 1
+
+    def varint() -> int:
+        nonlocal pos
+        v = shift = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return v
+
+    varint()  # symbol count
+    bits = data[pos]
+    pos += 1
+    k = varint() + 1
+    syms = [varint()]
+    for _ in range(k - 1):
+        syms.append(syms[-1] + varint() + 1)
+    return bits, syms, [varint() + 1 for _ in range(k)]
+
+
+@pytest.mark.parametrize("n", [1, 700, 65_535, 65_536, 200_000])  # below 2**16: the sparse histogram
+def test_static_16bit_table_holds_exactly_the_symbols_present(n):
+    x = (np.round(RNG.laplace(0, 40, n)).astype(np.int64) % 65536).astype(np.uint16)  # wraps, like residuals
+    bits, syms, freqs = _static_table(encode_symbols(x))
+    values, counts = np.unique(x, return_counts=True)
+    assert syms == values.tolist()
+    if len(syms) > 1:
+        assert sum(freqs) == 2**bits and min(freqs) >= 1
+        ideal = counts * 2**bits / n  # rounding, then units moved where they cost least
+        assert np.all(np.abs(np.array(freqs) - ideal) <= np.maximum(1, 0.5 * ideal))
+
+
 def test_static_16bit_table_stays_compact():
     x = RNG.choice(np.array([5, 60000, 31000], np.uint16), 10_000)
     data = encode_symbols(x)
