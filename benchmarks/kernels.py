@@ -3,7 +3,8 @@
 Run:  PYTHONPATH=$PWD python benchmarks/kernels.py [--n 4000000] [--threads 1] [--repeat 7]
 
 Data: n heavy-tailed float32 values (student-t, df=2, scaled by 0.5), thresholds at the
-255 (or 1023) inner quantiles, i.e. a balanced 8-bit (10-bit) transform. Everything runs
+255 (or 1023) inner quantiles, i.e. a balanced 8-bit (10-bit) transform, or evenly spaced
+over the range at 12 and 16 bits (uniform and error-bounded transforms). Everything runs
 single-threaded by default (featcodec and torch both set to --threads). Each figure is the
 median of --repeat runs, timed with the calling thread's CPU time (time.thread_time) when
 --threads is 1, so that other processes on a shared machine do not distort the ratios
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from featcodec import kernels
+from featcodec.transform import uniform_transform
 
 
 def timed(fn: Callable[[], object], repeat: int, clock: Callable[[], float]) -> float:
@@ -51,11 +53,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     x = (rng.standard_t(2, args.n) * 0.5).astype(np.float32)
-    rows: list[tuple[str, str, float, int, float | None]] = []
+    rows: list[tuple[str, str, float, int, float | None, int]] = []
 
-    def row(case: str, who: str, fn: Callable[[], object], nbytes: int, ref_s: float | None = None) -> float:
+    def row(case: str, who: str, fn: Callable[[], object], nbytes: int, ref_s: float | None = None,
+            count: int = args.n) -> float:
         s = timed(fn, args.repeat, clock)
-        rows.append((case, who, s, nbytes, ref_s))
+        rows.append((case, who, s, nbytes, ref_s, count))
         return s
 
     for T in (255, 1023):
@@ -69,6 +72,19 @@ def main() -> None:
         ours = row(case, "featcodec", lambda: kernels.quantize(x, t), x.nbytes)
         row(case, "np.searchsorted", lambda: np.searchsorted(t, x, side="right"), x.nbytes, ours)
         row(case, "torch.bucketize", lambda: torch.bucketize(xt, tt, right=True), x.nbytes, ours)
+
+    # evenly spaced thresholds over the range (uniform and error-bounded transforms), on
+    # all values and on one SmolLM2 hidden state's worth (107 x 576)
+    for bits in (12, 16):
+        t = uniform_transform(float(x.min()), float(x.max()), bits).thresholds
+        tt = torch.from_numpy(t)
+        for xs in (x, x[:61_632]):
+            xst = torch.from_numpy(xs)
+            assert np.array_equal(kernels.quantize(xs, t), np.searchsorted(t, xs, side="right"))
+            case = f"forward float32, uniform {bits}-bit, n={xs.size:,}"
+            ours = row(case, "featcodec", lambda: kernels.quantize(xs, t), xs.nbytes, count=xs.size)
+            row(case, "np.searchsorted", lambda: np.searchsorted(t, xs, side="right"), xs.nbytes, ours, xs.size)
+            row(case, "torch.bucketize", lambda: torch.bucketize(xst, tt, right=True), xs.nbytes, ours, xs.size)
 
     t = np.quantile(x, np.linspace(0, 1, 257)[1:-1]).astype(np.float32)
     tt = torch.from_numpy(t)
@@ -118,9 +134,9 @@ def main() -> None:
     print(f"n = {args.n:,} values, threads = {args.threads}, median {what} of {args.repeat} runs\n")
     print(f"| {'case':38s} | {'implementation':28s} | {'ms':>8s} | {'MB/s':>8s} | {'Mval/s':>7s} | {'featcodec speed-up':>18s} |")
     print(f"|{'-' * 40}|{'-' * 30}|{'-' * 10}|{'-' * 10}|{'-' * 9}|{'-' * 20}|")
-    for case, who, s, nbytes, ref_s in rows:
+    for case, who, s, nbytes, ref_s, count in rows:
         ratio = "" if ref_s is None else f"{s / ref_s:.1f}x"
-        print(f"| {case:38s} | {who:28s} | {s * 1e3:8.2f} | {nbytes / s / 1e6:8.0f} | {args.n / s / 1e6:7.0f} | {ratio:>18s} |")
+        print(f"| {case:38s} | {who:28s} | {s * 1e3:8.2f} | {nbytes / s / 1e6:8.0f} | {count / s / 1e6:7.0f} | {ratio:>18s} |")
 
 
 if __name__ == "__main__":
