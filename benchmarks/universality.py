@@ -21,6 +21,9 @@ and ``TAG=_no<F> FAMILIES=<the other three>`` under one ``ROOT``, for example::
         TAG=_${spec%%:*} FAMILIES=${spec#*:} tools/train_learned.sh
     done
     PYTHONPATH=. python benchmarks/universality.py --runs-root /work/lofo --out docs/universality
+
+With ``POLISH_STEPS=k`` every model is then polished k more steps at its own lambda into
+``ROOT/polished/``; ``--runs-root ROOT/polished`` compares those (docs/results.md).
 """
 
 from __future__ import annotations
