@@ -251,7 +251,7 @@ uint32_t run_tree_l(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_
 }
 
 template <class In, class Out>
-uint32_t run_tree(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
+uint32_t run_plan(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
                   const Tree& p, size_t c0, size_t cstep) {
   switch (p.L) {
     case 1: return run_tree_l<In, Out, 1>(in, is, out, os, n, p, c0, cstep);
@@ -365,8 +365,8 @@ struct Affine {
 };
 
 template <class In, class Out>
-uint32_t run_affine(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
-                    const Affine& p, size_t c0, size_t cstep) {
+uint32_t run_plan(const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
+                  const Affine& p, size_t c0, size_t cstep) {
   uint32_t bad = 0;
   const uint32_t T = p.T;
   const float top = float(T - 1);
@@ -511,23 +511,14 @@ void quantize_table(const RunLayout& L, const char* xb, char* ob, const Plan<Out
   }
 }
 
-template <class In, class Out>
-void quantize_tree(const RunLayout& L, const char* xb, char* ob, const Tree& tree, int threads,
+// Quantise every run with a per-element plan (Tree or Affine: run_plan overloads).
+template <class In, class Out, class P>
+void quantize_with(const RunLayout& L, const char* xb, char* ob, const P& plan, int threads,
                    std::vector<size_t>& first_bad) {
   for_all_runs<In>(L, xb, ob, threads, first_bad,
                    [&](const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
                        size_t c0, size_t cstep) {
-                     return run_tree<In, Out>(in, is, out, os, n, tree, c0, cstep);
-                   });
-}
-
-template <class In, class Out>
-void quantize_affine(const RunLayout& L, const char* xb, char* ob, const Affine& aff, int threads,
-                     std::vector<size_t>& first_bad) {
-  for_all_runs<In>(L, xb, ob, threads, first_bad,
-                   [&](const char* in, ptrdiff_t is, char* out, ptrdiff_t os, size_t n,
-                       size_t c0, size_t cstep) {
-                     return run_affine<In, Out>(in, is, out, os, n, aff, c0, cstep);
+                     return run_plan<In, Out>(in, is, out, os, n, plan, c0, cstep);
                    });
 }
 
@@ -593,18 +584,18 @@ size_t quantize_impl(const py::array& x, Kind kind, const float* thr, uint32_t C
     }
   } else if (const Affine aff(thr, C, T); aff.ok) {
     switch (kind) {
-      case Kind::F32: quantize_affine<InF32, Out>(L, xb, ob, aff, threads, first_bad); break;
-      case Kind::F16: quantize_affine<InF16, Out>(L, xb, ob, aff, threads, first_bad); break;
-      case Kind::BF16: quantize_affine<InBF16, Out>(L, xb, ob, aff, threads, first_bad); break;
-      case Kind::F64: quantize_affine<InF64, Out>(L, xb, ob, aff, threads, first_bad); break;
+      case Kind::F32: quantize_with<InF32, Out>(L, xb, ob, aff, threads, first_bad); break;
+      case Kind::F16: quantize_with<InF16, Out>(L, xb, ob, aff, threads, first_bad); break;
+      case Kind::BF16: quantize_with<InBF16, Out>(L, xb, ob, aff, threads, first_bad); break;
+      case Kind::F64: quantize_with<InF64, Out>(L, xb, ob, aff, threads, first_bad); break;
     }
   } else {
     const Tree tree(thr, C, T, threads);
     switch (kind) {
-      case Kind::F32: quantize_tree<InF32, Out>(L, xb, ob, tree, threads, first_bad); break;
-      case Kind::F16: quantize_tree<InF16, Out>(L, xb, ob, tree, threads, first_bad); break;
-      case Kind::BF16: quantize_tree<InBF16, Out>(L, xb, ob, tree, threads, first_bad); break;
-      case Kind::F64: quantize_tree<InF64, Out>(L, xb, ob, tree, threads, first_bad); break;
+      case Kind::F32: quantize_with<InF32, Out>(L, xb, ob, tree, threads, first_bad); break;
+      case Kind::F16: quantize_with<InF16, Out>(L, xb, ob, tree, threads, first_bad); break;
+      case Kind::BF16: quantize_with<InBF16, Out>(L, xb, ob, tree, threads, first_bad); break;
+      case Kind::F64: quantize_with<InF64, Out>(L, xb, ob, tree, threads, first_bad); break;
     }
   }
   size_t first = kNone;
