@@ -261,17 +261,22 @@ def test_results_identical_for_any_thread_count(dtype):
     x = f32_to_bf16(x32) if dtype == "bfloat16" else x32.astype(dtype)
     t = np.quantile(x32, np.linspace(0, 1, 257)[1:-1]).astype(np.float32)
     per_ch = np.sort(rng.standard_normal((700, 31)).astype(np.float32), axis=1)
-    results, ch_results = [], []
+    # per-channel uniform 6-bit levels along the last axis: the grid-guess plan
+    even = np.stack([np.linspace(-a, a, 63) for a in rng.uniform(1, 20, 700)]).astype(np.float32)
+    results, ch_results, even_results = [], [], []
     for n in (1, 2, 3, 4):
         kernels.set_num_threads(n)
         results.append(kernels.quantize(x[:, ::-1], t, bfloat16=dtype == "bfloat16"))
         ch_results.append(kernels.quantize(x, per_ch, bfloat16=dtype == "bfloat16", channel_axis=1))
+        even_results.append(kernels.quantize(x, even, bfloat16=dtype == "bfloat16", channel_axis=1))
     bf = "bfloat16" if dtype == "bfloat16" else None
     np.testing.assert_array_equal(results[0], reference_quantize(x[:, ::-1], t, bf))
     np.testing.assert_array_equal(ch_results[0], reference_quantize(x, per_ch, bf, 1))
-    for r, c in zip(results[1:], ch_results[1:]):
+    np.testing.assert_array_equal(even_results[0], reference_quantize(x, even, bf, 1))
+    for r, c, e in zip(results[1:], ch_results[1:], even_results[1:]):
         np.testing.assert_array_equal(r, results[0])
         np.testing.assert_array_equal(c, ch_results[0])
+        np.testing.assert_array_equal(e, even_results[0])
 
 
 def test_out_argument_is_written_in_place_and_views_are_not_copied():
