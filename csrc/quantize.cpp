@@ -309,27 +309,31 @@ struct Affine {
   std::vector<uint32_t> keys;
   std::vector<float> start, inv;  // per channel: first threshold, 1 / spacing
 
-  Affine(const float* thr, uint32_t C_, uint32_t T_) : C(C_), T(T_), start(C_), inv(C_) {
-    if (T < 16) {  // a one-level tree is as fast
-      ok = false;
-      return;
-    }
-    stride = static_cast<size_t>(T) + kWindow + 2;
-    keys.assign(static_cast<size_t>(C) * stride, qm::kKeySentinel);
-    for (size_t c = 0; c < C && ok; ++c) {
+  Affine(const float* thr, uint32_t C_, uint32_t T_) : C(C_), T(T_) {
+    ok = T >= 16;  // (below that a one-level tree is as fast)
+    for (size_t c = 0; c < C && ok; ++c) {  // check every channel before allocating
       const float* t = thr + c * T;
       const double step = (double(t[T - 1]) - double(t[0])) / (T - 1);
       ok = step > 0 && std::isfinite(step) && std::isfinite(float(1.0 / step));
+      for (uint32_t j = 0; j < T && ok; ++j)
+        ok = std::fabs(double(t[j]) - (double(t[0]) + j * step)) <= 0.5 * step;
+    }
+    if (!ok) return;
+    stride = static_cast<size_t>(T) + kWindow + 2;
+    keys.assign(static_cast<size_t>(C) * stride, qm::kKeySentinel);
+    start.resize(C);
+    inv.resize(C);
+    for (size_t c = 0; c < C; ++c) {
+      const float* t = thr + c * T;
       uint32_t* kc = keys.data() + c * stride;
       kc[0] = 0;
-      for (uint32_t j = 0; j < T && ok; ++j) {
-        ok = std::fabs(double(t[j]) - (double(t[0]) + j * step)) <= 0.5 * step;
+      for (uint32_t j = 0; j < T; ++j) {
         uint32_t u;
         std::memcpy(&u, t + j, 4);
         kc[j + 1] = qm::f32_key(u);
       }
       start[c] = t[0];
-      inv[c] = static_cast<float>(1.0 / step);
+      inv[c] = static_cast<float>((T - 1) / (double(t[T - 1]) - double(t[0])));
     }
   }
 
