@@ -470,10 +470,9 @@ size_t find_bad(const char* in, ptrdiff_t is, size_t n, size_t first) {
 
 constexpr size_t kNone = std::numeric_limits<size_t>::max();
 // Values per thread before a call uses another one. Threads start per call, and a thread
-// that has to wait for a busy core can cost milliseconds (measured: 98,688 values with
-// two threads while two other processes kept both cores busy, 3.9 ms against 0.36 ms on
-// one thread). On an idle machine two threads paid for quantising from about 2**17
-// values each; the inverse, one load per index, gained nothing measurable below 2**20.
+// that has to wait for a busy core can cost milliseconds. Informal timings (docs/kernels.md):
+// on an idle machine two threads paid for quantising from about 2**17 values each; the
+// inverse, one load per index, gained nothing measurable below 2**20.
 constexpr size_t kMinPerThread = size_t{1} << 17;
 constexpr size_t kMinPerThreadInverse = size_t{1} << 20;
 

@@ -85,13 +85,16 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
     if not modes.any():  # no unit predicts: these are already the plain residuals
         return _payload(med, resid, sums, modes, with_modes=False), ()
     gain = 100 - int(sums.sum()) * 100 / max(int(plain.sum()), 1)
+    def without() -> bytes:  # the payload with every unit on its median
+        return _payload(*_core.unit_residuals(units, bits, [], threads)[:4], with_modes=False)
+
     if gain < MIN_PREDICTION_GAIN:
-        return _payload(*_core.unit_residuals(units, bits, [], threads)[:4], with_modes=False), ()
+        return without(), ()
     predicted = _payload(med, resid, sums, modes, with_modes=True)
     if gain < SURE_PREDICTION_GAIN or bits <= 2:
-        without = _payload(*_core.unit_residuals(units, bits, [], threads)[:4], with_modes=False)
-        if len(without) <= len(predicted) + LAGS_HEADER_BYTES:
-            return without, ()
+        plain_payload = without()
+        if len(plain_payload) <= len(predicted) + LAGS_HEADER_BYTES:
+            return plain_payload, ()
     return predicted, tuple(lags)
 
 
