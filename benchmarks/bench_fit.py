@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import featcodec  # noqa: E402
-from featcodec import lloydmax  # noqa: E402
+from featcodec.transform import lloydmax  # noqa: E402
 
 
 def heavy_tailed(n: int, seed: int = 0) -> np.ndarray:

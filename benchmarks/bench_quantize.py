@@ -1,4 +1,4 @@
-"""pytest-benchmark: featcodec.kernels against np.searchsorted / torch.bucketize / levels[idx].
+"""pytest-benchmark: featcodec.transform.kernels against np.searchsorted / torch.bucketize / levels[idx].
 
 Run:  PYTHONPATH=$PWD pytest benchmarks/bench_quantize.py --benchmark-group-by=param:case
 Compare each group's rows: the peers do the same work on the same data in the same run.
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from featcodec import kernels
+from featcodec.transform import kernels
 
 N = 1_000_000
 

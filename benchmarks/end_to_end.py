@@ -157,7 +157,7 @@ def main() -> None:
         global CLOCK
         CLOCK = time.thread_time
     if a.threads:
-        from featcodec.kernels import set_num_threads
+        from featcodec.transform.kernels import set_num_threads
 
         set_num_threads(a.threads)
     rows = run(a.repeat)

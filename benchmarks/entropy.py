@@ -48,7 +48,7 @@ def best(fn, repeat: int) -> tuple[float, object]:
 
 
 def bench_featcodec(x, repeat):
-    from featcodec.entropy import decode_symbols, encode_symbols
+    from featcodec.stream.rans import decode_symbols, encode_symbols
 
     te, data = best(lambda: encode_symbols(x, threads=1), repeat)
     td, y = best(lambda: decode_symbols(data, x.size, threads=1), repeat)

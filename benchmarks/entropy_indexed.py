@@ -10,7 +10,7 @@ import time, numpy as np, torch
 from compressai.entropy_models import GaussianConditional
 from compressai.models.google import get_scale_table
 from compressai.ans import RansEncoder, RansDecoder
-from featcodec.entropy import encode_with_indexes, decode_with_indexes, prepare_cdfs
+from featcodec.stream.rans import encode_with_indexes, decode_with_indexes, prepare_cdfs
 gc = GaussianConditional(None); gc.update_scale_table(get_scale_table()); gc.update()
 rng = np.random.default_rng(0); n = 1_000_000
 scales = torch.tensor(rng.uniform(0.2, 20, n), dtype=torch.float32)

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from featcodec import cuda, kernels
+from featcodec.transform import cuda, kernels
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:

@@ -1,4 +1,4 @@
-"""Throughput of featcodec.kernels against numpy and torch doing the same work.
+"""Throughput of featcodec.transform.kernels against numpy and torch doing the same work.
 
 Run:  PYTHONPATH=$PWD python benchmarks/kernels.py [--n 4000000] [--threads 1] [--repeat 7]
 
@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from featcodec import kernels
+from featcodec.transform import kernels
 from featcodec.transform import uniform_transform
 
 

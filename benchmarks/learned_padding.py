@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     import featcodec
-    from featcodec.learned.codec import _pad, load_model
-    from featcodec.learned.data import TapTransform, load_manifest, tap_key
+    from featcodec.codecs.learned.codec import _pad, load_model
+    from featcodec.codecs.learned.data import TapTransform, load_manifest, tap_key
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", default="/work/corpus")

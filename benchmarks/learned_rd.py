@@ -103,7 +103,7 @@ class Baseline:
     weights, planes padded to the codec's multiple, integer table choice, our rANS."""
 
     def __init__(self, run: Path):
-        from featcodec.learned.codec import LearnedModel
+        from featcodec.codecs.learned.codec import LearnedModel
 
         self.model = LearnedModel.from_checkpoint(run / "ckpt.pt")
         self.config = self.model.config
@@ -113,7 +113,7 @@ class Baseline:
         """Plane of values in [0, 1] -> (payload bits, reconstruction in [0, 1])."""
         import torch
 
-        from featcodec.learned.codec import PAD, _pad, frame
+        from featcodec.codecs.learned.codec import PAD, _pad, frame
 
         h, w = unit_plane.shape
         x = _pad(torch.from_numpy(np.ascontiguousarray(unit_plane, np.float32))[None, None], PAD)
@@ -128,8 +128,8 @@ def main() -> None:
     import zstandard
 
     import featcodec
-    from featcodec.learned.codec import available_qualities
-    from featcodec.learned.data import TapTransform, load_manifest, tap_key
+    from featcodec.codecs.learned.codec import available_qualities
+    from featcodec.codecs.learned.data import TapTransform, load_manifest, tap_key
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default="/work/corpus")
@@ -235,7 +235,7 @@ def main() -> None:
                 pts.append(dict(rec, method="zfpy", point=k, bits=8 * len(c), mse=mse,
                                 psnr=_psnr(x, mse)))
         print(f"{key}: {len(test)} tensors, {time.time() - t0:.0f} s", flush=True)
-    from featcodec.learned.codec import manifest
+    from featcodec.codecs.learned.codec import manifest
 
     shipped_steps = [m["steps"] for m in manifest()["models"] if m["codec"] == "hyperprior"]
     base_runs = [dict(run=str(r), steps=b.steps, lmbda=b.config["lmbda"])
@@ -253,7 +253,7 @@ def main() -> None:
 
 
 def _payload_len(blob: bytes) -> int:
-    from featcodec import bitstream
+    from featcodec.stream import container as bitstream
 
     s = bitstream.read_stream(blob)
     return len(s.sections[s.header["sections"].index("payload")])

@@ -5,7 +5,7 @@ four calls in turn: ours encode, ours decode, CompressAI compress, decompress).
 
 CompressAI gets the float tensor ready-made, edge-padded to the multiple of 64 its
 networks need (the padding is not timed); ours is timed from the uint8 index plane
-to the payload and back, padding to a multiple of 16 inside (featcodec.learned.codec).
+to the payload and back, padding to a multiple of 16 inside (featcodec.codecs.learned.codec).
 
 Usage::
 
@@ -46,8 +46,8 @@ def main() -> None:
 
     import featcodec
     from featcodec.codecs import get_codec
-    from featcodec.learned.codec import available_qualities, load_model
-    from featcodec.learned.data import load_manifest
+    from featcodec.codecs.learned.codec import available_qualities, load_model
+    from featcodec.codecs.learned.data import load_manifest
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default="/work/corpus")

@@ -1,5 +1,5 @@
 """A real model split into two pipeline stages on two processes (gloo, 127.0.0.1), the
-activation crossing with ``featcodec.distributed``: bytes sent against the raw tensor,
+activation crossing with ``featcodec.integrations.distributed``: bytes sent against the raw tensor,
 and end-to-end agreement with the uncut model.
 
 Stage 0 (rank 0) runs the head and ``isend``s each activation; stage 1 (rank 1)
@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from featcodec import distributed as fcd
-from featcodec.split import SplitModel
+from featcodec.integrations.split import SplitModel
 
 
 def _models() -> list[tuple[str, nn.Module, str, list, list, str]]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from featcodec.split import SplitModel
+from featcodec.integrations.split import SplitModel
 
 
 def mobilenet_rows(n_img: int, n_cal: int, bits_list: list[int]) -> list[str]:

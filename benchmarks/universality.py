@@ -66,7 +66,7 @@ def evaluate(corpus: Path, family: str, runs: dict[str, list[Path]], per_tap: in
              fit_samples: int) -> dict[str, list[tuple[float, float, float]]]:
     """tag -> [(lambda, BPFP, PSNR)] for ``family``'s test tensors, one point per run."""
     import featcodec
-    from featcodec.learned.data import TapTransform, load_manifest, tap_key
+    from featcodec.codecs.learned.data import TapTransform, load_manifest, tap_key
 
     taps = defaultdict(list)
     for e in sorted(load_manifest(corpus), key=lambda e: (tap_key(e), str(e["input_id"]))):

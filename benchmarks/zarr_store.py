@@ -26,7 +26,7 @@ import numpy as np
 import zarr
 
 import featcodec
-from featcodec.zarr_codec import FeatcodecZarrCodec
+from featcodec.integrations.zarr_codec import FeatcodecZarrCodec
 
 SETS = [("cnn", "features13"), ("cnn", "features18"), ("vit", "layer9"), ("latent", "latent256")]
 

@@ -20,52 +20,20 @@ import functools
 import inspect
 import json
 import math
-import threading
 from typing import Any
 
 import numpy as np
 
-from . import bitstream
+from .stream import container as bitstream
 from ._arrays import _TORCH_NAME, Origin, float_view, is_torch
 from .codecs import get_codec
 from .errors import FeatcodecError, FormatError, InputError, MissingTransformError
-from .packing import PackInfo, pack, unpack
+from .stages.alignment import PackInfo, pack, unpack
+from .transform.registry import register_transform, registered_transforms
 
 __all__ = ["encode", "decode", "header", "register_transform", "registered_transforms"]
 
-_TRANSFORMS: dict[str, Any] = {}
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
-_TLOCK = threading.Lock()
-
-
-def register_transform(t: Any) -> str:
-    """Make transform ``t`` known by its id, so streams that reference it decode.
-
-    Returns ``t.id``.
-
-    Example:
-        >>> import numpy as np, featcodec
-        >>> t = featcodec.fit_transform(np.random.default_rng(0).normal(size=4096), bits=4)
-        >>> x = np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32)
-        >>> blob = featcodec.encode(x, transform=t, embed_transform=False)
-        >>> featcodec.register_transform(t) == t.id
-        True
-        >>> featcodec.decode(blob).shape
-        (8, 8)
-    """
-    from .transform import Transform
-
-    if not isinstance(t, Transform):
-        raise InputError(f"register_transform takes a featcodec Transform, not {type(t).__name__}.")
-    with _TLOCK:
-        _TRANSFORMS[t.id] = t
-    return t.id
-
-
-def registered_transforms() -> dict[str, Any]:
-    """A copy of the id -> Transform registry."""
-    with _TLOCK:
-        return dict(_TRANSFORMS)
 
 
 def _check_bits(bits: Any) -> int:

@@ -44,7 +44,7 @@ def _learned_codecs() -> list[str]:
     from .codecs import available_codecs
 
     try:
-        from .learned.codec import manifest
+        from .codecs.learned.codec import manifest
     except ImportError:  # pragma: no cover - the learned codecs' dependencies are missing
         return []
     return sorted({m["codec"] for m in manifest()["models"]} & set(available_codecs()))

@@ -78,7 +78,7 @@ def scenario_pipeline(rank: int) -> dict:
     """TAEF2 as a two-stage pipeline: encoder on rank 0, decoder on rank 1, the latent
     crossing compressed; rank 1 compares with the uncut model."""
     from featcodec.features.latent import TAEF2
-    from featcodec.split import SplitModel
+    from featcodec.integrations.split import SplitModel
 
     m = TAEF2.load()
     model = torch.nn.Sequential(m.encoder, m.decoder).eval()

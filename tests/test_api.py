@@ -196,7 +196,7 @@ def test_decode_to_cuda_without_a_gpu_is_an_input_error():
 
 def _rewrite_header(blob, edit):
     """Re-serialise a stream with an edited header (valid checksum): hostile input."""
-    from featcodec.bitstream import read_stream, write_stream
+    from featcodec.stream.container import read_stream, write_stream
 
     s = read_stream(blob)
     h = dict(s.header)
@@ -251,7 +251,7 @@ def test_unknown_codec_in_stream():
 
 
 def test_corrupt_levels_with_valid_checksum():
-    from featcodec.bitstream import read_stream, write_stream
+    from featcodec.stream.container import read_stream, write_stream
 
     blob = featcodec.encode(_heavy((4, 4)), bits=4)
     s = read_stream(blob)
@@ -269,7 +269,7 @@ def test_corrupt_levels_with_valid_checksum():
 
 def test_version_from_the_future():
     blob = bytearray(featcodec.encode(_heavy((4, 4))))
-    struct.pack_into("<H", blob, 8, featcodec.bitstream.FORMAT_VERSION + 1)
+    struct.pack_into("<H", blob, 8, featcodec.stream.container.FORMAT_VERSION + 1)
     body = bytes(blob[:-4])
     with pytest.raises(featcodec.VersionError, match="[Uu]pgrade"):
         featcodec.decode(body + struct.pack("<I", zlib.crc32(body)))

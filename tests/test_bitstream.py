@@ -7,7 +7,7 @@ import zlib
 import pytest
 
 import featcodec
-from featcodec.bitstream import BASE_VERSION, FORMAT_VERSION, HEADER_TOKENS, MAGIC, read_stream, write_stream
+from featcodec.stream.container import BASE_VERSION, FORMAT_VERSION, HEADER_TOKENS, MAGIC, read_stream, write_stream
 from featcodec.limits import MAX_HEADER_BYTES, MAX_SECTIONS
 
 HEADER = {"codec": "test", "values": [1, 2.5, "x"]}

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import featcodec
-from featcodec.cli import EXIT_ERROR, EXIT_MISSING, EXIT_OK, EXIT_USAGE, distortion, main
-from featcodec.io import load_tensor, save_tensor
+from featcodec.integrations.cli import EXIT_ERROR, EXIT_MISSING, EXIT_OK, EXIT_USAGE, distortion, main
+from featcodec.integrations.io import load_tensor, save_tensor
 
 
 def run(capsys, *argv):
@@ -101,9 +101,9 @@ def test_fit_then_encode_with_a_shared_transform(capsys, feat, tmp_path):
     assert featcodec.header(blob)["transform"]["id"] == t.id
     assert not featcodec.header(blob)["transform"]["embedded"]
     # the decoder in another process would need the transform: the CLI takes it as a file
-    from featcodec import api
+    from featcodec.transform.registry import unregister_transform
 
-    api._TRANSFORMS.pop(t.id, None)
+    unregister_transform(t.id)
     rc, _, err = run(capsys, "decode", tmp_path / "s.fc", "-o", tmp_path / "s.npy")
     assert rc == EXIT_ERROR and "transform" in err
     assert run(capsys, "decode", tmp_path / "s.fc", "-o", tmp_path / "s.npy", "--transform", tfile)[0] == EXIT_OK
@@ -179,7 +179,7 @@ def test_bad_inputs_exit_1_with_a_message(capsys, tmp_path, feat):
 
 def test_train_is_forwarded_or_reported_missing(capsys):
     try:
-        import featcodec.learned.train  # noqa: F401
+        import featcodec.codecs.learned.train  # noqa: F401
     except ImportError:
         assert main(["train", "--help"]) == EXIT_MISSING
         return
@@ -209,9 +209,9 @@ def test_demo_runs_on_the_bundled_data(capsys):
     assert run(capsys, "demo", "--transforms", "magic")[0] == EXIT_ERROR
 
 
-@pytest.mark.parametrize("module", ["featcodec.cli", "featcodec"])
+@pytest.mark.parametrize("module", ["featcodec.integrations.cli", "featcodec"])
 def test_console_script_exit_codes(tmp_path, run_python, module):
-    """`python -m featcodec.cli` (the console script's entry) and `python -m featcodec`,
+    """`python -m featcodec.integrations.cli` (the console script's entry) and `python -m featcodec`,
     in a process of their own."""
     r = run_python("-m", module, "decode", tmp_path / "nothing.fc", text=True, check=False, timeout=120)
     assert r.returncode == EXIT_ERROR and "no such file" in r.stderr
@@ -248,7 +248,7 @@ def test_docstring_examples_run():
     import doctest
     import importlib
 
-    res = doctest.testmod(importlib.import_module("featcodec.cli"), optionflags=doctest.ELLIPSIS)
+    res = doctest.testmod(importlib.import_module("featcodec.integrations.cli"), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0
 
 

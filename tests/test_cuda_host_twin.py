@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import featcodec
-from featcodec import kernels
+from featcodec.transform import kernels
 
 pytest.importorskip("featcodec._cuda")
-from featcodec import cuda  # noqa: E402
+from featcodec.transform import cuda  # noqa: E402
 
 
 def heavy(shape, seed=1) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""featcodec.distributed over a real gloo process group: two processes on 127.0.0.1."""
+"""featcodec.integrations.distributed over a real gloo process group: two processes on 127.0.0.1."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["featcodec.packing", "featcodec.bitstream", "featcodec.api", "featcodec.codecs", "featcodec.codecs.index",
-                                  "featcodec.learned.models", "featcodec.learned.codec",
+@pytest.mark.parametrize("name", ["featcodec.stages.alignment", "featcodec.stream.container", "featcodec.api", "featcodec.codecs", "featcodec.codecs.index",
+                                  "featcodec.codecs.learned.models", "featcodec.codecs.learned.codec",
                                   "featcodec.ratecontrol"])
 def test_docstring_examples(name):
     res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)

@@ -1,4 +1,4 @@
-"""featcodec.entropy: the static and indexed-CDF rANS coders, and the CompressAI adapter."""
+"""featcodec.stream.rans: the static and indexed-CDF rANS coders, and the CompressAI adapter."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import featcodec
-from featcodec.entropy import (
+from featcodec.stream.rans import (
     decode_symbols,
     decode_with_indexes,
     encode_symbols,
@@ -492,7 +492,7 @@ def test_adapter_on_compressai_model_latents(hyperprior):
     import compressai
     import torch
 
-    import featcodec.compressai_coder as fcc
+    import featcodec.integrations.compressai_coder as fcc
 
     x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
@@ -515,7 +515,7 @@ def test_adapter_on_compressai_model_latents(hyperprior):
 
 
 def test_adapter_streaming_decoder_and_buffered_encoder():
-    from featcodec.compressai_coder import BufferedRansEncoder, RansDecoder
+    from featcodec.integrations.compressai_coder import BufferedRansEncoder, RansDecoder
 
     cdfs, lengths, offsets = _compressai_tables()
     rng = np.random.default_rng(2)
@@ -540,7 +540,7 @@ def test_adapter_on_autoregressive_model():
     import torch
     from compressai.models import JointAutoregressiveHierarchicalPriors
 
-    import featcodec.compressai_coder as fcc
+    import featcodec.integrations.compressai_coder as fcc
 
     torch.manual_seed(0)
     model = JointAutoregressiveHierarchicalPriors(N=16, M=24).eval()
@@ -561,7 +561,7 @@ def test_adapter_on_autoregressive_model():
 @pytest.mark.parametrize("num_tables", [1, 3])
 def test_indexed_long_calls_use_the_coarse_index_consistently(num_tables):
     """Long decode calls search through a per-table bucket index, short ones do not."""
-    from featcodec.compressai_coder import RansDecoder
+    from featcodec.integrations.compressai_coder import RansDecoder
 
     cdfs, lengths, offsets = _compressai_tables(num=num_tables, seed=5)
     rng = np.random.default_rng(num_tables)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import featcodec
-from featcodec.bitstream import read_stream, write_stream
+from featcodec.stream.container import read_stream, write_stream
 
 N_MUTATED = 100_000
 N_RECRC = 3_000

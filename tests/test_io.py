@@ -1,4 +1,4 @@
-"""featcodec.io: tensors in .npy/.pt/.safetensors round-trip exactly; unsafe or broken
+"""featcodec.integrations.io: tensors in .npy/.pt/.safetensors round-trip exactly; unsafe or broken
 files are refused with a FeatcodecError, never unpickled or half-read."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import featcodec
-from featcodec.io import load_tensor, load_tensors, save_tensor, save_tensors, tensor_format
+from featcodec.integrations.io import load_tensor, load_tensors, save_tensor, save_tensors, tensor_format
 
 pytest.importorskip("safetensors")
 
@@ -138,5 +138,5 @@ def test_docstring_examples_run():
     import doctest
     import importlib
 
-    res = doctest.testmod(importlib.import_module("featcodec.io"), optionflags=doctest.ELLIPSIS)
+    res = doctest.testmod(importlib.import_module("featcodec.integrations.io"), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0

@@ -1,4 +1,4 @@
-"""featcodec.kernels against numpy: quantize == np.searchsorted(side="right"),
+"""featcodec.transform.kernels against numpy: quantize == np.searchsorted(side="right"),
 dequantize == levels[idx], for every dtype, layout, channel mode and thread count."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import featcodec
-from featcodec import kernels
+from featcodec.transform import kernels
 
 # FEATCODEC_HYPOTHESIS_EXAMPLES=2000 for a thorough run; the default keeps the suite quick.
 SETTINGS = settings(

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import featcodec
-from featcodec import kernels
+from featcodec.transform import kernels
 
-cuda = pytest.importorskip("featcodec.cuda")
+cuda = pytest.importorskip("featcodec.transform.cuda")
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not cuda.available(), reason="needs a CUDA device and featcodec._cuda"),

@@ -12,7 +12,7 @@ import pytest
 
 import featcodec
 from featcodec.codecs import get_codec
-from featcodec.learned import codec as lc
+from featcodec.codecs.learned import codec as lc
 
 QS = lc.available_qualities("hyperprior")
 CODECS = [c for c in ("hyperprior", "elic") if lc.available_qualities(c)]

@@ -1,4 +1,4 @@
-"""Integer-exact hyper-decoder and table choice (featcodec.learned.integer_entropy)."""
+"""Integer-exact hyper-decoder and table choice (featcodec.codecs.learned.integer_entropy)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from featcodec.learned.integer_entropy import (FRAC, FixedPointHyperSynthesis, scale_indexes,
+from featcodec.codecs.learned.integer_entropy import (FRAC, FixedPointHyperSynthesis, scale_indexes,
                                                scale_thresholds)
-from featcodec.learned.models import build_model
+from featcodec.codecs.learned.models import build_model
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_subpixel_deconv_equals_compressai_deconv(cout, h, w):
     """The sub-pixel rewrite of a stride-2 5x5 transposed conv gives CompressAI's output."""
     from compressai.models.utils import deconv
 
-    from featcodec.learned.models import _SubPixelDeconv
+    from featcodec.codecs.learned.models import _SubPixelDeconv
 
     torch.manual_seed(cout * 100 + h)
     d = deconv(6, cout).eval()
@@ -91,7 +91,7 @@ def test_subpixel_deconv_equals_compressai_deconv(cout, h, w):
 def test_inference_transforms_match_compressai(net):
     """for_inference (frozen in-place GDN, sub-pixel last layer, channels-last) computes
     what CompressAI's g_a / g_s compute."""
-    from featcodec.learned.models import for_inference
+    from featcodec.codecs.learned.models import for_inference
 
     x = torch.rand(1, 1, 64, 128)
     with torch.no_grad():
@@ -114,7 +114,7 @@ def test_blocked_elic_blocks_equal_compressai_blocks(monkeypatch, pixels, hw):
     from compressai.layers import AttentionBlock
     from compressai.models.sensetime import ResidualBottleneckBlock
 
-    from featcodec.learned.models import _BlockedAttention, _BlockedBottleneck
+    from featcodec.codecs.learned.models import _BlockedAttention, _BlockedBottleneck
 
     monkeypatch.setattr(_BlockedBottleneck, "PIXELS", pixels)
     monkeypatch.setattr(_BlockedAttention, "PIXELS", pixels)
@@ -137,7 +137,7 @@ def test_blocked_elic_blocks_equal_compressai_blocks(monkeypatch, pixels, hw):
 def test_frozen_gdn_equals_compressai_gdn(inverse, hw):
     from compressai.layers import GDN
 
-    from featcodec.learned.models import _FrozenGDN
+    from featcodec.codecs.learned.models import _FrozenGDN
 
     torch.manual_seed(hw[0])
     gdn = GDN(8, inverse=inverse).eval()
@@ -151,7 +151,7 @@ def test_frozen_gdn_equals_compressai_gdn(inverse, hw):
                                            atol=1e-6)
 
 
-# -- ELIC's space-channel context model in fixed point (featcodec.learned.latents) -------
+# -- ELIC's space-channel context model in fixed point (featcodec.codecs.learned.latents) -------
 
 def _tiny_elic():
     torch.manual_seed(3)
@@ -162,8 +162,8 @@ def _tiny_elic():
 
 @pytest.fixture(scope="module")
 def elic():
-    from featcodec.learned.integer_entropy import to_fixed
-    from featcodec.learned.latents import CheckerboardGroupLatents
+    from featcodec.codecs.learned.integer_entropy import to_fixed
+    from featcodec.codecs.learned.latents import CheckerboardGroupLatents
 
     n = _tiny_elic()
     gc = n.latent_codec["y"].latent_codec["y0"].latent_codec["y"].gaussian_conditional
@@ -239,7 +239,7 @@ def test_conv_at_positions_equals_the_full_fixed_point_conv(h, w):
     exactly the full fixed-point convolution's numbers there (integer sums: any order)."""
     from compressai.layers import CheckerboardMaskedConv2d
 
-    from featcodec.learned.integer_entropy import FixedPointConvAt, FixedPointSequential, to_fixed
+    from featcodec.codecs.learned.integer_entropy import FixedPointConvAt, FixedPointSequential, to_fixed
 
     torch.manual_seed(h * 10 + w)
     m = CheckerboardMaskedConv2d(6, 12, kernel_size=5, padding=2)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from featcodec.learned.data import (CropSampler, PlaneSet, TapTransform, build_planes,
+from featcodec.codecs.learned.data import (CropSampler, PlaneSet, TapTransform, build_planes,
                                     fit_lloyd_max, to_plane)
-from featcodec.learned.train import train
+from featcodec.codecs.learned.train import train
 
 
 def test_to_plane_mosaic_places_each_channel_as_a_tile():
@@ -106,8 +106,8 @@ def test_export_int8_and_float16_load_as_the_trained_elic(corpus, tmp_path):
     """A tiny ELIC trained two steps, exported as float16 and as int8 (+ per-slice scale):
     both load to the trained weights within their storage precision, the checkerboard
     masks come from the architecture (not stored), and both code a plane end to end."""
-    from featcodec.learned.codec import LearnedModel
-    from featcodec.learned.export import export_checkpoint
+    from featcodec.codecs.learned.codec import LearnedModel
+    from featcodec.codecs.learned.export import export_checkpoint
 
     train(str(corpus), str(tmp_path / "run"), arch="elic", lmbda=0.01, steps=2, N=8, M=20,
           batch=2, crop=64, save_every=1, log_every=1, progress=False)

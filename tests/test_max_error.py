@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import featcodec
-from featcodec.bitstream import read_stream, write_stream
+from featcodec.stream.container import read_stream, write_stream
 
 
 def _f64(a):

@@ -14,7 +14,7 @@ import pytest
 import featcodec
 
 numcodecs = pytest.importorskip("numcodecs")
-from featcodec.numcodecs_codec import FeatCodec  # noqa: E402
+from featcodec.integrations.numcodecs_codec import FeatCodec  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "data" / "features"
 
@@ -114,14 +114,14 @@ def test_bad_settings_and_chunks():
 def test_missing_transform_is_reported():
     t = featcodec.fit_transform(np.random.default_rng(5).standard_normal(5000) * 3, bits=4)
     blob = FeatCodec(transform=t, embed_transform=False).encode(np.ones((4, 4), np.float32))
-    from featcodec import api
+    from featcodec.transform.registry import unregister_transform
 
-    saved = api._TRANSFORMS.pop(t.id)  # a reader that never registered it
+    saved = unregister_transform(t.id)  # a reader that never registered it
     try:
         with pytest.raises(featcodec.MissingTransformError, match="register_transform"):
             FeatCodec().decode(blob)
     finally:
-        api._TRANSFORMS[t.id] = saved
+        featcodec.register_transform(saved)
 
 
 def _report(name: str, x: np.ndarray, y: np.ndarray, stored: int) -> dict:
@@ -147,7 +147,7 @@ needs_zarr3 = pytest.mark.skipif(zarr is None or int(zarr.__version__.split(".")
 
 @needs_zarr3
 def test_zarr_v3_feature_store(tmp_path):
-    from featcodec.zarr_codec import FeatcodecZarrCodec
+    from featcodec.integrations.zarr_codec import FeatcodecZarrCodec
 
     x = _features()
     path = tmp_path / "feats.zarr"
@@ -175,7 +175,7 @@ def test_zarr_v3_feature_store(tmp_path):
 @needs_zarr3
 def test_zarr_v3_with_a_shared_transform(tmp_path):
     """One transform fitted on the data set, stored by id: smaller chunks, same decode."""
-    from featcodec.zarr_codec import FeatcodecZarrCodec
+    from featcodec.integrations.zarr_codec import FeatcodecZarrCodec
 
     x = _features()
     t = featcodec.fit_transform(x, bits=6)
@@ -196,7 +196,7 @@ def test_zarr_v3_with_a_shared_transform(tmp_path):
 
 @needs_zarr3
 def test_zarr_v3_rejects_non_float_arrays(tmp_path):
-    from featcodec.zarr_codec import FeatcodecZarrCodec
+    from featcodec.integrations.zarr_codec import FeatcodecZarrCodec
 
     with pytest.raises(featcodec.InputError, match="float"):
         zarr.create_array(store=str(tmp_path / "i.zarr"), shape=(4, 4), dtype="int32",

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import featcodec
-from featcodec.packing import PackInfo, crop_plane, mosaic_grid, pack, pad_plane, padded_shape, unpack
+from featcodec.stages.alignment import PackInfo, crop_plane, mosaic_grid, pack, pad_plane, padded_shape, unpack
 
 
 def _mosaic_reference(x, a, b):

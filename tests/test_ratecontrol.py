@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import featcodec
-from featcodec.learned.codec import available_qualities
+from featcodec.codecs.learned.codec import available_qualities
 
 #: every shipped (codec, quality)
 LEARNED = [(c, q) for c in ("hyperprior", "elic") for q in available_qualities(c)]

@@ -1,4 +1,4 @@
-"""featcodec.split: cutting models with torch.fx, and split inference with featcodec
+"""featcodec.integrations.split: cutting models with torch.fx, and split inference with featcodec
 between the halves, on TAEF2 (and MobileNetV2 where its weights are installed)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import featcodec
-from featcodec.split import CompressAt, SplitModel, cut
+from featcodec.integrations.split import CompressAt, SplitModel, cut
 
 
 class Residual(nn.Module):
@@ -238,5 +238,5 @@ def test_docstring_examples_run():
     import doctest
     import importlib
 
-    res = doctest.testmod(importlib.import_module("featcodec.split"), optionflags=doctest.ELLIPSIS)
+    res = doctest.testmod(importlib.import_module("featcodec.integrations.split"), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0

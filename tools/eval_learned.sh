@@ -23,7 +23,7 @@ for s in $steps; do
     export)
       ckpts=()
       for l in $LMBDAS; do ckpts+=("$RUNS/hyperprior_dtufc_$l/ckpt.pt"); done
-      $PY -m featcodec.learned.export --codec hyperprior --out featcodec/learned/weights "${ckpts[@]}" ;;
+      $PY -m featcodec.codecs.learned.export --codec hyperprior --out featcodec/codecs/learned/weights "${ckpts[@]}" ;;
     rd)
       $PY benchmarks/learned_rd.py --corpus "$CORPUS" --per-tap 4 \
           --baseline-runs "$RUNS/hyperprior_caufc_*" --out docs/learned_rd ;;
@@ -40,7 +40,7 @@ for s in $steps; do
     export-elic)
       ckpts=()
       for l in $ELIC_LMBDAS; do ckpts+=("$ELIC_RUNS/elic_dtufc_$l/ckpt.pt"); done
-      $PY -m featcodec.learned.export --codec elic --weights int8 --out featcodec/learned/weights \
+      $PY -m featcodec.codecs.learned.export --codec elic --weights int8 --out featcodec/codecs/learned/weights \
           "${ckpts[@]}" ;;
     rd-elic)
       $PY benchmarks/learned_rd.py --corpus "$CORPUS" --per-tap 4 --methods elic \

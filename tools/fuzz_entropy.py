@@ -4,7 +4,7 @@ raise a FeatcodecError or decode to an array of the right size, never crash.
 Run:  PYTHONPATH=$PWD python tools/fuzz_entropy.py SEED ITERATIONS
 """
 import numpy as np, featcodec, sys
-from featcodec.entropy import *
+from featcodec.stream.rans import *
 rng = np.random.default_rng(int(sys.argv[1]))
 cases = []
 for dt, n in [(np.uint8, 3_000_000), (np.uint16, 50_000), (np.uint8, 1000), (np.uint16, 2_100_000), (np.uint8, 5)]:

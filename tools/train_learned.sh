@@ -32,12 +32,12 @@ export PYTHONPATH=$PWD
 common=(--corpus "$CORPUS" --arch "$ARCH" --input "$INPUT" --families "$FAMILIES"
         --threads 1 --seed 0 --N "$N" --M "$M" --batch "$BATCH" --no-progress)
 run() { echo "$ROOT/${ARCH}_${INPUT}${TAG}_$1"; }
-$PY -m featcodec.learned.train "${common[@]}" --out "$(run "$MAIN_LMBDA")" --lr "$LR" \
+$PY -m featcodec.codecs.learned.train "${common[@]}" --out "$(run "$MAIN_LMBDA")" --lr "$LR" \
     --lmbda "$MAIN_LMBDA" --steps "$MAIN_STEPS" --lr-drop-at 0.85
 for chain in "$UP_LMBDAS" "$DOWN_LMBDAS"; do
   prev=$MAIN_LMBDA
   for l in $chain; do
-    $PY -m featcodec.learned.train "${common[@]}" --out "$(run "$l")" --lr "$FT_LR" \
+    $PY -m featcodec.codecs.learned.train "${common[@]}" --out "$(run "$l")" --lr "$FT_LR" \
         --lmbda "$l" --steps "$FT_STEPS" --init "$(run "$prev")/ckpt.pt" --lr-drop-at 0.7
     prev=$l
   done
@@ -48,7 +48,7 @@ if [ "$POLISH_STEPS" -gt 0 ]; then  # (the later --seed wins)
     for l in $MAIN_LMBDA $UP_LMBDAS $DOWN_LMBDAS; do
       init="$(run "$l")/ckpt.pt"
       [ "$r" -gt 1 ] && init="$(polished $((r - 1)))/${ARCH}_${INPUT}${TAG}_$l/ckpt.pt"
-      $PY -m featcodec.learned.train "${common[@]}" --seed "$r" \
+      $PY -m featcodec.codecs.learned.train "${common[@]}" --seed "$r" \
           --out "$(polished "$r")/${ARCH}_${INPUT}${TAG}_$l" --lr "$FT_LR" --lmbda "$l" \
           --steps "$POLISH_STEPS" --init "$init" --lr-drop-at 0.7
     done

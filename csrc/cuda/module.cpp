@@ -1,4 +1,4 @@
-// featcodec._cuda: the CUDA kernels, bound for featcodec/cuda.py. It takes raw device
+// featcodec._cuda: the CUDA kernels, bound for featcodec/transform/cuda.py. It takes raw device
 // pointers (torch's tensor.data_ptr()) and a stream handle (torch.cuda.current_stream()
 // .cuda_stream), so it needs no libtorch; the CUDA runtime is linked statically.
 #include <pybind11/pybind11.h>

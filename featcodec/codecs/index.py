@@ -1,7 +1,7 @@
 """The "index" codec: the index plane entropy-coded with rANS under static models fitted
 to the plane itself (their frequency tables travel inside the payload): one for the whole
 plane, or one per group of columns or channel tiles, with or without predictions from
-neighbouring values (:mod:`featcodec.codecs.columns`).
+neighbouring values (:mod:`featcodec.codecs.grouped_tables`).
 
 Lossless on the indices; the loss comes only from the transform (its ``bits``).
 """
@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError, InputError
-from . import columns
+from . import grouped_tables as columns
 
 
 class IndexCodec:
-    """Static-model rANS over the indices (``featcodec.entropy.encode_symbols``): one
+    """Static-model rANS over the indices (``featcodec.stream.rans.encode_symbols``): one
     table for the whole plane, or one per group of columns or of mosaic tiles
-    (:mod:`featcodec.codecs.columns`, format version 3), those groups with predictions
+    (:mod:`featcodec.codecs.grouped_tables`, format version 3), those groups with predictions
     from the value before or a row above where units choose them (version 4), whichever
     is smallest.
 
@@ -37,7 +37,7 @@ class IndexCodec:
                      **params: Any) -> tuple[bytes, dict]:
         """``tile``: the ``(h, w)`` of the channel tiles when the plane is a mosaic
         (``featcodec.encode`` passes it)."""
-        from ..entropy import encode_symbols
+        from ..stream.rans import encode_symbols
 
         if params:
             raise InputError(
@@ -63,7 +63,7 @@ class IndexCodec:
         return best
 
     def decode_plane(self, payload: bytes, shape: tuple[int, int], bits: int, params: dict) -> np.ndarray:
-        from ..entropy import decode_symbols
+        from ..stream.rans import decode_symbols
 
         if params.get("table") in ("columns", "tiles"):
             tile = _tile(params, shape)

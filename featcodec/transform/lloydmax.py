@@ -30,7 +30,7 @@ threads, the same operations in the same order for the same input.
 
 Example:
     >>> import numpy as np
-    >>> from featcodec import lloydmax
+    >>> from featcodec.transform import lloydmax
     >>> pts = lloydmax.points_from_values(np.array([[0, 0, 1, 5, 6]], np.float32))
     >>> lloydmax.fit_levels(pts, 2).round(6).tolist()
     [[0.333333, 5.5]]
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from .. import _core
 
 __all__ = [
     "WeightedPoints",

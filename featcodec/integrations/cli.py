@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import FeatcodecError, InputError
+from ..errors import FeatcodecError, InputError
 
 __all__ = ["main", "build_parser", "distortion", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_MISSING"]
 
@@ -54,7 +54,7 @@ def distortion(x: Any, y: Any) -> dict[str, float]:
     >>> round(d["mse"], 4), round(d["psnr"], 2), d["max_abs"]
     (0.0833, 16.81, 0.5)
     """
-    from . import metrics
+    from .. import metrics
 
     mse = metrics.mse(x, y)
     try:
@@ -125,8 +125,8 @@ def _transform_arg(args: argparse.Namespace) -> Any:
         return spec
     cached = getattr(args, "_transform_obj", None)
     if cached is None:
-        from . import api
-        from .transform import load_transform
+        from .. import api
+        from ..transform import load_transform
 
         if not Path(spec).is_file():
             raise InputError(f"--transform {spec}: no such file; give a transform file from `featcodec fit`, or auto/uniform.")
@@ -210,7 +210,7 @@ def _split_list(text: str, cast: Callable[[str], Any]) -> list[Any]:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from .io import load_tensor
-    from .transform import fit_transform
+    from ..transform import fit_transform
 
     out = Path(args.output)
     _refuse_overwrite(out, args)
@@ -242,7 +242,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _as_f32_numpy(x: Any, src: Any) -> np.ndarray:
-    from ._arrays import float_view, to_float32
+    from .._arrays import float_view, to_float32
 
     try:
         a, origin = float_view(x)
@@ -252,7 +252,7 @@ def _as_f32_numpy(x: Any, src: Any) -> np.ndarray:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from . import api
+    from .. import api
     from .io import load_tensor, write_bytes_atomic
 
     opts = _encode_options(args)
@@ -285,7 +285,7 @@ def _read_stream_file(p: Path) -> bytes:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from . import api
+    from .. import api
     from .io import save_tensor
 
     transform = _transform_arg(args) if args.transform else None
@@ -308,7 +308,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from . import api
+    from .. import api
 
     infos = []
     for f in args.files:
@@ -333,7 +333,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _measure(x: Any, codec: str, opts: dict[str, Any], repeat: int = 1) -> dict[str, Any]:
     """Encode and decode ``x``; return bytes, bits/value, distortion and best-of-``repeat`` times."""
-    from . import api
+    from .. import api
 
     enc_t = dec_t = math.inf
     blob = b""
@@ -448,7 +448,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _threads() -> str:
     try:
-        from .kernels import get_num_threads
+        from ..threads import get_num_threads
 
         return str(get_num_threads())
     except Exception:
@@ -458,7 +458,7 @@ def _threads() -> str:
 def _demo_tensors() -> list[tuple[str, np.ndarray]]:
     """``(name, array)`` pairs of the bundled demo features (``family/tap``)."""
     try:
-        from .datasets import load_demo
+        from ..datasets import load_demo
     except ImportError as e:
         raise MissingPart(f"the demo data module is missing from this install ({e}).") from None
     try:
@@ -475,7 +475,7 @@ _TRANSFORM_KINDS = {"lloyd-max": "fit_transform", "uniform": "fit_uniform"}
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """For each bundled real feature: fit a transform, encode, decode, measure."""
-    from . import transform as transform_mod
+    from .. import transform as transform_mod
 
     t_start = time.perf_counter()
     kinds = _split_list(args.transforms, str)
@@ -538,7 +538,7 @@ def _add_codec_options(p: argparse.ArgumentParser, *, many: bool) -> None:
     p.add_argument("--max-error", type=float, default=None, dest="max_error",
                    help="error-bounded coding (index codec): every decoded value within this "
                         "absolute error; picks the transform and bits itself")
-    from .packing import LAYOUTS
+    from ..stages.alignment import LAYOUTS
 
     p.add_argument("--layout", default=None, choices=("auto", *LAYOUTS),
                    help="how the tensor is packed into a 2-D plane (default: auto, chosen from the shape)")
@@ -549,8 +549,8 @@ def _add_codec_options(p: argparse.ArgumentParser, *, many: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``featcodec`` command (without ``train``, which is
-    forwarded to :func:`featcodec.learned.train.main`)."""
-    from . import __version__
+    forwarded to :func:`featcodec.codecs.learned.train.main`)."""
+    from .. import __version__
 
     p = argparse.ArgumentParser(
         prog="featcodec",
@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_train(argv: list[str]) -> int:
     try:
-        from .learned.train import main as train_main
+        from ..codecs.learned.train import main as train_main
     except ImportError as e:
         raise MissingPart(f"the learned-codec trainer is not available in this install ({e}).") from None
     rc = train_main(argv)
@@ -658,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.codecs:
-            from . import available_codecs
+            from .. import available_codecs
 
             print("\n".join(available_codecs()))
             return EXIT_OK

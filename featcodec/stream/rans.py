@@ -19,7 +19,7 @@ checked).
 
 Example:
     >>> import numpy as np
-    >>> from featcodec.entropy import encode_symbols, decode_symbols
+    >>> from featcodec.stream.rans import encode_symbols, decode_symbols
     >>> x = np.array([3, 3, 3, 7, 3, 200], dtype=np.uint8)
     >>> data = encode_symbols(x)
     >>> decode_symbols(data, x.size).tolist()
@@ -28,13 +28,13 @@ Example:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
-from . import _core
-from .errors import FormatError, InputError
+from .. import _core
+from ..errors import FormatError, InputError
+from ..threads import get_num_threads
 
 __all__ = [
     "encode_symbols",
@@ -50,12 +50,7 @@ def _threads(threads: int | None) -> int:
         if int(threads) < 1:
             raise InputError(f"threads must be >= 1, got {threads}")
         return int(threads)
-    try:  # the kernels module owns the library-wide setting when it is present
-        from .kernels import get_num_threads  # type: ignore[attr-defined]
-
-        return max(1, int(get_num_threads()))
-    except ImportError:
-        return os.cpu_count() or 1
+    return get_num_threads()
 
 
 def _bytes(data: Any) -> memoryview:

@@ -13,7 +13,7 @@ Example (CLI)::
 
 Example (Python)::
 
-    from featcodec.learned.train import train
+    from featcodec.codecs.learned.train import train
     train(corpus="/work/corpus", out="runs/hp", lmbda=0.004, steps=100)
 """
 
@@ -225,7 +225,7 @@ def run_args(a: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``python -m featcodec.learned.train --corpus ... --out ...``."""
+    """Entry point: ``python -m featcodec.codecs.learned.train --corpus ... --out ...``."""
     return run_args(build_parser().parse_args(argv))
 
 

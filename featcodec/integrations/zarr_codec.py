@@ -10,7 +10,7 @@ as the numcodecs codec, never weights::
 
 Example:
     >>> import zarr, numpy as np                                   # doctest: +SKIP
-    >>> from featcodec.zarr_codec import FeatcodecZarrCodec         # doctest: +SKIP
+    >>> from featcodec.integrations.zarr_codec import FeatcodecZarrCodec         # doctest: +SKIP
     >>> z = zarr.create_array(store="feats.zarr", shape=(16, 96, 14, 14), chunks=(1, 96, 14, 14),
     ...                       dtype="float32", serializer=FeatcodecZarrCodec(bits=8))  # doctest: +SKIP
     >>> z[:] = features                                            # doctest: +SKIP
@@ -27,7 +27,7 @@ from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 from zarr.registry import register_codec
 
-from .errors import FormatError, InputError
+from ..errors import FormatError, InputError
 from .numcodecs_codec import CodecSettings
 
 if TYPE_CHECKING:

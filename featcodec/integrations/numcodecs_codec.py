@@ -14,14 +14,14 @@ lossy: it takes float16/float32/float64 chunks and decodes them to the same dtyp
 
 Example:
     >>> import numpy as np
-    >>> from featcodec.numcodecs_codec import FeatCodec
+    >>> from featcodec.integrations.numcodecs_codec import FeatCodec
     >>> codec = FeatCodec(bits=8)
     >>> x = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
     >>> y = codec.decode(codec.encode(x))           # doctest: +SKIP
     >>> y.shape, y.dtype                            # doctest: +SKIP
     ((64, 64), dtype('float32'))
 
-For Zarr format 3 arrays use :class:`featcodec.zarr_codec.FeatcodecZarrCodec`.
+For Zarr format 3 arrays use :class:`featcodec.integrations.zarr_codec.FeatcodecZarrCodec`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["FeatCodec", "CodecSettings"]
 
@@ -75,7 +75,7 @@ class CodecSettings:
                     f"transform must be 'auto', a transform id or a featcodec Transform, "
                     f"not {type(transform).__name__}."
                 )
-            from . import api
+            from .. import api
 
             api.register_transform(transform)
             transform = tid
@@ -102,7 +102,7 @@ class CodecSettings:
 
     def encode(self, arr: np.ndarray) -> bytes:
         """Encode one chunk (a float numpy array) to a featcodec stream."""
-        from . import api
+        from .. import api
 
         if arr.dtype.name not in _FLOAT_DTYPES:
             raise InputError(
@@ -116,7 +116,7 @@ class CodecSettings:
     @staticmethod
     def decode(blob: bytes) -> np.ndarray:
         """Decode one stream back to a numpy array of the stored shape and dtype."""
-        from . import api
+        from .. import api
 
         out = api.decode(blob)
         return np.asarray(out)

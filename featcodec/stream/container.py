@@ -22,8 +22,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .errors import ChecksumError, FormatError, TruncatedError, VersionError
-from .limits import MAX_ELEMENTS, MAX_HEADER_BYTES, MAX_NDIM, MAX_SECTIONS
+from ..errors import ChecksumError, FormatError, TruncatedError, VersionError
+from ..limits import MAX_ELEMENTS, MAX_HEADER_BYTES, MAX_NDIM, MAX_SECTIONS
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "BASE_VERSION", "UNIFORM_VERSION", "HEADER_TOKENS", "Stream", "write_stream", "stream_size",
            "read_stream", "header", "validate_header"]
@@ -281,7 +281,7 @@ def validate_header(h: Any, nsections: int) -> dict[str, Any]:
 
     Raises :class:`featcodec.FormatError` naming the first bad field.
     """
-    from .packing import PackInfo  # local: packing does not depend on the container
+    from ..stages.alignment import PackInfo  # local: packing does not depend on the container
 
     if not isinstance(h, dict):
         raise FormatError("featcodec stream header is not a JSON object.")

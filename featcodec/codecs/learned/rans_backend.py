@@ -1,6 +1,6 @@
 """Indexed-CDF rANS for the learned codecs.
 
-Uses the library's compiled indexed-CDF coder (``featcodec.entropy`` or the
+Uses the library's compiled indexed-CDF coder (``featcodec.stream.rans`` or the
 ``featcodec._core.rans_*_indexed`` functions behind it: CompressAI's semantics, precision
 16, bounds-checked decoding, no Python lists, GIL released). CompressAI's own
 ``RansEncoder``/``RansDecoder`` remain as a fallback for a build without them; the two
@@ -23,8 +23,8 @@ import numpy as np
 __all__ = ["encode", "decode", "BACKEND"]
 
 try:
-    from featcodec.entropy import decode_with_indexes as _dec  # type: ignore
-    from featcodec.entropy import encode_with_indexes as _enc  # type: ignore
+    from featcodec.stream.rans import decode_with_indexes as _dec  # type: ignore
+    from featcodec.stream.rans import encode_with_indexes as _enc  # type: ignore
 
     BACKEND = "featcodec"
 except ImportError:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import FormatError
+from ...errors import FormatError
 from . import rans_backend
 from .integer_entropy import FRAC, FixedPointConvAt, FixedPointSequential, scale_indexes
 

@@ -2,7 +2,7 @@
 
 A codec turns a 2-D index plane (the DT-UFC transform's output) into payload bytes and
 back; the container around the payload is the library's. Weights and entropy tables
-come from ``featcodec/learned/weights`` (sha256-checked, never from the network).
+come from ``featcodec/codecs/learned/weights`` (sha256-checked, never from the network).
 
 Determinism: the z symbols are integers, the hyper-decoder (and ELIC's context model)
 runs in exact fixed point (:mod:`.integer_entropy`, :mod:`.latents`), and the Gaussian
@@ -16,7 +16,7 @@ before it existed, which used 64).
 
 Example:
     >>> import numpy as np
-    >>> from featcodec.learned.codec import HyperpriorCodec, available_qualities
+    >>> from featcodec.codecs.learned.codec import HyperpriorCodec, available_qualities
     >>> c = HyperpriorCodec()
     >>> plane = (np.arange(100 * 70) % 256).astype(np.uint8).reshape(100, 70)
     >>> payload, params = c.encode_plane(plane, 8, quality=available_qualities("hyperprior")[0])
@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ChecksumError, FormatError, InputError
+from ...errors import ChecksumError, FormatError, InputError
 from . import rans_backend
 
 __all__ = ["LearnedModel", "LearnedCodec", "HyperpriorCodec", "ElicCodec", "load_model",

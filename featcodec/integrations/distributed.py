@@ -14,9 +14,9 @@ sent by id must be known to the receiver (pass ``transform=`` or register it).
 Example (two processes, ranks 0 and 1, after ``dist.init_process_group("gloo", ...)``)::
 
     # rank 0
-    n = featcodec.distributed.send(hidden, dst=1, codec="index", bits=8)
+    n = featcodec.integrations.distributed.send(hidden, dst=1, codec="index", bits=8)
     # rank 1
-    hidden = featcodec.distributed.recv(src=0)
+    hidden = featcodec.integrations.distributed.recv(src=0)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import FormatError, InputError
+from ..errors import FormatError, InputError
 
 __all__ = [
     "send", "recv", "isend", "irecv", "SendHandle", "RecvHandle", "raw_nbytes", "MAGIC", "MAX_MESSAGE_BYTES",
@@ -41,13 +41,13 @@ HEADER_BYTES = 16
 
 
 def _encode(tensor: Any, options: dict[str, Any]) -> bytes:
-    from . import api
+    from .. import api
 
     return api.encode(tensor, **options)
 
 
 def _decode(blob: bytes, transform: Any, device: Any) -> Any:
-    from . import api
+    from .. import api
 
     return api.decode(blob, transform=transform, device=device)
 
@@ -79,7 +79,7 @@ def _check_header(header: torch.Tensor, src: Any) -> int:
     if magic != MAGIC:
         raise FormatError(
             f"the message from rank {src} is not a featcodec transfer (bad magic {magic:#x}); "
-            f"both sides must use featcodec.distributed.send/recv with the same tag."
+            f"both sides must use featcodec.integrations.distributed.send/recv with the same tag."
         )
     if not 0 < n <= MAX_MESSAGE_BYTES:
         raise FormatError(f"the message from rank {src} announces {n} bytes, outside 1..2**40.")
@@ -101,7 +101,7 @@ def send(
     ``target_bpfp``, ``layout``) go to :func:`featcodec.encode`. The count includes the
     16-byte length header.
 
-    >>> # on rank 0:  featcodec.distributed.send(x, dst=1, bits=6)  -> e.g. 4_213
+    >>> # on rank 0:  featcodec.integrations.distributed.send(x, dst=1, bits=6)  -> e.g. 4_213
     """
     return isend(tensor, dst, group=group, tag=tag, codec=codec, **encode_options).wait()
 

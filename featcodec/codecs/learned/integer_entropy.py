@@ -13,7 +13,7 @@ is then an integer comparison against the scale table in the same fixed point.
 
 Example:
     >>> import torch
-    >>> from featcodec.learned.models import build_model
+    >>> from featcodec.codecs.learned.models import build_model
     >>> net = build_model({"arch": "hyperprior", "N": 8, "M": 8})
     >>> hs = FixedPointHyperSynthesis(net.h_s)
     >>> z = torch.zeros(1, 8, 2, 2, dtype=torch.int64)      # z symbols

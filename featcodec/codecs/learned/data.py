@@ -12,7 +12,7 @@ for CNN maps and diffusion latents). Batches mix the four families uniformly.
 
 Example:
     >>> import numpy as np
-    >>> from featcodec.learned.data import to_plane
+    >>> from featcodec.codecs.learned.data import to_plane
     >>> to_plane(np.zeros((1, 96, 14, 14), np.float32), "cnn").shape
     (112, 168)
 """

@@ -53,8 +53,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import FormatError, InputError
-from .limits import MAX_DIM, MAX_ELEMENTS, MAX_NDIM
+from ..errors import FormatError, InputError
+from ..limits import MAX_DIM, MAX_ELEMENTS, MAX_NDIM
 
 try:
     import torch

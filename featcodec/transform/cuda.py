@@ -1,14 +1,14 @@
-"""The CUDA path of :mod:`featcodec.kernels`: quantize and dequantize CUDA torch tensors on
+"""The CUDA path of :mod:`featcodec.transform.kernels`: quantize and dequantize CUDA torch tensors on
 their own device, with the same results as the CPU kernels (the per-element code is shared).
 
-``featcodec.kernels.quantize``/``dequantize`` send CUDA tensors here; the compiled module
+``featcodec.transform.kernels.quantize``/``dequantize`` send CUDA tensors here; the compiled module
 ``featcodec._cuda`` is imported only then. Kernels run on the tensor's device and on torch's
 current stream; the data never goes through the host. Only the thresholds/levels (a few
 KB) are uploaded, and one 8-byte error flag is read back, which waits for the kernel.
 
 Example (on a machine with a GPU):
     >>> import torch, numpy as np
-    >>> from featcodec import kernels
+    >>> from featcodec.transform import kernels
     >>> x = torch.randn(1000, device="cuda")  # doctest: +SKIP
     >>> idx = kernels.quantize(x, np.float32([-1, 0, 1]))  # doctest: +SKIP
     >>> idx.dtype, idx.device.type  # doctest: +SKIP
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputError
-from .kernels import (
+from ..errors import InputError
+from .kernel_args import (
     channel_axis_index,
     index_dtype,
     out_dtype_name,
@@ -45,7 +45,7 @@ _OUT_TORCH = {"float32": torch.float32, "float16": torch.float16, "bfloat16": to
 
 def _module() -> Any:
     try:
-        from . import _cuda
+        from .. import _cuda
     except ImportError as e:
         raise InputError(
             "got a CUDA tensor, but this featcodec build has no CUDA kernels (it was built "
@@ -105,7 +105,7 @@ def quantize(
     out: torch.Tensor | None = None,
     _host_twin: bool = False,
 ) -> torch.Tensor:
-    """:func:`featcodec.kernels.quantize` for a CUDA tensor; returns a CUDA uint8/uint16 tensor.
+    """:func:`featcodec.transform.kernels.quantize` for a CUDA tensor; returns a CUDA uint8/uint16 tensor.
 
     ``_host_twin=True`` (tests only) runs the kernels' per-element code on the CPU for a CPU
     tensor instead of launching it.
@@ -157,7 +157,7 @@ def dequantize(
     out: torch.Tensor | None = None,
     _host_twin: bool = False,
 ) -> torch.Tensor:
-    """:func:`featcodec.kernels.dequantize` for a CUDA tensor; returns a CUDA float tensor
+    """:func:`featcodec.transform.kernels.dequantize` for a CUDA tensor; returns a CUDA float tensor
     (torch.bfloat16 for ``dtype="bfloat16"``). ``_host_twin`` as in :func:`quantize`."""
     mod = _module()
     dtype = out_dtype_name(dtype)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import featcodec
-from featcodec.bitstream import read_stream, write_stream
-from featcodec.codecs import columns
+from featcodec.stream.container import read_stream, write_stream
+from featcodec.codecs import grouped_tables as columns
 from featcodec.codecs.index import IndexCodec
-from featcodec.entropy import encode_symbols
+from featcodec.stream.rans import encode_symbols
 
 
 def _channels_plane(rng, h, w, bits):

@@ -8,7 +8,7 @@ outlier channels beside many narrow ones. One frequency table for the whole plan
 every channel as if it were the average one. This model subtracts each unit's lower
 median (modulo ``2**bits``, so the residuals stay in the plane's dtype) and groups the
 units by the spread of their residuals, half an octave of mean absolute residual per
-group; each group gets its own table (``featcodec.entropy.encode_symbols``).
+group; each group gets its own table (``featcodec.stream.rans.encode_symbols``).
 
 Prediction (format version 4): with ``lags``, a unit may instead code each value minus
 the value ``L`` places earlier in the unit (``L`` one of the lags; its first ``L`` values
@@ -75,10 +75,11 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
     or, below :data:`SURE_PREDICTION_GAIN` percent or at 1-2 bits, when the payload
     without them is no larger (the extra groups' tables can cost more than a small gain
     saves)."""
-    from .. import _core, kernels
+    from .. import _core
+    from ..threads import get_num_threads
 
     units = np.ascontiguousarray(units)
-    threads = kernels.get_num_threads()
+    threads = get_num_threads()
     # each unit's lower median, its residuals under its cheapest mode (modulo 2**bits)
     # and their summed magnitude (read as signed), in one pass
     med, resid, sums, modes, plain = _core.unit_residuals(units, bits, list(lags), threads)
@@ -100,7 +101,7 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
 
 def _payload(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray, with_modes: bool) -> bytes:
     """The payload of units given their medians, residuals, costs and modes."""
-    from ..entropy import encode_symbols
+    from ..stream.rans import encode_symbols
 
     gid, group_modes = _groups(sums, resid.shape[1], modes)
     parts = [encode_symbols(med), encode_symbols(gid)]
@@ -131,7 +132,7 @@ def decode(payload: bytes, n: int, m: int, bits: int, lags: tuple[int, ...] = ()
     """The ``(n, m)`` units :func:`encode` coded with these ``lags`` (``()``: a payload
     without modes); any malformed payload is a ``FormatError``."""
     from .. import _core
-    from ..entropy import decode_symbols
+    from ..stream.rans import decode_symbols
 
     dtype = np.uint8 if bits <= 8 else np.uint16
     modulus = 1 << bits

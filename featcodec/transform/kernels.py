@@ -8,7 +8,7 @@ without copying, release the GIL, and give identical results for any thread coun
 
 Example:
     >>> import numpy as np
-    >>> from featcodec import kernels
+    >>> from featcodec.transform import kernels
     >>> t = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
     >>> kernels.quantize(np.array([-2.0, 0.0, 0.5, 3.0], dtype=np.float32), t)
     array([0, 2, 2, 3], dtype=uint8)
@@ -18,123 +18,35 @@ Example:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
-from . import _core
-from .errors import InputError
+from .. import _core
+from ..errors import InputError
+from ..threads import get_num_threads, set_num_threads
+from .kernel_args import (
+    MAX_THRESHOLDS,
+    _is_torch,
+    channel_axis_index,
+    index_dtype,
+    out_dtype_name,
+    prepare_levels,
+    prepare_thresholds,
+)
 
 __all__ = ["quantize", "dequantize", "set_num_threads", "get_num_threads"]
 
-_num_threads: int = max(1, os.cpu_count() or 1)
-
 _X_KINDS = {"float16": "float16", "float32": "float32", "float64": "float64"}
 _IDX_DTYPES = (np.uint8, np.uint16, np.uint32, np.int32, np.int64)
-_OUT_DTYPES = ("float32", "float16", "bfloat16")
-MAX_THRESHOLDS = 65535  # a uint16 index addresses at most 65536 intervals
-
-
-def set_num_threads(n: int) -> None:
-    """Set how many threads the kernels use (results do not depend on it).
-
-    Example:
-        >>> from featcodec import kernels
-        >>> kernels.set_num_threads(1); kernels.get_num_threads()
-        1
-    """
-    global _num_threads
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"set_num_threads takes a positive integer, not {n!r}.")
-    _num_threads = int(n)
-
-
-def get_num_threads() -> int:
-    """The number of threads the kernels use (default: ``os.cpu_count()``)."""
-    return _num_threads
 
 
 # --------------------------------------------------------------------------------------
 # validation helpers
 
 
-def _is_torch(x: Any) -> bool:
-    try:
-        import torch
-    except Exception:  # pragma: no cover
-        return False
-    return isinstance(x, torch.Tensor)
-
-
 def _native(a: np.ndarray) -> np.ndarray:
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
-
-
-def channel_axis_index(axis: Any, ndim: int, name: str) -> int | None:
-    """``axis`` as a non-negative axis of an ``ndim``-d array, or None; InputError if bad."""
-    if axis is None:
-        return None
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise InputError(f"channel_axis must be an int or None, not {axis!r}.")
-    a = int(axis)
-    if not -ndim <= a < ndim:
-        raise InputError(
-            f"channel_axis={axis} is out of range for {name} with {ndim} dimension(s)."
-        )
-    return a % ndim
-
-
-def _as_float32_rows(
-    values: Any, name: str, axis: int | None, shape: tuple, exact: bool, ascending: bool
-) -> np.ndarray:
-    """``values`` as a C-contiguous (C, N) float32 array matching the channel axis, checked
-    finite (and ascending along each row if asked)."""
-    if _is_torch(values):
-        values = values.detach().cpu()
-        if str(values.dtype) == "torch.bfloat16":
-            values = values.float()
-        values = values.numpy()
-    v = np.asarray(values)
-    if v.dtype.kind not in "fiu" or v.dtype.kind == "b":
-        raise InputError(f"{name} has dtype {v.dtype}; pass a float32 array.")
-    v32 = v.astype(np.float32, copy=False)
-    if exact and v.dtype != np.float32:
-        with np.errstate(invalid="ignore", over="ignore"):
-            same = np.array_equal(v32.astype(np.float64), v.astype(np.float64))
-        if not same:
-            raise InputError(
-                f"{name} ({v.dtype}) holds values that are not exactly representable as "
-                f"float32; round them first with {name}.astype(np.float32)."
-            )
-    if axis is None:
-        if v32.ndim != 1:
-            raise InputError(
-                f"{name} has shape {v32.shape}; without channel_axis it must be 1-D. "
-                f"For per-channel {name} of shape (C, N) pass channel_axis."
-            )
-        rows = v32.reshape(1, -1)
-    elif v32.ndim == 1:  # the same values for every channel
-        rows = v32.reshape(1, -1)
-    elif v32.ndim != 2 or v32.shape[0] != shape[axis]:
-        raise InputError(
-            f"per-channel {name} must have shape (C, N) with C = size of axis {axis} "
-            f"({shape[axis]}); got {v32.shape}."
-        )
-    else:
-        rows = v32
-    rows = np.ascontiguousarray(rows)
-    bad = _core.check_rows(rows, ascending)  # one pass: finite (and ascending)
-    if bad >= 0:
-        r, j = divmod(bad, rows.shape[1])
-        where = f"row {r}, " if rows.shape[0] > 1 else ""
-        if not np.isfinite(rows[r, j]):
-            raise InputError(f"{name} contains NaN or Inf ({where}position {j}); every {name[:-1]} must be finite.")
-        raise InputError(
-            f"{name} must be ascending; {where}position {j} ({rows[r, j]!r}) is below the one "
-            f"before ({rows[r, j - 1]!r}). Sort them, e.g. np.sort({name})."
-        )
-    return rows
 
 
 def _check_out(out: Any, shape: tuple, dtype: np.dtype, src: np.ndarray) -> np.ndarray:
@@ -155,36 +67,6 @@ def _check_out(out: Any, shape: tuple, dtype: np.dtype, src: np.ndarray) -> np.n
 
 def _position(flat: int, shape: tuple) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat, shape)) if shape else ()
-
-
-def prepare_thresholds(thresholds: Any, axis: int | None, shape: tuple) -> tuple[np.ndarray, int | None]:
-    """Validated (C, T) float32 thresholds and the channel axis (None when C == 1)."""
-    thr = _as_float32_rows(thresholds, "thresholds", axis, shape, exact=True, ascending=True)
-    if thr.shape[0] == 1:
-        axis = None
-    T = thr.shape[1]
-    if T > MAX_THRESHOLDS:
-        raise InputError(
-            f"{T} thresholds make {T + 1} intervals; uint16 indices allow at most "
-            f"{MAX_THRESHOLDS + 1}."
-        )
-    return thr, axis
-
-
-def prepare_levels(levels: Any, axis: int | None, shape: tuple, dtype: str) -> tuple[np.ndarray, int | None]:
-    """Validated (C, L) levels converted to ``dtype`` (bfloat16 as uint16 bits), and the
-    channel axis (None when C == 1)."""
-    lv32 = _as_float32_rows(levels, "levels", axis, shape, exact=False, ascending=False)
-    if lv32.shape[1] == 0:
-        raise InputError("levels is empty; it needs at least one level.")
-    if lv32.shape[0] == 1:
-        axis = None
-    return _levels_as(lv32, dtype), axis
-
-
-def index_dtype(T: int) -> np.dtype:
-    """uint8 when T thresholds make at most 256 intervals, else uint16."""
-    return np.dtype(np.uint8 if T + 1 <= 256 else np.uint16)
 
 
 # --------------------------------------------------------------------------------------
@@ -233,7 +115,7 @@ def quantize(
         if bfloat16 and str(x.dtype) == "torch.uint16":  # raw bfloat16 bits
             a = x.detach().numpy()
         else:
-            from ._arrays import float_view
+            from .._arrays import float_view
 
             a, origin = float_view(x, "x")
             bfloat16 = bfloat16 or origin.dtype == "bfloat16"
@@ -271,7 +153,7 @@ def quantize(
         out = np.empty(a.shape, dtype=odt)
     else:
         out = _check_out(out, a.shape, odt, a)
-    bad = _core.quantize_into(a, kind, thr, out, -1 if axis is None else axis, _num_threads)
+    bad = _core.quantize_into(a, kind, thr, out, -1 if axis is None else axis, get_num_threads())
     if bad >= 0:
         pos = _position(bad, a.shape)
         raise InputError(
@@ -279,18 +161,6 @@ def quantize(
             f"only. Replace or clip them first, e.g. np.nan_to_num(x)."
         )
     return out
-
-
-def _levels_as(levels32: np.ndarray, dtype: str) -> np.ndarray:
-    """Levels converted once to the output type (bit patterns for bfloat16)."""
-    if dtype == "float32":
-        return levels32
-    if dtype == "float16":
-        with np.errstate(over="ignore"):  # |level| > 65504 becomes +-Inf, as numpy casts
-            return levels32.astype(np.float16)
-    u = levels32.view(np.uint32).astype(np.uint64)  # round to nearest even, like torch
-    bits = (u + 0x7FFF + ((u >> 16) & 1)) >> 16  # levels are finite (checked)
-    return np.ascontiguousarray(bits.astype(np.uint16))
 
 
 def dequantize(
@@ -342,7 +212,7 @@ def dequantize(
         out = np.empty(a.shape, dtype=odt)
     else:
         out = _check_out(out, a.shape, odt, a)
-    bad = _core.dequantize_into(a, lv, out, -1 if axis is None else axis, _num_threads)
+    bad = _core.dequantize_into(a, lv, out, -1 if axis is None else axis, get_num_threads())
     if bad >= 0:
         pos = _position(bad, a.shape)
         raise InputError(
@@ -351,15 +221,3 @@ def dequantize(
         )
     return out
 
-
-def out_dtype_name(dtype: Any) -> str:
-    """'float32', 'float16' or 'bfloat16' from a name, numpy dtype or torch dtype."""
-    name = str(dtype).replace("torch.", "")
-    if name not in _OUT_DTYPES:
-        try:
-            name = np.dtype(dtype).name
-        except TypeError:
-            pass
-    if name not in _OUT_DTYPES:
-        raise InputError(f"dtype must be one of {', '.join(_OUT_DTYPES)}, not {dtype!r}.")
-    return name

@@ -42,7 +42,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["cut", "SplitModel", "SplitStats", "CompressAt"]
 
@@ -209,8 +209,8 @@ class SplitModel(nn.Module):
         From then on streams carry only the transform's id (unless ``embed_transform=True``
         was given): the receiving side needs the transform, e.g.
         ``split.transform.save("t.json")`` here and ``featcodec.load_transform`` there."""
-        from . import api
-        from .transform import fit_transform
+        from .. import api
+        from ..transform import fit_transform
 
         acts = []
         for x in inputs:
@@ -230,7 +230,7 @@ class SplitModel(nn.Module):
     @torch.no_grad()
     def edge(self, *inputs: Any) -> bytes:
         """Device side: run the head and return the encoded activation."""
-        from . import api
+        from .. import api
 
         act = self.activation(*inputs)
         blob = api.encode(act, codec=self.codec, transform=self.transform, **self.encode_options)
@@ -242,7 +242,7 @@ class SplitModel(nn.Module):
     @torch.no_grad()
     def cloud(self, blob: bytes) -> Any:
         """Server side: decode the activation and run the tail."""
-        from . import api
+        from .. import api
 
         transform = self.transform if not isinstance(self.transform, str) else None
         act = api.decode(blob, transform=transform)
@@ -291,7 +291,7 @@ class CompressAt:
         self._handle = model.get_submodule(at).register_forward_hook(self._hook)
 
     def _hook(self, module: nn.Module, args: Any, output: Any) -> Any:
-        from . import api
+        from .. import api
 
         first = output[0] if isinstance(output, tuple) else output
         if not isinstance(first, torch.Tensor):
@@ -313,8 +313,8 @@ class CompressAt:
         """Call ``run()`` (which runs the model on sample inputs) while recording the
         layer's outputs uncompressed, then fit, register and use a transform on them.
         ``fit`` and ``fit_options`` as for :meth:`SplitModel.calibrate`."""
-        from . import api
-        from .transform import fit_transform
+        from .. import api
+        from ..transform import fit_transform
 
         self._capture = []
         try:

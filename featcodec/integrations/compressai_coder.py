@@ -2,11 +2,11 @@
 
 CompressAI models code their latents through objects with the interface of
 ``compressai.ans.RansEncoder`` / ``RansDecoder`` / ``BufferedRansEncoder``. This module
-provides the same three classes on top of :mod:`featcodec.entropy` (compiled, GIL
+provides the same three classes on top of :mod:`featcodec.stream.rans` (compiled, GIL
 released, bounds-checked decoding that raises :class:`featcodec.FormatError` instead of
 crashing on corrupt strings), and one call to switch CompressAI over to them:
 
-    >>> import featcodec.compressai_coder as fcc
+    >>> import featcodec.integrations.compressai_coder as fcc
     >>> fcc.install()                      # new and existing models now code with featcodec
     >>> import compressai
     >>> compressai.get_entropy_coder()
@@ -28,9 +28,9 @@ from typing import Any, Iterator, List, Optional
 
 import numpy as np
 
-from . import _core
-from .entropy import _bytes, _int32, decode_with_indexes, encode_with_indexes, prepare_cdfs
-from .errors import FormatError, InputError
+from .. import _core
+from ..stream.rans import _bytes, _int32, decode_with_indexes, encode_with_indexes, prepare_cdfs
+from ..errors import FormatError, InputError
 
 __all__ = [
     "NAME",

@@ -15,7 +15,7 @@ Every failure raises a :class:`featcodec.FeatcodecError` subclass that says what
 
 Example:
     >>> import numpy as np, tempfile, os
-    >>> from featcodec.io import save_tensor, load_tensor
+    >>> from featcodec.integrations.io import save_tensor, load_tensor
     >>> path = os.path.join(tempfile.mkdtemp(), "f.npy")
     >>> save_tensor(path, np.arange(6, dtype=np.float32).reshape(2, 3))
     >>> load_tensor(path).shape
@@ -32,7 +32,7 @@ from typing import Any, Mapping, Union
 
 import numpy as np
 
-from .errors import FormatError, InputError
+from ..errors import FormatError, InputError
 
 __all__ = [
     "TENSOR_SUFFIXES",

@@ -8,13 +8,13 @@ CDFs, lengths, offsets, the bottleneck medians and the scale table), so loading 
 calls CompressAI's ``update()`` and never touches the network. Encoder and decoder load
 the same stored numbers, so the int8 weights change the rate-distortion, never the
 determinism. ``manifest.json`` lists
-every file with its sha256, which :mod:`featcodec.learned.codec` checks at load.
+every file with its sha256, which :mod:`featcodec.codecs.learned.codec` checks at load.
 
 Example (CLI)::
 
-    python -m featcodec.learned.export --codec hyperprior \
-        runs/hp_0.0005/ckpt.pt runs/hp_0.001/ckpt.pt ... --out featcodec/learned/weights
-    python -m featcodec.learned.export --codec elic --weights int8 runs/elic_*/ckpt.pt ...
+    python -m featcodec.codecs.learned.export --codec hyperprior \
+        runs/hp_0.0005/ckpt.pt runs/hp_0.001/ckpt.pt ... --out featcodec/codecs/learned/weights
+    python -m featcodec.codecs.learned.export --codec elic --weights int8 runs/elic_*/ckpt.pt ...
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def write_manifest(out: str | Path, models: list[dict]) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m featcodec.learned.export")
+    p = argparse.ArgumentParser(prog="python -m featcodec.codecs.learned.export")
     p.add_argument("--codec", default="hyperprior")
     p.add_argument("--out", required=True)
     p.add_argument("--weights", choices=WEIGHT_FORMATS, default="float16",

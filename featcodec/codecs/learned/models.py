@@ -9,7 +9,7 @@ by M latents. With M=48 the rate saturated near 0.7-1 bit per value whatever the
 convolutions run at 1/16 resolution) and leaves room for the 0.1-3 BPFP range.
 
 Example:
-    >>> from featcodec.learned.models import build_model
+    >>> from featcodec.codecs.learned.models import build_model
     >>> net = build_model({"arch": "hyperprior", "N": 48, "M": 192})
     >>> net.g_a[0].in_channels, net.g_s[-1].out_channels
     (1, 1)
