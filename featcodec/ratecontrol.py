@@ -30,12 +30,14 @@ Example:
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import pipeline
 from ._arrays import is_torch
 from .errors import InputError
+from .stages.value_transform import resolve
 
 __all__ = ["encode_within"]
 
@@ -50,54 +52,54 @@ def _learned_codecs() -> list[str]:
     return sorted({m["codec"] for m in manifest()["models"]} & set(available_codecs()))
 
 
-def encode_within(x: Any, target_bpfp: float, *, transform: Any = "auto",
-                  embed_transform: bool = True, layout: str = "auto",
-                  encode: Callable[..., bytes], decode: Callable[..., Any]) -> bytes:
+def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
+                  stages: Sequence[str] | None = None) -> bytes:
     """The lowest-MSE stream of ``x`` within ``target_bpfp`` bits per value (see module
-    docstring); ``encode``/``decode`` are :func:`featcodec.encode`/:func:`featcodec.decode`."""
-    from .api import _resolve_encode_transform
+    docstring); ``options`` are the stages' options of :func:`featcodec.encode`
+    (``transform``, ``layout``, ``embed_transform``, ...)."""
     from .metrics import mse
 
     if isinstance(target_bpfp, bool) or not isinstance(target_bpfp, (int, float)) or not target_bpfp > 0:
         raise InputError(f"codec='auto' needs target_bpfp, a positive number of bits per value "
                          f"(got {target_bpfp!r:.40}).")
+    transform = options.get("transform", "auto")
     fitted = isinstance(transform, str) and transform in ("auto", "uniform")  # one per bits
-    fixed = None if fitted else _resolve_encode_transform(transform, None, x)
-    transform_at = lru_cache(maxsize=None)(
-        lambda bits: _resolve_encode_transform(transform, bits, x) if fitted else fixed)
+    fixed = None if fitted else resolve(transform, None, x)
+    transform_at = lru_cache(maxsize=None)(lambda bits: resolve(transform, bits, x) if fitted else fixed)
     budget = target_bpfp * (x.numel() if is_torch(x) else np.size(x)) / 8  # bytes
 
-    def index_stream(bits: int) -> tuple[bytes, Any]:
-        t = transform_at(bits)
-        return encode(x, "index", transform=t, embed_transform=embed_transform, layout=layout), t
+    def encode(t: Any, codec: str = "index", **codec_params: Any) -> tuple[bytes, Any]:
+        return pipeline.encode(x, codec, {**options, "transform": t, "bits": None}, codec_params, stages), t
 
     streams: list[tuple[bytes, Any]] = []  # (stream, its transform)
     if not fitted:
-        streams.append(index_stream(fixed.bits))
+        streams.append(encode(fixed))
     else:  # the rate grows with bits: binary search the largest that fits
         lo, hi, best = 1, 8, None
         while lo <= hi:
             mid = (lo + hi) // 2
-            s = index_stream(mid)
+            s = encode(transform_at(mid))
             if len(s[0]) <= budget:
                 best, lo = s, mid + 1
             else:
                 hi = mid - 1
-        streams.append(best if best is not None else index_stream(1))
+        streams.append(best if best is not None else encode(transform_at(1)))
     if fitted:
-        finest = _finest_bound_within(x, budget, lambda t: encode(
-            x, "index", transform=t, embed_transform=embed_transform, layout=layout))
+        finest = _finest_bound_within(x, budget, lambda t: encode(t)[0])
         if finest is not None:
             streams.append(finest)
     t8 = transform_at(8)
     if t8.bits == 8:
         for name in _learned_codecs():
-            streams.append((encode(x, name, transform=t8, target_bpfp=target_bpfp,
-                                   embed_transform=embed_transform, layout=layout), t8))
+            streams.append(encode(t8, name, target_bpfp=target_bpfp))
     fitting = [s for s in streams if len(s[0]) <= budget]
     if not fitting:
         return min((s for s, _ in streams), key=len)
-    return min(fitting, key=lambda s: (mse(x, decode(s[0], transform=s[1])), len(s[0])))[0]
+
+    def error(s: tuple[bytes, Any]) -> float:
+        return mse(x, pipeline.decode(s[0], {"transform": s[1]}))
+
+    return min(fitting, key=lambda s: (error(s), len(s[0])))[0]
 
 
 def _finest_bound_within(x: Any, budget: float, encode_with: Callable[[Any], bytes],

@@ -1,4 +1,5 @@
-"""The examples in the docstrings of the packing, container, API, codec and model modules run."""
+"""The examples in the docstrings of the pipeline, stage, transform, container, API, codec and model
+modules run."""
 
 import doctest
 import importlib
@@ -8,7 +9,10 @@ import pytest
 
 @pytest.mark.parametrize("name", ["featcodec.stages.alignment", "featcodec.stream.container", "featcodec.api", "featcodec.codecs", "featcodec.codecs.index",
                                   "featcodec.codecs.learned.models", "featcodec.codecs.learned.codec",
-                                  "featcodec.ratecontrol"])
+                                  "featcodec.ratecontrol", "featcodec.pipeline", "featcodec.stages",
+                                  "featcodec.transform", "featcodec.transform.fit", "featcodec.transform.table",
+                                  "featcodec.transform.registry", "featcodec.transform.kernel_args",
+                                  "featcodec.transform.kernels", "featcodec.threads"])
 def test_docstring_examples(name):
     res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0

@@ -1,4 +1,5 @@
-"""Format alignment (CAUFC): lay any feature tensor out as one 2-D plane, and back.
+"""Format alignment (CAUFC): lay any feature tensor out as one 2-D plane, and back; the
+``"pack"`` stage of the pipeline (:class:`Alignment`, owning the header field ``pack``).
 
 A codec for images wants a 2-D plane; features come as LLM hidden states, KV caches,
 ViT token stacks, CNN maps or diffusion latents. :func:`pack` rearranges (never changes)
@@ -55,13 +56,14 @@ import numpy as np
 
 from ..errors import FormatError, InputError
 from ..limits import MAX_DIM, MAX_ELEMENTS, MAX_NDIM
+from .base import DecodeContext, EncodeContext, Stage
 
 try:
     import torch
 except Exception:  # pragma: no cover
     torch = None  # type: ignore[assignment]
 
-__all__ = ["LAYOUTS", "PackInfo", "pack", "unpack", "mosaic_grid", "pad_plane", "crop_plane", "padded_shape"]
+__all__ = ["LAYOUTS", "Alignment", "PackInfo", "pack", "unpack", "mosaic_grid", "pad_plane", "crop_plane", "padded_shape"]
 
 LAYOUTS = ("plane", "tokens", "kv", "vit", "mosaic", "flat")
 _NDIM = {"plane": (2,), "tokens": (3,), "kv": (4,), "vit": (4,), "mosaic": (3, 4)}
@@ -374,3 +376,30 @@ def crop_plane(plane: Any, shape: Sequence[int]) -> Any:
     if plane.ndim != 2 or h > plane.shape[0] or w > plane.shape[1] or h < 1 or w < 1:
         raise InputError(f"cannot crop a plane of shape {tuple(plane.shape)} to {(h, w)}.")
     return plane[:h, :w]
+
+
+class Alignment(Stage):
+    """The ``"pack"`` stage: indices -> the 2-D plane (:func:`pack` with the encode's
+    ``layout``), and back (:func:`unpack`). Owns the header field ``pack``
+    (:meth:`PackInfo.to_dict`)."""
+
+    name, takes, gives, fields = "pack", "indices", "plane", ("pack",)
+
+    def encode(self, idx: Any, ctx: EncodeContext) -> np.ndarray:
+        plane, info = pack(idx, ctx.options.get("layout", "auto"))
+        ctx.header["pack"] = info.to_dict()
+        ctx.tile = info.tile
+        return np.ascontiguousarray(plane)
+
+    def check(self, header: dict[str, Any], version: int) -> set[str]:
+        if list(PackInfo.from_dict(header["pack"]).shape) != header["shape"]:
+            raise FormatError("featcodec stream header: pack shape and tensor shape differ.")
+        return set()
+
+    def prepare(self, ctx: DecodeContext) -> None:
+        info = PackInfo.from_dict(ctx.header["pack"])
+        ctx.state[self.name] = info
+        ctx.plane_shape = info.plane_shape
+
+    def decode(self, plane: Any, ctx: DecodeContext) -> Any:
+        return unpack(plane, ctx.state[self.name])

@@ -25,18 +25,20 @@ from typing import Any, Sequence
 from ..errors import ChecksumError, FormatError, TruncatedError, VersionError
 from ..limits import MAX_ELEMENTS, MAX_HEADER_BYTES, MAX_NDIM, MAX_SECTIONS
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "BASE_VERSION", "UNIFORM_VERSION", "HEADER_TOKENS", "Stream", "write_stream", "stream_size",
-           "read_stream", "header", "validate_header"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "BASE_VERSION", "UNIFORM_VERSION", "STAGES_VERSION", "HEADER_TOKENS", "Stream",
+           "write_stream", "stream_size", "read_stream", "validate_header", "COMMON_FIELDS"]
 
 MAGIC = b"\x89FCODEC\n"
 #: the newest format version this library reads and writes
-FORMAT_VERSION = 4
-#: the version written unless the header uses a field of a newer one (versions 3 and 4 keep
+FORMAT_VERSION = 5
+#: the version written unless the header uses a field of a newer one (versions 3-5 keep
 #: version 2's container; 3 adds ``transform.uniform`` and the index codec's grouped tables,
-#: 4 the grouped tables' predictions, docs/format.md)
+#: 4 the grouped tables' predictions, 5 the ``stages`` field, docs/format.md)
 BASE_VERSION = 2
 #: the version that introduced ``transform.uniform``
 UNIFORM_VERSION = 3
+#: the version that introduced the ``stages`` field (a pipeline other than the default)
+STAGES_VERSION = 5
 _PREFIX = struct.Struct("<8sHH")  # magic, version, flags
 _FIXED_V1 = struct.Struct("<8sHHII")  # version 1: ..., u32 header length, u32 section count
 _CRC = struct.Struct("<I")
@@ -68,12 +70,12 @@ def _tokens_by_first_byte() -> dict[int, list[tuple[bytes, int]]]:
 _TOKENS_BY_FIRST = _tokens_by_first_byte()
 _FRAMEWORKS = ("numpy", "torch")
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
-_HEADER_KEYS = {
+#: the header fields of every stream, and their JSON types; the other fields belong to
+#: the stages (featcodec.stages), which validate them
+COMMON_FIELDS = {
     "codec": str,
     "codec_params": dict,
     "bits": int,
-    "transform": (dict, type(None)),
-    "pack": dict,
     "dtype": str,
     "shape": list,
     "framework": str,
@@ -276,24 +278,23 @@ def read_stream(blob: bytes | bytearray | memoryview) -> Stream:
     return Stream(version, h, sections)
 
 
-def validate_header(h: Any, nsections: int) -> dict[str, Any]:
-    """Check the common fields of a stream header (see docs/format.md); returns ``h``.
+def validate_header(h: Any, nsections: int, version: int) -> dict[str, Any]:
+    """Check the common fields of a stream header (:data:`COMMON_FIELDS`, and ``stages``
+    when present; docs/format.md); returns ``h``. The stages' own fields are checked by the
+    stages (:func:`featcodec.pipeline.read_header`).
 
     Raises :class:`featcodec.FormatError` naming the first bad field.
     """
-    from ..stages.alignment import PackInfo  # local: packing does not depend on the container
-
     if not isinstance(h, dict):
         raise FormatError("featcodec stream header is not a JSON object.")
-    missing = set(_HEADER_KEYS) - set(h)
-    extra = set(h) - set(_HEADER_KEYS)
-    if missing or extra:
-        raise FormatError(
-            f"featcodec stream header has missing {sorted(missing)} / unknown {sorted(extra)} fields."
-        )
-    for k, t in _HEADER_KEYS.items():
+    missing = set(COMMON_FIELDS) - set(h)
+    if missing:
+        raise FormatError(f"featcodec stream header has missing {sorted(missing)} fields.")
+    for k, t in COMMON_FIELDS.items():
         if not isinstance(h[k], t) or isinstance(h[k], bool):
             raise FormatError(f"featcodec stream header field {k!r} has the wrong type.")
+    if "stages" in h and (version < STAGES_VERSION or not isinstance(h["stages"], list)):
+        raise FormatError(f"featcodec stream header field 'stages' is malformed (format version {version}).")
     if not (1 <= len(h["codec"]) <= 64):
         raise FormatError("featcodec stream header names an invalid codec.")
     if not (1 <= h["bits"] <= 16):
@@ -309,30 +310,7 @@ def validate_header(h: Any, nsections: int) -> dict[str, Any]:
         raise FormatError(f"featcodec stream header has an invalid shape {shape!r:.80}.")
     if math.prod(shape) > MAX_ELEMENTS:
         raise FormatError(f"featcodec stream claims {math.prod(shape)} values (at most {MAX_ELEMENTS}).")
-    info = PackInfo.from_dict(h["pack"])
-    if list(info.shape) != shape:
-        raise FormatError("featcodec stream header: pack shape and tensor shape differ.")
     names = h["sections"]
     if len(names) != nsections or any(not isinstance(s, str) for s in names) or len(set(names)) != len(names):
         raise FormatError("featcodec stream header's section names do not match its sections.")
-    return h
-
-
-def header(blob: bytes | bytearray | memoryview) -> dict[str, Any]:
-    """Read a stream's header without decoding its payload.
-
-    Returns the JSON header plus ``format_version``, ``section_lengths`` (by name) and
-    ``size`` (bytes). Checks the checksum, so a corrupt stream raises here too.
-
-    Example:
-        >>> import numpy as np, featcodec
-        >>> h = featcodec.header(featcodec.encode(np.ones((4, 8), np.float32), bits=4))
-        >>> h["codec"], h["shape"], h["dtype"]
-        ('index', [4, 8], 'float32')
-    """
-    s = read_stream(blob)
-    h = dict(validate_header(s.header, len(s.sections)))
-    h["format_version"] = s.version
-    h["section_lengths"] = {name: len(sec) for name, sec in zip(h["sections"], s.sections)}
-    h["size"] = len(_as_view(blob))
     return h

@@ -1,0 +1,132 @@
+"""The stages of an encode: each turns the data one step closer to the 2-D integer plane a
+codec codes, and back on decode (docs/architecture.md).
+
+A stage owns some header fields and sections of the stream. It writes them on encode,
+validates them when a stream is read (a hostile header is rejected by the stage that owns
+it), and reads them back on decode. The data a stage takes and gives is one of three
+kinds, and a pipeline is a chain from ``"values"`` to ``"plane"``:
+
+- ``"values"``: a float tensor shaped like the input (numpy or torch);
+- ``"indices"``: integer indices of the value transform (numpy uint8/uint16), same shape;
+- ``"plane"``: the C-contiguous 2-D uint8/uint16 plane the codec codes.
+
+The built-in stages are :mod:`.value_transform` (``"transform"``: values -> indices) and
+:mod:`.alignment` (``"pack"``: indices -> plane); a stream that names no stages uses
+exactly these two (:data:`DEFAULT_STAGES`). Stages that work on values (outliers, scales,
+rotations) come before ``"transform"``.
+
+Example (a stage that removes the tensor's mean before the transform; the tests run it):
+    >>> import json, numpy as np, featcodec
+    >>> from featcodec.stages import Stage, register_stage
+    >>> class Centre(Stage):
+    ...     name, takes, gives, fields = "centre-demo", "values", "values", ("centre",)
+    ...     def encode(self, x, ctx):
+    ...         m = float(np.mean(x, dtype=np.float64))
+    ...         ctx.header["centre"] = m.hex()   # exact, and JSON-safe
+    ...         return x - np.float32(m)
+    ...     def check(self, h, version):
+    ...         try:
+    ...             float.fromhex(h["centre"])
+    ...         except (TypeError, ValueError):
+    ...             raise featcodec.FormatError("featcodec stream field 'centre' is malformed.") from None
+    ...         return set()
+    ...     def decode(self, y, ctx):
+    ...         return y + np.asarray(float.fromhex(ctx.header["centre"]), y.dtype)
+    >>> register_stage(Centre())
+    >>> x = np.random.default_rng(0).normal(5.0, 1.0, (16, 16)).astype(np.float32)
+    >>> blob = featcodec.encode(x, stages=["centre-demo", "transform", "pack"])
+    >>> featcodec.header(blob)["stages"]
+    ['centre-demo', 'transform', 'pack']
+    >>> bool(np.abs(featcodec.decode(blob) - x).max() < 0.05)
+    True
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from ..errors import InputError
+from .base import DEFAULT_STAGES, KINDS, DecodeContext, EncodeContext, Stage
+
+__all__ = ["Stage", "EncodeContext", "DecodeContext", "register_stage", "get_stage", "available_stages",
+           "chain", "DEFAULT_STAGES", "KINDS"]
+
+_STAGES: dict[str, Stage] = {}
+_LOCK = threading.Lock()
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+def register_stage(stage: Stage, *, replace: bool = False) -> None:
+    """Make ``stage`` usable by name in ``featcodec.encode(x, stages=[...])`` and in the
+    streams that name it. Re-registering a name raises :class:`featcodec.InputError`
+    unless ``replace=True``."""
+    if not isinstance(stage, Stage):
+        raise InputError(f"register_stage takes a featcodec.stages.Stage instance, not {type(stage).__name__}.")
+    if not isinstance(stage.name, str) or not _NAME.match(stage.name):
+        raise InputError(f"stage name {stage.name!r} must be 1-64 letters, digits or _.+- characters.")
+    if stage.takes not in KINDS or stage.gives not in KINDS or KINDS.index(stage.gives) < KINDS.index(stage.takes):
+        raise InputError(f"stage {stage.name!r} maps {stage.takes!r} to {stage.gives!r}; kinds go "
+                         f"forward along {' -> '.join(KINDS)}.")
+    with _LOCK:
+        old = _STAGES.get(stage.name)
+        if old is not None and not replace and type(old) is not type(stage):
+            raise InputError(f"stage {stage.name!r} is already registered; pass replace=True to override it.")
+        _STAGES[stage.name] = stage
+
+
+def get_stage(name: str) -> Stage:
+    """The registered stage ``name``; :class:`featcodec.InputError` if none."""
+    with _LOCK:
+        st = _STAGES.get(name) if isinstance(name, str) else None
+        if st is None:
+            raise InputError(f"unknown stage {name!r:.80}; available: {', '.join(sorted(_STAGES))}.")
+        return st
+
+
+def available_stages() -> list[str]:
+    """Names of the registered stages, sorted.
+
+    Example:
+        >>> from featcodec.stages import available_stages
+        >>> {"transform", "pack"} <= set(available_stages())
+        True
+    """
+    with _LOCK:
+        return sorted(_STAGES)
+
+
+def chain(names: Any, err: type[Exception]) -> tuple[Stage, ...]:
+    """The stages named by ``names``, checked to form a chain from ``"values"`` to
+    ``"plane"`` with no name twice; ``err`` (InputError for encode's argument,
+    FormatError for a stream's header) otherwise."""
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
+        raise err(f"stages must be a list of stage names, not {names!r:.80}.")
+    names = list(names)
+    if not names or len(names) > 16 or any(not isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise err(f"stages must be 1-16 distinct stage names, not {names!r:.200}.")
+    try:
+        stages = tuple(get_stage(n) for n in names)
+    except InputError as e:
+        raise err(f"{e} A stream naming it needs the package that registers it.") from None
+    kind = "values"
+    for st in stages:
+        if st.takes != kind:
+            raise err(f"stage {st.name!r} takes {st.takes}, but gets {kind}: stages must chain "
+                      f"{' -> '.join(KINDS)} (e.g. {list(DEFAULT_STAGES)}).")
+        kind = st.gives
+    if kind != "plane":
+        raise err(f"stages {names} end with {kind}; the last must give the plane (end with 'pack').")
+    return stages
+
+
+def _register_builtin() -> None:
+    from .alignment import Alignment
+    from .value_transform import ValueTransform
+
+    register_stage(ValueTransform())
+    register_stage(Alignment())
+
+
+_register_builtin()
