@@ -46,8 +46,8 @@ def encode(x: Any, codec: str, options: dict[str, Any], codec_params: dict[str, 
     """One stream of ``x``: the ``stages`` (default :data:`~featcodec.stages.DEFAULT_STAGES`)
     with their ``options``, then ``codec`` with ``codec_params``. A ``target_bpfp`` among
     the codec's parameters counts the whole stream (the codec gets ``stream_size``)."""
-    names = DEFAULT_STAGES if stages is None else tuple(stages)
-    steps = chain(names, InputError)
+    steps = chain(DEFAULT_STAGES if stages is None else stages, InputError)
+    names = tuple(st.name for st in steps)
     codec_obj = get_codec(codec)  # UnknownCodecError before the work
     origin, shape = _origin(x)
     ctx = EncodeContext(x, options)

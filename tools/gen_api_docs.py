@@ -20,12 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "api.md"
 
 MODULES = [
-    ("featcodec.api", "Encode, decode, headers, transform registry"),
+    ("featcodec.api", "Encode, decode, headers"),
+    ("featcodec.pipeline", "The pipeline: stages, codec, stream"),
+    ("featcodec.stages", "Stages: the base class and the registry"),
+    ("featcodec.stages.value_transform", "The value transform stage"),
     ("featcodec.transform", "Transforms: fit, apply, save"),
+    ("featcodec.transform.registry", "Transforms registered by id"),
     ("featcodec.codecs", "Codec registry"),
     ("featcodec.ratecontrol", "Rate control across codecs (codec=\"auto\")"),
     ("featcodec.stages.alignment", "Format alignment into a 2-D plane"),
     ("featcodec.transform.kernels", "Compiled quantization kernels"),
+    ("featcodec.threads", "Thread count of the compiled core"),
     ("featcodec.stream.rans", "Entropy coding"),
     ("featcodec.metrics", "Rate and distortion measures"),
     ("featcodec.integrations.io", "Tensor files"),
