@@ -157,9 +157,7 @@ def main() -> None:
         global CLOCK
         CLOCK = time.thread_time
     if a.threads:
-        from featcodec.transform.kernels import set_num_threads
-
-        set_num_threads(a.threads)
+        featcodec.set_num_threads(a.threads)
     rows = run(a.repeat)
     if a.markdown:
         print("| family | shape | method | encode MB/s | decode MB/s | bits/value | MSE |")
