@@ -4,6 +4,7 @@ import json
 import struct
 import zlib
 
+import numpy as np
 import pytest
 
 import featcodec
@@ -188,3 +189,34 @@ def test_header_expanding_beyond_the_cap_is_a_format_error():
 def test_bad_json_with_valid_checksum(make, text):
     with pytest.raises(featcodec.FormatError):
         read_stream(make(text, []))
+
+
+def _greedy_reference(js: bytes) -> bytes:
+    """docs/format.md's header compression, written out: at each position the longest
+    token that matches, else the byte itself."""
+    toks = sorted(((t.encode(), 0x80 + i) for i, t in enumerate(HEADER_TOKENS)), key=lambda tc: -len(tc[0]))
+    out, i = bytearray(), 0
+    while i < len(js):
+        for tok, code in toks:
+            if js.startswith(tok, i):
+                out.append(code)
+                i += len(tok)
+                break
+        else:
+            out.append(js[i])
+            i += 1
+    return bytes(out)
+
+
+def test_header_compression_is_the_documented_greedy_longest_match():
+    from featcodec.stream.container import _compress_header, _expand_header
+
+    rng = np.random.default_rng(9)
+    pieces = [t.encode() for t in HEADER_TOKENS] + [b"a", b"1", b",", b'"', b"{", b"}", b"[", b"]", b"e"]
+    for _ in range(300):
+        js = b"".join(pieces[int(k)] for k in rng.integers(len(pieces), size=int(rng.integers(0, 60))))
+        c = _compress_header(js)
+        assert c == _greedy_reference(js)
+        assert _expand_header(c) == js
+    with pytest.raises(featcodec.FormatError, match="unknown token byte 0xff"):
+        _expand_header(b'{"a":\xff}')

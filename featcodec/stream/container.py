@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -59,15 +60,12 @@ HEADER_TOKENS = (
 _TOKEN_BYTES = tuple(t.encode() for t in HEADER_TOKENS)
 
 
-def _tokens_by_first_byte() -> dict[int, list[tuple[bytes, int]]]:
-    """token -> its byte, grouped by the token's first character, longest first."""
-    by_first: dict[int, list[tuple[bytes, int]]] = {}
-    for i, tok in sorted(enumerate(_TOKEN_BYTES), key=lambda it: -len(it[1])):
-        by_first.setdefault(tok[0], []).append((tok, 0x80 + i))
-    return by_first
-
-
-_TOKENS_BY_FIRST = _tokens_by_first_byte()
+# greedy longest match: at each position the longest token that matches (alternatives
+# longest first), else the character itself
+_TOKEN_RE = re.compile(b"|".join(re.escape(t) for t in sorted(_TOKEN_BYTES, key=len, reverse=True)))
+_TOKEN_CODE = {tok: bytes([0x80 + i]) for i, tok in enumerate(_TOKEN_BYTES)}
+_CODE_RE = re.compile(b"[\x80-\xff]")
+_ASCII = bytes(range(0x80))
 _FRAMEWORKS = ("numpy", "torch")
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 #: the header fields of every stream, and their JSON types; the other fields belong to
@@ -95,33 +93,19 @@ class Stream:
 
 def _compress_header(js: bytes) -> bytes:
     """Replace :data:`HEADER_TOKENS` in ASCII JSON by their bytes (greedy longest match)."""
-    out = bytearray()
-    i, n = 0, len(js)
-    while i < n:
-        for tok, code in _TOKENS_BY_FIRST.get(js[i], ()):
-            if js.startswith(tok, i):
-                out.append(code)
-                i += len(tok)
-                break
-        else:
-            out.append(js[i])
-            i += 1
-    return bytes(out)
+    return _TOKEN_RE.sub(lambda m: _TOKEN_CODE[m.group(0)], js)
 
 
 def _expand_header(b: bytes) -> bytes:
-    """Inverse of :func:`_compress_header`; bounded by ``MAX_HEADER_BYTES``."""
-    out = bytearray()
-    for c in b:
-        if c < 0x80:
-            out.append(c)
-        elif c - 0x80 < len(_TOKEN_BYTES):
-            out += _TOKEN_BYTES[c - 0x80]
-        else:
-            raise FormatError(f"featcodec stream header has the unknown token byte 0x{c:02x}: corrupt.")
-        if len(out) > MAX_HEADER_BYTES:
-            raise FormatError(f"featcodec stream header expands beyond {MAX_HEADER_BYTES} bytes: corrupt.")
-    return bytes(out)
+    """Inverse of :func:`_compress_header`; bounded by ``MAX_HEADER_BYTES`` (checked before
+    anything is expanded)."""
+    codes = b.translate(None, _ASCII)  # the token bytes, in order
+    unknown = [c for c in codes if c - 0x80 >= len(_TOKEN_BYTES)]
+    if unknown:
+        raise FormatError(f"featcodec stream header has the unknown token byte 0x{unknown[0]:02x}: corrupt.")
+    if len(b) - len(codes) + sum(len(_TOKEN_BYTES[c - 0x80]) for c in codes) > MAX_HEADER_BYTES:
+        raise FormatError(f"featcodec stream header expands beyond {MAX_HEADER_BYTES} bytes: corrupt.")
+    return _CODE_RE.sub(lambda m: _TOKEN_BYTES[m.group(0)[0] - 0x80], b)
 
 
 def _varint(v: int) -> bytes:
