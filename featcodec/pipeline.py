@@ -54,8 +54,7 @@ def encode(x: Any, codec: str, options: dict[str, Any], codec_params: dict[str, 
     data = x
     for st in steps:
         data = st.encode(data, ctx)
-    if ctx.bits is None:  # pragma: no cover - a stage giving indices sets it
-        raise InputError("no stage set the bits of the indices.")
+    _check_written(steps, ctx)
     head = {
         "codec": codec,
         "codec_params": {},
@@ -84,6 +83,17 @@ def encode(x: Any, codec: str, options: dict[str, Any], codec_params: dict[str, 
                   container.STAGES_VERSION if "stages" in head else 1,
                   *(st.format_version(head) for st in steps))
     return container.write_stream(head, [bytes(payload), *ctx.sections.values()], version)
+
+
+def _check_written(steps: Sequence[Stage], ctx: EncodeContext) -> None:
+    """The stages wrote only the fields and sections they own, and gave the bits, so that
+    the stream they make reads back (a stage's bug, caught where it is made)."""
+    stray = set(ctx.header) - {f for st in steps for f in st.fields}
+    extra = set(ctx.sections) - {n for st in steps for n in st.sections}
+    if stray or extra or ctx.bits is None:
+        raise FeatcodecError(f"the stages {[st.name for st in steps]} wrote header fields {sorted(stray)} / "
+                             f"sections {sorted(extra)} that none of them owns, or no bits "
+                             f"(bits={ctx.bits}); fix the stage's fields/sections.")
 
 
 def _origin(x: Any) -> tuple[Origin, tuple[int, ...]]:

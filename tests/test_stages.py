@@ -198,9 +198,39 @@ def test_bad_registrations_are_input_errors():
     for stage, match in ((Backwards(), "forward"), (BadName(), "name"), (Other(), "already registered")):
         with pytest.raises(featcodec.InputError, match=match):
             register_stage(stage)
+    class Shape(Stage):
+        name, fields = "shape-demo", ("shape",)
+
+    class Payload(Stage):
+        name, sections = "payload-demo", ("payload",)
+
+    for stage in (Shape(), Payload()):
+        with pytest.raises(featcodec.InputError, match="common fields"):
+            register_stage(stage)
     with pytest.raises(featcodec.InputError, match="Stage instance"):
         register_stage(type(get_stage("pack")))  # the class, not an instance
     assert [st.name for st in chain(DEFAULT_STAGES, featcodec.InputError)] == list(DEFAULT_STAGES)
+
+
+def test_a_stage_that_writes_what_it_does_not_own_is_caught_on_encode():
+    class Sloppy(Stage):
+        name, fields = "sloppy-demo", ("sloppy",)
+
+        def encode(self, x, ctx):
+            ctx.header["sloppy"] = 1
+            ctx.header["not-mine"] = 2
+            return x
+
+    class Twin(Stage):
+        name, fields = "twin-demo", ("sloppy",)
+
+    register_stage(Sloppy(), replace=True)
+    register_stage(Twin(), replace=True)
+    x = np.ones((4, 4), np.float32)
+    with pytest.raises(featcodec.FeatcodecError, match="not-mine"):
+        featcodec.encode(x, stages=["sloppy-demo", "transform", "pack"])
+    with pytest.raises(featcodec.InputError, match="twice"):
+        featcodec.encode(x, stages=["sloppy-demo", "twin-demo", "transform", "pack"])
 
 
 if __name__ == "__main__":  # write the golden stream (only when the format changes on purpose)

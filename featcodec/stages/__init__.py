@@ -35,6 +35,7 @@ import threading
 from typing import Any
 
 from ..errors import InputError
+from ..stream.container import COMMON_FIELDS as _COMMON
 from .base import DEFAULT_STAGES, KINDS, DecodeContext, EncodeContext, Stage
 
 __all__ = ["Stage", "EncodeContext", "DecodeContext", "register_stage", "get_stage", "available_stages",
@@ -53,6 +54,10 @@ def register_stage(stage: Stage, *, replace: bool = False) -> None:
         raise InputError(f"register_stage takes a featcodec.stages.Stage instance, not {type(stage).__name__}.")
     if not isinstance(stage.name, str) or not _NAME.match(stage.name):
         raise InputError(f"stage name {stage.name!r} must be 1-64 letters, digits or _.+- characters.")
+    reserved = set(stage.fields) & (set(_COMMON) | {"stages"})
+    if reserved or len(set(stage.sections)) != len(stage.sections) or "payload" in stage.sections:
+        raise InputError(f"stage {stage.name!r} claims the stream's common fields {sorted(reserved)} or the "
+                         f"codec's 'payload' section (or a section twice); choose other names.")
     if stage.takes not in KINDS or stage.gives not in KINDS or KINDS.index(stage.gives) < KINDS.index(stage.takes):
         raise InputError(f"stage {stage.name!r} maps {stage.takes!r} to {stage.gives!r}; kinds go "
                          f"forward along {' -> '.join(KINDS)}.")
@@ -97,6 +102,9 @@ def chain(names: Any, err: type[Exception]) -> tuple[Stage, ...]:
         stages = tuple(get_stage(n) for n in names)
     except InputError as e:
         raise err(f"{e} A stream naming it needs the package that registers it.") from None
+    owned = [f for st in stages for f in (*st.fields, *st.sections)]
+    if len(set(owned)) != len(owned):
+        raise err(f"stages {names} claim the same header field or section twice.")
     kind = "values"
     for st in stages:
         if st.takes != kind:
