@@ -36,7 +36,7 @@ from .errors import FeatcodecError, FormatError, InputError
 from .stages import DEFAULT_STAGES, DecodeContext, EncodeContext, Stage, chain
 from .stream import container
 
-__all__ = ["encode", "decode", "read_header", "stages_of"]
+__all__ = ["encode", "encode_context", "decode", "read_header", "stages_of"]
 
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -46,6 +46,13 @@ def encode(x: Any, codec: str, options: dict[str, Any], codec_params: dict[str, 
     """One stream of ``x``: the ``stages`` (default :data:`~featcodec.stages.DEFAULT_STAGES`)
     with their ``options``, then ``codec`` with ``codec_params``. A ``target_bpfp`` among
     the codec's parameters counts the whole stream (the codec gets ``stream_size``)."""
+    return encode_context(x, codec, options, codec_params, stages)[0]
+
+
+def encode_context(x: Any, codec: str, options: dict[str, Any], codec_params: dict[str, Any] | None = None,
+                   stages: Sequence[str] | None = None) -> tuple[bytes, EncodeContext]:
+    """:func:`encode`, and the context its stages filled (``ctx.state["transform"]``: the
+    Transform the stream was made with)."""
     steps = chain(DEFAULT_STAGES if stages is None else stages, InputError)
     names = tuple(st.name for st in steps)
     codec_obj = get_codec(codec)  # UnknownCodecError before the work
@@ -82,7 +89,7 @@ def encode(x: Any, codec: str, options: dict[str, Any], codec_params: dict[str, 
     version = max(container.BASE_VERSION, _codec_version(codec_obj, head["codec_params"]),
                   container.STAGES_VERSION if "stages" in head else 1,
                   *(st.format_version(head) for st in steps))
-    return container.write_stream(head, [bytes(payload), *ctx.sections.values()], version)
+    return container.write_stream(head, [bytes(payload), *ctx.sections.values()], version), ctx
 
 
 def _check_written(steps: Sequence[Stage], ctx: EncodeContext) -> None:

@@ -29,7 +29,7 @@ Example:
 
 from __future__ import annotations
 
-from functools import lru_cache
+import functools
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -37,7 +37,6 @@ import numpy as np
 from . import pipeline
 from ._arrays import is_torch
 from .errors import InputError
-from .stages.value_transform import resolve
 
 __all__ = ["encode_within"]
 
@@ -56,7 +55,9 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
                   stages: Sequence[str] | None = None) -> bytes:
     """The lowest-MSE stream of ``x`` within ``target_bpfp`` bits per value (see module
     docstring); ``options`` are the stages' options of :func:`featcodec.encode`
-    (``transform``, ``layout``, ``embed_transform``, ...)."""
+    (``transform``, ``layout``, ``embed_transform``, ...). Every candidate is a run of the
+    pipeline, so its stages (and their fits) apply to each; fits are shared between the
+    candidates (``fit_cache``)."""
     from .metrics import mse
 
     if isinstance(target_bpfp, bool) or not isinstance(target_bpfp, (int, float)) or not target_bpfp > 0:
@@ -64,34 +65,35 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
                          f"(got {target_bpfp!r:.40}).")
     transform = options.get("transform", "auto")
     fitted = isinstance(transform, str) and transform in ("auto", "uniform")  # one per bits
-    fixed = None if fitted else resolve(transform, None, x)
-    transform_at = lru_cache(maxsize=None)(lambda bits: resolve(transform, bits, x) if fitted else fixed)
     budget = target_bpfp * (x.numel() if is_torch(x) else np.size(x)) / 8  # bytes
+    shared = {**options, "bits": None, "max_error": None, "fit_cache": {}}
 
-    def encode(t: Any, codec: str = "index", **codec_params: Any) -> tuple[bytes, Any]:
-        return pipeline.encode(x, codec, {**options, "transform": t, "bits": None}, codec_params, stages), t
+    def encode(codec: str = "index", codec_params: dict | None = None, **opts: Any) -> tuple[bytes, Any]:
+        blob, ctx = pipeline.encode_context(x, codec, {**shared, **opts}, codec_params, stages)
+        return blob, ctx.state["transform"]
+
+    at_bits = functools.lru_cache(maxsize=None)(lambda bits: encode(bits=bits))
 
     streams: list[tuple[bytes, Any]] = []  # (stream, its transform)
     if not fitted:
-        streams.append(encode(fixed))
+        streams.append(encode())
     else:  # the rate grows with bits: binary search the largest that fits
         lo, hi, best = 1, 8, None
         while lo <= hi:
             mid = (lo + hi) // 2
-            s = encode(transform_at(mid))
+            s = at_bits(mid)
             if len(s[0]) <= budget:
                 best, lo = s, mid + 1
             else:
                 hi = mid - 1
-        streams.append(best if best is not None else encode(transform_at(1)))
-    if fitted:
-        finest = _finest_bound_within(x, budget, lambda t: encode(t)[0])
+        streams.append(best if best is not None else at_bits(1))
+        finest = _finest_bound_within(x, budget, lambda e: encode(transform="auto", max_error=e))
         if finest is not None:
             streams.append(finest)
-    t8 = transform_at(8)
-    if t8.bits == 8:
+    base = at_bits(8) if fitted else streams[0]  # the 8-bit transform the learned codecs code
+    if base[1].bits == 8:
         for name in _learned_codecs():
-            streams.append(encode(t8, name, target_bpfp=target_bpfp))
+            streams.append(encode(name, {"target_bpfp": target_bpfp}, transform=base[1]))
     fitting = [s for s in streams if len(s[0]) <= budget]
     if not fitting:
         return min((s for s, _ in streams), key=len)
@@ -102,25 +104,21 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
     return min(fitting, key=lambda s: (error(s), len(s[0])))[0]
 
 
-def _finest_bound_within(x: Any, budget: float, encode_with: Callable[[Any], bytes],
+def _finest_bound_within(x: Any, budget: float, encode_at: Callable[[float], tuple[bytes, Any]],
                          rel_tol: float = 0.01) -> tuple[bytes, Any] | None:
     """(stream, transform) of the smallest ``max_error`` (within ``rel_tol``) whose stream
     fits ``budget`` bytes, by bisection on its logarithm (the rate falls as the bound
-    grows); ``None`` if even one level over the whole range does not fit."""
-    from .transform import MaxErrorFitter
-
-    fit = MaxErrorFitter(x)
-    span = fit.span
+    grows); ``None`` if even one level over the range of ``x`` does not fit."""
+    span = float(np.ptp(x.detach().cpu().double().numpy() if is_torch(x) else np.asarray(x, np.float64)))
     if span == 0:
         return None  # constant: the index codec's candidates are already exact
 
     def fits(e: float) -> tuple[bytes, Any] | None:
         try:
-            t = fit(e)
+            found = encode_at(e)
         except InputError:  # below what 16-bit indices reach over the range
             return None
-        blob = encode_with(t)
-        return (blob, t) if len(blob) <= budget else None
+        return found if len(found[0]) <= budget else None
 
     hi_e, lo_e = span, span / (2 * (2**16 - 1))  # one level apart / the 16-bit floor
     best = fits(hi_e)

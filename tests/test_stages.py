@@ -82,6 +82,10 @@ def test_a_custom_stage_round_trips_and_is_recorded():
     assert np.abs(ye - x).max() <= 0.05 + 1e-4  # the bound holds on x - mean; + rounding of the mean
     auto = featcodec.encode(x, codec="auto", target_bpfp=3.0, stages=STAGES)
     assert featcodec.header(auto)["stages"] == STAGES and 8 * len(auto) / x.size <= 3.0
+    # rate control runs the stages for every candidate: its fits see the offset values
+    plain = featcodec.encode(x, codec="auto", target_bpfp=3.0)
+    mse = [float(np.mean((featcodec.decode(b) - x) ** 2)) for b in (auto, plain)]
+    assert mse[0] < mse[1] / 4
 
 
 def test_golden_stream_with_stages_decodes_bit_exactly():

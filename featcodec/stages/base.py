@@ -28,6 +28,8 @@ class EncodeContext:
         bits: the bits of the integer alphabet, set by the stage that gives indices.
         tile: the channel tile of the plane, for codecs that model tiles (set by
             ``"pack"`` for the mosaic layout).
+        state: what a stage leaves for the caller (by stage name; ``"transform"``: the
+            Transform the stream was made with).
     """
 
     x: Any
@@ -36,6 +38,7 @@ class EncodeContext:
     sections: dict[str, bytes] = field(default_factory=dict)
     bits: int | None = None
     tile: tuple[int, int] | None = None
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

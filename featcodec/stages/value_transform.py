@@ -8,7 +8,8 @@ when they are not the midpoints the decoder derives), as the two ends of evenly 
 levels (format version 3), or, not embedded, only by its id.
 
 Encode options it reads: ``transform`` (``"auto"``, ``"uniform"``, a Transform or a
-registered id), ``bits``, ``max_error``, ``embed_transform``. Decode options: ``transform``
+registered id), ``bits``, ``max_error``, ``embed_transform``, ``fit_cache`` (a dict shared
+across encodes of one tensor, so fits are not repeated). Decode options: ``transform``
 (one the stream references), ``dtype``, ``device``.
 """
 
@@ -66,16 +67,22 @@ class ValueTransform(Stage):
     # ------------------------------------------------------------------ encode
     def encode(self, x: Any, ctx: EncodeContext) -> np.ndarray:
         o = ctx.options
+        transform = o.get("transform", "auto")
         if o.get("max_error") is not None:
-            t, idx = MaxErrorFitter(x).fit(o["max_error"])  # the indices it checked
+            fitter = _cached(o, x, ("max_error",), lambda: MaxErrorFitter(x))
+            t, idx = fitter.fit(o["max_error"])  # the indices it checked
         else:
-            t = resolve(o.get("transform", "auto"), o.get("bits"), x)
+            if isinstance(transform, str) and transform in ("auto", "uniform"):
+                t = _cached(o, x, (transform, o.get("bits")), lambda: resolve(transform, o.get("bits"), x))
+            else:
+                t = resolve(transform, o.get("bits"), x)
             idx = t.forward(x)  # NaN/Inf -> InputError
         if not isinstance(idx, np.ndarray):
             idx = idx.cpu().numpy()
         ctx.header["transform"], secs = _fields(t, bool(o.get("embed_transform", True)))
         ctx.sections.update(secs)
         ctx.bits = t.bits
+        ctx.state[self.name] = t
         return idx
 
     # ------------------------------------------------------------------ read
@@ -128,6 +135,18 @@ class ValueTransform(Stage):
         except InputError as e:  # arguments were checked: only an index beyond the levels is left
             raise FormatError(f"featcodec stream payload is corrupt: {e}") from None
         return out.to(device) if device is not None and device.type != "cpu" else out
+
+
+def _cached(options: dict[str, Any], x: Any, key: tuple, make: Any) -> Any:
+    """``make()``, remembered in ``options["fit_cache"]`` (a dict a caller shares across
+    encodes of one tensor, as rate control does) for this very ``x`` and ``key``."""
+    cache = options.get("fit_cache")
+    if cache is None:
+        return make()
+    hit = cache.get((id(x), *key))
+    if hit is None or hit[0] is not x:  # held with its input, so the id cannot be reused
+        hit = cache[(id(x), *key)] = (x, make())
+    return hit[1]
 
 
 # ---------------------------------------------------------------------- the header fields
