@@ -85,7 +85,7 @@ def test_a_custom_stage_round_trips_and_is_recorded():
     # rate control runs the stages for every candidate: its fits see the offset values
     plain = featcodec.encode(x, codec="auto", target_bpfp=3.0)
     mse = [float(np.mean((featcodec.decode(b) - x) ** 2)) for b in (auto, plain)]
-    assert mse[0] < mse[1] / 4
+    assert mse[0] < mse[1] / 2
 
 
 def test_golden_stream_with_stages_decodes_bit_exactly():
