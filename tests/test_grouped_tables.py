@@ -9,7 +9,7 @@ import pytest
 
 import featcodec
 from featcodec.stream.container import read_stream, write_stream
-from featcodec.codecs import grouped_tables as columns
+from featcodec.codecs import grouped_tables
 from featcodec.codecs.index import IndexCodec
 from featcodec.stream.rans import encode_symbols
 
@@ -29,12 +29,12 @@ def _channels_plane(rng, h, w, bits):
 @pytest.mark.parametrize("shape", [(2, 2), (7, 3), (64, 96), (33, 200)])
 def test_grouped_tables_round_trip_exactly(bits, shape):
     plane = _channels_plane(np.random.default_rng(bits * 1000 + shape[1]), *shape, bits)
-    units = columns.units_of(plane, None)
+    units = grouped_tables.units_of(plane, None)
     for lags in ((), (1,), (1, 2), (3, 1, 2)):
         lags = tuple(L for L in lags if L < units.shape[1])
-        payload, used = columns.encode(units, bits, lags)
-        out = columns.decode(payload, *units.shape, bits, used)
-        assert out.dtype == plane.dtype and np.array_equal(columns.plane_of(out, shape, None), plane)
+        payload, used = grouped_tables.encode(units, bits, lags)
+        out = grouped_tables.decode(payload, *units.shape, bits, used)
+        assert out.dtype == plane.dtype and np.array_equal(grouped_tables.plane_of(out, shape, None), plane)
     c = IndexCodec()
     for tile in (None, (1, 1), (shape[0], 1), (1, shape[1])):  # through the codec, any tiling
         payload, params = c.encode_plane(plane, bits, tile=tile)
@@ -89,10 +89,10 @@ def test_predictions_shrink_image_like_units_and_round_trip():
     grid = (grid + rng.integers(-1, 2, grid.shape)) % 1024
     for units, want in ((walk, 1), (grid, 16)):
         units = units.astype(np.uint16)
-        plain, none = columns.encode(units, 10)
-        pred, used = columns.encode(units, 10, (1, 16))
+        plain, none = grouped_tables.encode(units, 10)
+        pred, used = grouped_tables.encode(units, 10, (1, 16))
         assert none == () and used == (1, 16) and len(pred) < 0.8 * len(plain)
-        assert np.array_equal(columns.decode(pred, 48, 257, 10, used), units)
+        assert np.array_equal(grouped_tables.decode(pred, 48, 257, 10, used), units)
         G = struct.unpack_from("<H", pred)[0]
         assert set(pred[2 : 2 + G]) == {used.index(want) + 1}  # every group predicts from `want` back
 
@@ -111,9 +111,9 @@ def test_streams_with_predictions_are_version_4():
 
 def test_tiles_are_the_mosaic_channels():
     x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(6, 4)  # a 3x2 grid of 2x2 tiles
-    u = columns.units_of(x, (2, 2))
+    u = grouped_tables.units_of(x, (2, 2))
     assert u.tolist()[0] == [0, 1, 4, 5] and u.tolist()[1] == [2, 3, 6, 7] and u.shape == (6, 4)
-    assert np.array_equal(columns.plane_of(u, x.shape, (2, 2)), x)
+    assert np.array_equal(grouped_tables.plane_of(u, x.shape, (2, 2)), x)
 
 
 def test_mosaic_streams_can_use_tile_tables():
@@ -158,7 +158,7 @@ def test_streams_with_the_column_model_are_version_3_and_exact():
 
 
 def _payload(plane, bits, lags=()):
-    return columns.encode(columns.units_of(plane, None), bits, lags)[0]
+    return grouped_tables.encode(grouped_tables.units_of(plane, None), bits, lags)[0]
 
 
 def _parts(payload):
@@ -192,7 +192,7 @@ def test_hostile_column_payloads_are_format_errors():
     ]
     for b in bad:
         with pytest.raises(featcodec.FormatError):
-            columns.decode(b, 30, 40, 6)
+            grouped_tables.decode(b, 30, 40, 6)
     c = IndexCodec()
     for params in ({"table": "tiles"}, {"table": "tiles", "tile": [3, 40]}, {"table": "tiles", "tile": [0, 5]},
                    {"table": "tiles", "tile": [True, 5]}, {"table": "tiles", "tile": [4, 5, 1]},
@@ -211,7 +211,7 @@ def _check_random_damage(good, lags, seed, trials):
         for _ in range(r.integers(1, 4)):
             b[r.integers(0, len(b))] ^= 1 << int(r.integers(0, 8))
         try:
-            out = columns.decode(bytes(b), 30, 40, 6, lags)
+            out = grouped_tables.decode(bytes(b), 30, 40, 6, lags)
         except featcodec.FormatError:
             continue
         assert out.shape == (30, 40) and out.dtype == np.uint8 and int(out.max()) < 64
@@ -220,7 +220,7 @@ def _check_random_damage(good, lags, seed, trials):
 def test_hostile_predicted_payloads_are_format_errors():
     rng = np.random.default_rng(9)
     walk = ((np.cumsum(rng.integers(-2, 3, (40, 30)), axis=0) + 32) % 64).astype(np.uint8)  # 30 columns of 40
-    good, used = columns.encode(columns.units_of(walk, None), 6, (1, 4))
+    good, used = grouped_tables.encode(grouped_tables.units_of(walk, None), 6, (1, 4))
     assert used == (1, 4)
     G = struct.unpack_from("<H", good)[0]
     c = IndexCodec()
@@ -229,9 +229,9 @@ def test_hostile_predicted_payloads_are_format_errors():
         with pytest.raises(featcodec.FormatError):
             c.decode_plane(good, walk.shape, 6, {"table": "columns", "lags": lags})
     with pytest.raises(featcodec.FormatError):  # a mode beyond the lags
-        columns.decode(good[:2] + bytes([3]) + good[3:], 30, 40, 6, (1, 4))
+        grouped_tables.decode(good[:2] + bytes([3]) + good[3:], 30, 40, 6, (1, 4))
     with pytest.raises(featcodec.FormatError):  # the same payload read without its modes
-        columns.decode(good, 30, 40, 6)
+        grouped_tables.decode(good, 30, 40, 6)
     with pytest.raises(featcodec.FormatError):  # modes cut short
-        columns.decode(good[: 2 + G - 1], 30, 40, 6, (1, 4))
+        grouped_tables.decode(good[: 2 + G - 1], 30, 40, 6, (1, 4))
     _check_random_damage(good, (1, 4), seed=10, trials=2000)

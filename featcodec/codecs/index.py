@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError, InputError
-from . import grouped_tables as columns
+from . import grouped_tables
 
 
 class IndexCodec:
@@ -46,7 +46,7 @@ class IndexCodec:
             )
         plane = np.ascontiguousarray(plane)
         best = (encode_symbols(plane.reshape(-1)), {})
-        if plane.size > columns.MAX_VALUES:
+        if plane.size > grouped_tables.MAX_VALUES:
             return best
         (R, C) = plane.shape
         units = {"columns": None} if R > 1 and C > 1 else {}
@@ -55,9 +55,9 @@ class IndexCodec:
             if h * w > 1 and R % h == 0 and C % w == 0 and R * C > h * w:  # at least two tiles
                 units["tiles"] = (h, w)
         for name, t in units.items():
-            u = columns.units_of(plane, t)
+            u = grouped_tables.units_of(plane, t)
             params = {"table": name} if t is None else {"table": name, "tile": list(t)}
-            payload, lags = columns.encode(u, bits, _lags(u.shape[1], t))
+            payload, lags = grouped_tables.encode(u, bits, _lags(u.shape[1], t))
             if len(payload) < len(best[0]):
                 best = (payload, {**params, "lags": list(lags)} if lags else params)
         return best
@@ -69,7 +69,7 @@ class IndexCodec:
             tile = _tile(params, shape)
             n, m = (shape[1], shape[0]) if tile is None else (shape[0] * shape[1] // (tile[0] * tile[1]),
                                                                 tile[0] * tile[1])
-            return columns.plane_of(columns.decode(payload, n, m, bits, _checked_lags(params, m)), shape, tile)
+            return grouped_tables.plane_of(grouped_tables.decode(payload, n, m, bits, _checked_lags(params, m)), shape, tile)
         if params:
             raise FormatError(f"codec 'index' stream has unexpected parameters {sorted(params)[:5]}.")
         count = shape[0] * shape[1]
