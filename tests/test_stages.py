@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,20 +98,22 @@ def test_golden_stream_with_stages_decodes_bit_exactly():
     assert hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest() == want["decoded_sha256"]
 
 
-def test_a_stream_with_stages_decodes_the_same_in_another_process():
+def test_a_stream_with_stages_decodes_the_same_in_another_process(run_python, tmp_path):
     _register_example()
     blob = featcodec.encode(_golden_input(), bits=6, stages=STAGES)
+    path = tmp_path / "stream.fcs"
+    path.write_bytes(blob)
     code = (
         "import sys, re, hashlib, pathlib, featcodec, numpy as np\n"
         "featcodec.set_num_threads(1)\n"
-        f"doc = pathlib.Path({str(DOC)!r}).read_text()\n"
+        "doc = pathlib.Path(sys.argv[1]).read_text()\n"
         "exec(re.search(r'```python\\n(.*?)```', doc, re.S).group(1), {'__name__': 'x'})\n"
-        "y = featcodec.decode(sys.stdin.buffer.read())\n"
+        "y = featcodec.decode(pathlib.Path(sys.argv[2]).read_bytes())\n"
         "print(hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, check=True)
+    out = run_python("-c", code, DOC, path, text=True)
     here = hashlib.sha256(np.ascontiguousarray(featcodec.decode(blob)).tobytes()).hexdigest()
-    assert out.stdout.decode().split()[-1] == here
+    assert out.stdout.split()[-1] == here
 
 
 def test_hostile_headers_are_rejected_by_the_stage_that_owns_the_field():
