@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from . import pipeline
 from .errors import InputError
+from .stages import DEFAULT_STAGES
 from .transform import Transform
 from .transform.registry import register_transform, registered_transforms
 
@@ -37,6 +38,7 @@ def encode(
     layout: str = "auto",
     embed_transform: bool = True,
     max_error: float | None = None,
+    outliers: int | None = None,
     stages: Sequence[str] | None = None,
     **params: Any,
 ) -> bytes:
@@ -58,6 +60,9 @@ def encode(
             within this absolute error of ``x`` (uniform levels with the fewest bits that
             guarantee it, checked on ``x``; :func:`featcodec.fit_max_error`). Replaces
             ``transform`` and ``bits``.
+        outliers: move this many values of largest magnitude out of the tensor before the
+            transform and store them exactly in a sparse section (dense + sparse,
+            :mod:`featcodec.stages.outliers`); adds the ``"outliers"`` stage.
         stages: the pipeline's stage names in order (default ``["transform", "pack"]``);
             registered stages (:mod:`featcodec.stages`) plug in before ``"transform"``.
         **params: further codec parameters.
@@ -84,8 +89,13 @@ def encode(
         if transform != "auto" or bits is not None or target_bpfp is not None or quality is not None:
             raise InputError("max_error picks the transform and its bits itself; omit transform, bits, "
                              "quality and target_bpfp.")
+    if outliers is not None:
+        stages = ["outliers", *DEFAULT_STAGES] if stages is None else stages
+        if isinstance(stages, (str, bytes)) or "outliers" not in stages:
+            raise InputError(f"outliers={outliers!r:.40} needs the 'outliers' stage in stages={stages!r:.80}; "
+                             "omit stages, or name it before 'transform'.")
     options = {"transform": transform, "bits": bits, "max_error": max_error, "layout": layout,
-               "embed_transform": embed_transform}
+               "embed_transform": embed_transform, "outliers": outliers}
     if codec == "auto":
         from .ratecontrol import encode_within
 

@@ -12,7 +12,7 @@ import pytest
                                   "featcodec.ratecontrol", "featcodec.pipeline", "featcodec.stages",
                                   "featcodec.transform", "featcodec.transform.fit", "featcodec.transform.table",
                                   "featcodec.transform.registry", "featcodec.transform.kernel_args",
-                                  "featcodec.transform.kernels", "featcodec.threads"])
+                                  "featcodec.transform.kernels", "featcodec.threads", "featcodec.stages.outliers"])
 def test_docstring_examples(name):
     res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0

@@ -10,10 +10,11 @@ kinds, and a pipeline is a chain from ``"values"`` to ``"plane"``:
 - ``"indices"``: integer indices of the value transform (numpy uint8/uint16), same shape;
 - ``"plane"``: the C-contiguous 2-D uint8/uint16 plane the codec codes.
 
-The built-in stages are :mod:`.value_transform` (``"transform"``: values -> indices) and
-:mod:`.alignment` (``"pack"``: indices -> plane); a stream that names no stages uses
-exactly these two (:data:`DEFAULT_STAGES`). Stages that work on values (outliers, scales,
-rotations) come before ``"transform"``.
+The built-in stages are :mod:`.value_transform` (``"transform"``: values -> indices),
+:mod:`.alignment` (``"pack"``: indices -> plane) and :mod:`.outliers` (``"outliers"``:
+values -> values, the largest values moved to a sparse section); a stream that names no
+stages uses exactly the first two (:data:`DEFAULT_STAGES`). Stages that work on values
+(outliers, later scales and rotations) come before ``"transform"``.
 
 How to write and register a stage, with a worked example that the tests run:
 docs/architecture.md.
@@ -102,8 +103,9 @@ def chain(names: Any, err: type[Exception]) -> tuple[Stage, ...]:
         stages = tuple(get_stage(n) for n in names)
     except InputError as e:
         raise err(f"{e} A stream naming it needs the package that registers it.") from None
-    owned = [f for st in stages for f in (*st.fields, *st.sections)]
-    if len(set(owned)) != len(owned):
+    fields = [f for st in stages for f in st.fields]
+    sections = [n for st in stages for n in st.sections]
+    if len(set(fields)) != len(fields) or len(set(sections)) != len(sections):
         raise err(f"stages {names} claim the same header field or section twice.")
     kind = "values"
     for st in stages:
@@ -118,8 +120,10 @@ def chain(names: Any, err: type[Exception]) -> tuple[Stage, ...]:
 
 def _register_builtin() -> None:
     from .alignment import Alignment
+    from .outliers import Outliers
     from .value_transform import ValueTransform
 
+    register_stage(Outliers())
     register_stage(ValueTransform())
     register_stage(Alignment())
 

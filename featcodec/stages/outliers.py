@@ -1,0 +1,160 @@
+"""The ``"outliers"`` stage (dense + sparse): the ``k`` values of largest magnitude leave
+the tensor before the value transform and travel exactly, in the input's dtype, in a
+sparse section; the dense rest is fitted and coded without them, so a handful of massive
+activations (LLM hidden states reach 2e4 at the first token) no longer sets the spacing of
+every level. Decode writes them back bit-exactly.
+
+``featcodec.encode(x, outliers=k)`` adds this stage in front of ``"transform"``. It owns
+the header field ``outliers`` (``{"count": k, "position_bytes": n}``) and the section
+``outliers``: the positions (in the tensor's row-major order, ascending) as LEB128
+varints of their gaps (the first: position + 1), ``n`` bytes, then the ``k`` values as
+little-endian numbers of the stream's dtype (bfloat16: its 16 bits). The outliers are the
+``k`` largest magnitudes (among equal ones, the first positions, so the choice is
+deterministic); in the dense rest each is replaced by the nearest end of the rest's range
+(a value of the tensor, so exactly representable), which keeps the rest's range and adds
+nothing new to fit.
+
+Example:
+    >>> import numpy as np, featcodec
+    >>> x = np.random.default_rng(0).normal(size=(16, 64)).astype(np.float32)
+    >>> x[0, 3] = 2e4  # a massive activation
+    >>> blob = featcodec.encode(x, bits=2, outliers=1)
+    >>> y = featcodec.decode(blob)
+    >>> float(y[0, 3]), featcodec.header(blob)["outliers"], featcodec.header(blob)["stages"]
+    (20000.0, {'count': 1, 'position_bytes': 1}, ['outliers', 'transform', 'pack'])
+    >>> y0 = featcodec.decode(featcodec.encode(x, bits=2))  # a level is spent on the outlier
+    >>> bool(np.mean((y - x) ** 2) < 0.7 * np.mean((y0 - x) ** 2))
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._arrays import float_view, is_torch, to_float32
+from ..errors import FormatError, InputError
+from .base import DecodeContext, EncodeContext, Stage
+
+__all__ = ["Outliers", "encode_positions", "decode_positions"]
+
+_ITEM = {"float16": ("<f2", 2), "bfloat16": ("<u2", 2), "float32": ("<f4", 4), "float64": ("<f8", 8)}
+_MAX_VARINT = 5  # positions are below 2**31 (featcodec.limits.MAX_ELEMENTS): 5 bytes of 7 bits
+
+
+def encode_positions(pos: np.ndarray) -> bytes:
+    """Ascending distinct positions as LEB128 varints of their gaps (the first: pos + 1).
+
+    >>> encode_positions(np.array([0, 1, 200])).hex()
+    '0101c701'
+    """
+    d = np.diff(np.asarray(pos, np.int64), prepend=-1).astype(np.uint64)
+    n = 1 + sum((d >= np.uint64(1 << (7 * j))).astype(np.int64) for j in range(1, _MAX_VARINT))
+    out = np.empty((d.size, _MAX_VARINT), np.uint8)
+    for j in range(_MAX_VARINT):
+        more = np.where(j < n - 1, 0x80, 0).astype(np.uint64)
+        out[:, j] = ((d >> np.uint64(7 * j)) & np.uint64(0x7F)) | more
+    return out[np.arange(_MAX_VARINT)[None, :] < n[:, None]].tobytes()
+
+
+def decode_positions(raw: bytes, count: int, size: int) -> np.ndarray:
+    """The inverse of :func:`encode_positions`, checked: exactly ``count`` minimal varints
+    of at most 5 bytes, positions ascending and below ``size``; else FormatError."""
+    b = np.frombuffer(raw, np.uint8)
+    last = b < 0x80
+    ends = np.flatnonzero(last)
+    bad = FormatError("featcodec stream's outlier positions are corrupt.")
+    if ends.size != count or (b.size and not last[-1]):
+        raise bad
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    lengths = ends - starts + 1
+    if count == 0:
+        return np.zeros(0, np.int64)
+    if lengths.max() > _MAX_VARINT or np.any((b[ends] == 0) & (lengths > 1)):  # overlong / non-minimal
+        raise bad
+    shift = 7 * (np.arange(b.size) - np.repeat(starts, lengths))
+    vals = np.zeros(count, np.int64)
+    np.add.at(vals, np.repeat(np.arange(count), lengths), (b & 0x7F).astype(np.int64) << shift)
+    if np.any(vals < 1):
+        raise bad
+    pos = np.cumsum(vals) - 1
+    if pos[-1] >= size:
+        raise bad
+    return pos
+
+
+def _count(k: Any, size: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= size:
+        raise InputError(f"outliers must be a count from 1 to the tensor's size ({size}), not {k!r:.40}.")
+    return int(k)
+
+
+class Outliers(Stage):
+    """The ``"outliers"`` stage (see the module docstring); encode option ``outliers``."""
+
+    name, takes, gives = "outliers", "values", "values"
+    fields, sections = ("outliers",), ("outliers",)
+
+    def encode(self, x: Any, ctx: EncodeContext) -> Any:
+        a, origin = float_view(x)
+        f = to_float32(a, origin.dtype) if origin.dtype == "bfloat16" else a
+        flat = f.reshape(-1)
+        k = _count(ctx.options.get("outliers"), flat.size)
+        if not np.all(np.isfinite(flat)):
+            raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
+        mag = np.abs(flat)
+        cut = np.partition(mag, flat.size - k)[flat.size - k]  # the k-th largest magnitude
+        above = np.flatnonzero(mag > cut)
+        pos = np.union1d(above, np.flatnonzero(mag == cut)[: k - above.size])  # ties: lowest positions
+        rest = np.ones(flat.size, bool)
+        rest[pos] = False
+        fill = np.clip(flat[pos], flat[rest].min(), flat[rest].max()) if k < flat.size else np.zeros(k, f.dtype)
+        raw = a.reshape(-1)[pos].astype(_ITEM[origin.dtype][0])
+        positions = encode_positions(pos)
+        ctx.header["outliers"] = {"count": k, "position_bytes": len(positions)}
+        ctx.sections["outliers"] = positions + raw.tobytes()
+        return _put(x, pos, fill)
+
+    def check(self, header: dict[str, Any], version: int) -> set[str]:
+        f = header["outliers"]
+        size = math.prod(header["shape"])
+        if not (isinstance(f, dict) and set(f) == {"count", "position_bytes"}
+                and all(type(v) is int for v in f.values())
+                and 1 <= f["count"] <= size and f["count"] <= f["position_bytes"] <= _MAX_VARINT * f["count"]):
+            raise FormatError("featcodec stream header field 'outliers' is malformed.")
+        return {"outliers"}
+
+    def prepare(self, ctx: DecodeContext) -> None:
+        f, h = ctx.header["outliers"], ctx.header
+        raw = bytes(ctx.sections["outliers"])
+        code, item = _ITEM[h["dtype"]]
+        if len(raw) != f["position_bytes"] + item * f["count"]:
+            raise FormatError(f"featcodec stream's outliers section has {len(raw)} bytes, not "
+                              f"{f['position_bytes'] + item * f['count']}.")
+        pos = decode_positions(raw[: f["position_bytes"]], f["count"], math.prod(h["shape"]))
+        vals = np.frombuffer(raw, code, offset=f["position_bytes"])
+        vals = to_float32(vals, "bfloat16") if h["dtype"] == "bfloat16" else vals
+        if not np.all(np.isfinite(vals)):
+            raise FormatError("featcodec stream's outlier values are not finite: corrupt.")
+        ctx.state[self.name] = (pos, vals)
+
+    def decode(self, y: Any, ctx: DecodeContext) -> Any:
+        pos, vals = ctx.state[self.name]
+        return _put(y, pos, vals, inplace=True)
+
+
+def _put(x: Any, pos: np.ndarray, values: np.ndarray, inplace: bool = False) -> Any:
+    """``x`` (a copy unless ``inplace``) with ``values`` at the flat positions ``pos``, in
+    ``x``'s framework, device and dtype."""
+    if is_torch(x):
+        import torch
+
+        out = x if inplace and x.is_contiguous() else x.detach().clone(memory_format=torch.contiguous_format)
+        v = torch.from_numpy(np.asarray(values, np.float64)).to(out.dtype)
+        out.view(-1)[torch.from_numpy(pos).to(out.device)] = v.to(out.device)
+        return out
+    out = np.asarray(x) if inplace and x.flags.c_contiguous else np.array(x, order="C")
+    out.reshape(-1)[pos] = values.astype(out.dtype)
+    return out

@@ -1,0 +1,216 @@
+"""The "outliers" stage (dense + sparse): the k largest magnitudes travel exactly in a
+sparse section, the rest is fitted and coded without them; hostile sections are
+FormatErrors; streams are deterministic and decode from committed bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import featcodec
+from featcodec.stages.outliers import decode_positions, encode_positions
+from featcodec.stream.container import read_stream, write_stream
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden_stages"
+
+
+def _leb128(values) -> bytes:
+    """Unsigned LEB128, written out as the format describes it."""
+    out = bytearray()
+    for v in values:
+        while True:
+            byte, v = v & 0x7F, v >> 7
+            out.append(byte | (0x80 if v else 0))
+            if not v:
+                break
+    return bytes(out)
+
+
+def _llm_like(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_t(4, size=(1, 48, 96)).astype(np.float32)
+    x[0, 0, [5, 17, 60]] = [2.1e4, -9.5e3, 7.0e3]  # massive activations at the first token
+    x[0, 1:, 33] *= 40  # an outlier channel
+    return x
+
+
+def _rewrite(blob: bytes, field=None, section=None) -> bytes:
+    s = read_stream(blob)
+    h = dict(s.header)
+    secs = dict(zip(h["sections"], (bytes(x) for x in s.sections)))
+    if field is not None:
+        h["outliers"] = field
+    if section is not None:
+        secs["outliers"] = section
+    return write_stream(h, list(secs.values()), s.version)
+
+
+def test_positions_are_leb128_gaps_and_round_trip():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        size = int(rng.integers(1, 1 << 30))
+        pos = np.unique(rng.integers(0, size, size=int(rng.integers(1, 200))))
+        raw = encode_positions(pos)
+        assert raw == _leb128(np.diff(pos, prepend=-1).tolist())
+        np.testing.assert_array_equal(decode_positions(raw, len(pos), size), pos)
+
+
+@pytest.mark.parametrize("raw, count, size", [
+    (b"\x01\x01", 3, 10),            # fewer varints than announced
+    (b"\x01\x81", 2, 10),            # the last varint does not end
+    (b"\x81\x00", 1, 10),            # non-minimal
+    (b"\x80\x80\x80\x80\x80\x01", 1, 1 << 40),  # longer than 5 bytes
+    (b"\x00", 1, 10),                # a gap of 0: a repeated position
+    (b"\x05\x06", 2, 10),            # position 10 >= size
+])
+def test_corrupt_positions_are_format_errors(raw, count, size):
+    with pytest.raises(featcodec.FormatError, match="outlier positions"):
+        decode_positions(raw, count, size)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64", "bfloat16"])
+def test_the_largest_values_come_back_bit_exactly(dtype):
+    x = _llm_like()
+    x = torch.from_numpy(x).to(torch.bfloat16) if dtype == "bfloat16" else x.astype(dtype)
+    k = 40
+    blob = featcodec.encode(x, bits=3, outliers=k)
+    y = featcodec.decode(blob)
+    assert featcodec.header(blob)["outliers"]["count"] == k and y.dtype == x.dtype
+    flat = (x.float().numpy() if dtype == "bfloat16" else x).ravel()
+    top = np.argsort(-np.abs(flat.astype(np.float64)), kind="stable")[:k]
+    got = (y.float().numpy() if dtype == "bfloat16" else y).ravel()
+    np.testing.assert_array_equal(got[top], flat[top])
+
+
+def test_the_dense_rest_is_coded_with_a_transform_fitted_without_the_outliers():
+    x = _llm_like()
+    k = 40
+    blob = featcodec.encode(x, bits=4, outliers=k)
+    flat = x.ravel()
+    top = np.argsort(-np.abs(flat), kind="stable")[:k]
+    rest = np.delete(flat, top)
+    dense = flat.copy()
+    dense[top] = np.clip(flat[top], rest.min(), rest.max())
+    t = featcodec.fit_transform(dense.reshape(x.shape), bits=4)
+    assert featcodec.header(blob)["transform"]["id"] == t.id
+    want = t.inverse(t.forward(dense)).copy()
+    want[top] = flat[top]
+    np.testing.assert_array_equal(featcodec.decode(blob).ravel(), want)
+    # the point of it: at 3-4 bits the dense rest's levels are far finer
+    for bits in (3, 4):
+        plain = featcodec.decode(featcodec.encode(x, bits=bits))
+        with_outliers = featcodec.decode(featcodec.encode(x, bits=bits, outliers=k))
+        assert np.mean((with_outliers - x) ** 2) < 0.5 * np.mean((plain - x) ** 2)
+
+
+def test_with_an_error_bound_and_with_rate_control():
+    x = _llm_like()
+    y = featcodec.decode(featcodec.encode(x, max_error=0.05, outliers=8))
+    assert np.abs(y - x).max() <= 0.05
+    blob = featcodec.encode(x, codec="auto", target_bpfp=2.0, outliers=8)
+    assert featcodec.header(blob)["stages"][0] == "outliers" and 8 * len(blob) / x.size <= 2.0
+
+
+def test_streams_are_the_same_for_any_thread_count_and_in_another_process(run_python, tmp_path):
+    x = _llm_like()
+    n = featcodec.get_num_threads()
+    try:
+        featcodec.set_num_threads(1)
+        one = featcodec.encode(x, bits=5, outliers=16)
+        featcodec.set_num_threads(2)
+        two = featcodec.encode(x, bits=5, outliers=16)
+    finally:
+        featcodec.set_num_threads(n)
+    assert one == two
+    path = tmp_path / "s.fcs"
+    path.write_bytes(one)
+    code = ("import sys, hashlib, pathlib, numpy as np, featcodec\n"
+            "y = featcodec.decode(pathlib.Path(sys.argv[1]).read_bytes())\n"
+            "print(hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest())\n")
+    out = run_python("-c", code, path, text=True).stdout.split()[-1]
+    assert out == hashlib.sha256(np.ascontiguousarray(featcodec.decode(one)).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("k", [0, -1, 1.5, True, "3", 48 * 96 + 1])
+def test_bad_counts_are_input_errors(k):
+    with pytest.raises(featcodec.InputError, match="outliers"):
+        featcodec.encode(_llm_like(), outliers=k)
+
+
+def test_outliers_need_their_stage_and_finite_values():
+    with pytest.raises(featcodec.InputError, match="'outliers' stage"):
+        featcodec.encode(_llm_like(), outliers=3, stages=["transform", "pack"])
+    x = _llm_like()
+    x[0, 3, 3] = np.nan
+    with pytest.raises(featcodec.InputError, match="NaN"):
+        featcodec.encode(x, outliers=3)
+
+
+def test_ties_take_the_first_positions():
+    x = np.ones((4, 4), np.float32)
+    x[2, 2] = -1.0
+    blob = featcodec.encode(x, bits=1, outliers=3)
+    sec = bytes(read_stream(blob).sections[featcodec.header(blob)["sections"].index("outliers")])
+    np.testing.assert_array_equal(decode_positions(sec[:3], 3, 16), [0, 1, 2])
+
+
+def test_every_value_an_outlier():
+    x = np.array([[1.0, -2.0, 3.0]], np.float32)
+    np.testing.assert_array_equal(featcodec.decode(featcodec.encode(x, bits=1, outliers=3)), x)
+
+
+def test_hostile_fields_and_sections_are_format_errors():
+    blob = featcodec.encode(_llm_like(), bits=4, outliers=5)
+    f = featcodec.header(blob)["outliers"]
+    sec = bytes(read_stream(blob).sections[featcodec.header(blob)["sections"].index("outliers")])
+    for field in ({"count": 0, "position_bytes": 0}, {"count": 5}, {"count": 5, "position_bytes": 99},
+                  {"count": 10**12, "position_bytes": 10**12}, {"count": "5", "position_bytes": 5}, [5]):
+        with pytest.raises(featcodec.FormatError, match="outliers"):
+            featcodec.decode(_rewrite(blob, field=field))
+    for section in (sec[:-1], sec + b"\x00", b"\x00" * len(sec),
+                    sec[: f["position_bytes"]] + np.full(5, np.inf, "<f4").tobytes()):
+        with pytest.raises(featcodec.FormatError, match="outlier"):
+            featcodec.decode(_rewrite(blob, section=section))
+
+
+def test_mutated_outlier_sections_never_crash():
+    blob = featcodec.encode(_llm_like(), bits=4, outliers=12)
+    sec = bytearray(read_stream(blob).sections[featcodec.header(blob)["sections"].index("outliers")])
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        bad = bytearray(sec)
+        for _ in range(int(rng.integers(1, 4))):
+            bad[int(rng.integers(len(bad)))] = int(rng.integers(256))
+        try:
+            y = featcodec.decode(_rewrite(blob, section=bytes(bad)))
+        except featcodec.FormatError:
+            continue
+        assert y.shape == (1, 48, 96)
+
+
+def test_golden_outliers_stream_decodes_bit_exactly():
+    """tests/data/golden_stages/outliers.*: written by ``python tests/test_outliers.py``."""
+    want = json.loads((GOLDEN / "outliers.json").read_text())
+    blob = (GOLDEN / "outliers.fcs").read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == want["stream_sha256"]
+    assert featcodec.encode(_llm_like(), **want["encode"]) == blob
+    y = featcodec.decode(blob)
+    assert hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest() == want["decoded_sha256"]
+
+
+if __name__ == "__main__":  # write the golden stream (only when the format changes on purpose)
+    kw = {"bits": 4, "outliers": 16}
+    stream = featcodec.encode(_llm_like(), **kw)
+    (GOLDEN / "outliers.fcs").write_bytes(stream)
+    decoded = np.ascontiguousarray(featcodec.decode(stream)).tobytes()
+    (GOLDEN / "outliers.json").write_text(json.dumps({
+        "encode": kw, "input": "tests/test_outliers.py::_llm_like",
+        "stream_sha256": hashlib.sha256(stream).hexdigest(),
+        "decoded_sha256": hashlib.sha256(decoded).hexdigest(),
+    }, indent=2) + "\n")
+    print(f"wrote {GOLDEN / 'outliers.fcs'}")
