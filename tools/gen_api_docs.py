@@ -24,6 +24,7 @@ MODULES = [
     ("featcodec.pipeline", "The pipeline: stages, codec, stream"),
     ("featcodec.stages", "Stages: the base class and the registry"),
     ("featcodec.stages.value_transform", "The value transform stage"),
+    ("featcodec.stages.outliers", "The outliers stage (dense + sparse)"),
     ("featcodec.transform", "Transforms: fit, apply, save"),
     ("featcodec.transform.registry", "Transforms registered by id"),
     ("featcodec.codecs", "Codec registry"),
