@@ -10,7 +10,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <vector>
@@ -41,12 +44,14 @@ struct Layer {
   double* cur;         // D[k][.]
   int32_t* opt;        // argmin for D[k][.]
   int64_t first_i;     // k - 1
+  const int32_t* lower = nullptr;  // optional: argmin for D[k-1][.], a lower bound on opt
 
   void solve(int64_t jlo, int64_t jhi, int64_t ilo, int64_t ihi) {
     while (jlo <= jhi) {
       const int64_t mid = jlo + (jhi - jlo) / 2;
-      const int64_t lo = ilo > first_i ? ilo : first_i;
+      int64_t lo = ilo > first_i ? ilo : first_i;
       const int64_t hi = ihi < mid - 1 ? ihi : mid - 1;
+      if (lower != nullptr && lower[mid] > lo && lower[mid] <= hi) lo = lower[mid];
       double best = std::numeric_limits<double>::infinity();
       int64_t arg = lo;
       for (int64_t i = lo; i <= hi; ++i) {
@@ -66,6 +71,86 @@ struct Layer {
   }
 };
 
+// The optimal k-cell partition of atoms 0..M (prefix sums in `cost`) into `bounds`
+// (k + 1 entries). With `knuth`, each layer's search starts at the previous layer's
+// argmin (opt[k-1][j] <= opt[k][j] for this cost): the same optimum up to ties, in less
+// time.
+void optimal_bounds(const Cost& cost, int64_t M, int64_t k, bool knuth, int64_t* bounds) {
+  std::vector<double> prev(M + 1), cur(M + 1);
+  std::vector<int32_t> opt(static_cast<size_t>(k) * (M + 1), 0);
+  for (int64_t j = 0; j <= M; ++j) prev[j] = cost(0, j);
+  for (int64_t layer = 2; layer <= k; ++layer) {
+    std::fill(cur.begin(), cur.end(), std::numeric_limits<double>::infinity());
+    int32_t* row = opt.data() + (layer - 1) * (M + 1);
+    Layer L{cost, prev.data(), cur.data(), row, layer - 1, knuth ? row - (M + 1) : nullptr};
+    L.solve(layer, M, layer - 1, M - 1);
+    prev.swap(cur);
+  }
+  bounds[k] = M;
+  for (int64_t layer = k; layer >= 2; --layer)
+    bounds[layer - 1] = opt[(layer - 1) * (M + 1) + bounds[layer]];
+  bounds[0] = 0;
+}
+
+// Local refinement of a k-cell partition `b` of atoms 0..M (k + 1 bounds): the optimal
+// partition whose bound l lies within `width` atoms of b[l] (a DP over those windows,
+// O(k width^2)), repeated from its own result until it no longer moves or `passes` are
+// done. Each pass can only lower the squared error.
+void banded_bounds(const Cost& cost, int64_t M, int64_t k, int64_t width, int64_t passes, int64_t* b) {
+  const int64_t span = 2 * width + 1;
+  std::vector<double> prev(span), cur(span);
+  std::vector<int64_t> prev_j(span), cur_j(span);
+  std::vector<int32_t> arg(static_cast<size_t>(k + 1) * span);
+  std::vector<int64_t> lo(k + 1), cnt(k + 1);
+  for (int64_t pass = 0; pass < passes; ++pass) {
+    for (int64_t l = 0; l <= k; ++l) {
+      if (l == 0 || l == k) {
+        lo[l] = b[l];
+        cnt[l] = 1;
+        continue;
+      }
+      const int64_t a = std::max(b[l] - width, l), z = std::min(b[l] + width, M - (k - l));
+      lo[l] = a;
+      cnt[l] = z - a + 1;
+    }
+    prev[0] = 0.0;
+    prev_j[0] = 0;
+    int64_t np = 1;
+    for (int64_t l = 1; l <= k; ++l) {
+      int32_t from = 0;  // the argmin is monotone in j (the cost is Monge)
+      for (int64_t c = 0; c < cnt[l]; ++c) {
+        const int64_t j = lo[l] + c;
+        double best = std::numeric_limits<double>::infinity();
+        int32_t bi = from;
+        for (int64_t q = from; q < np && prev_j[q] < j; ++q) {
+          const double v = prev[q] + cost(prev_j[q], j);
+          if (v < best) {
+            best = v;
+            bi = static_cast<int32_t>(q);
+          }
+        }
+        cur[c] = best;
+        cur_j[c] = j;
+        arg[l * span + c] = bi;
+        if (best < std::numeric_limits<double>::infinity()) from = bi;
+      }
+      np = cnt[l];
+      prev.swap(cur);
+      prev_j.swap(cur_j);
+    }
+    // backtrack (the windows are feasible: b itself is a partition inside them)
+    bool moved = false;
+    int64_t c = 0;
+    for (int64_t l = k; l >= 1; --l) {
+      const int64_t j = lo[l] + c;
+      moved |= j != b[l];
+      b[l] = j;
+      c = arg[l * span + c];
+    }
+    if (!moved) break;
+  }
+}
+
 py::array_t<int64_t> lloyd_dp(py::array_t<double, py::array::c_style | py::array::forcecast> W,
                               py::array_t<double, py::array::c_style | py::array::forcecast> S,
                               py::array_t<double, py::array::c_style | py::array::forcecast> S2,
@@ -82,21 +167,399 @@ py::array_t<int64_t> lloyd_dp(py::array_t<double, py::array::c_style | py::array
   const Cost cost{W.data(), S.data(), S2.data()};
   {
     py::gil_scoped_release release;
-    std::vector<double> prev(M + 1), cur(M + 1);
-    std::vector<int32_t> opt(static_cast<size_t>(k) * (M + 1), 0);
-    for (int64_t j = 0; j <= M; ++j) prev[j] = cost(0, j);
-    for (int64_t layer = 2; layer <= k; ++layer) {
-      std::fill(cur.begin(), cur.end(), std::numeric_limits<double>::infinity());
-      Layer L{cost, prev.data(), cur.data(), opt.data() + (layer - 1) * (M + 1), layer - 1};
-      L.solve(layer, M, layer - 1, M - 1);
-      prev.swap(cur);
-    }
-    bounds[k] = M;
-    for (int64_t layer = k; layer >= 2; --layer)
-      bounds[layer - 1] = opt[(layer - 1) * (M + 1) + bounds[layer]];
-    bounds[0] = 0;
+    optimal_bounds(cost, M, k, false, bounds);
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// The fast fit (fit_levels_fast): the whole Lloyd-Max design of one channel in one call.
+
+// the float32 number of a key of lloydmax.key32
+inline float key_value(uint32_t k) {
+  const uint32_t u = (k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Per-thread scratch of the fast fit, kept between calls up to a size (fresh pages cost
+// more here than the fit's arithmetic on them).
+struct Scratch {
+  std::vector<double> v, W, S, S2;
+  static constexpr size_t kKeep = size_t{1} << 20;
+  void reserve(size_t n) {
+    for (auto* a : {&v, &W, &S, &S2})
+      if (a->size() < n + 1) a->resize(n + 1);
+  }
+  void release() {
+    for (auto* a : {&v, &W, &S, &S2})
+      if (a->size() > kKeep) std::vector<double>().swap(*a);
+  }
+};
+
+// Sorted distinct values and prefix sums of their counts, and of value and value^2
+// relative to the weighted median, summed outward from it (as lloydmax._Prefix does).
+struct Points {
+  const double *v, *W, *S, *S2;  // M distinct values (float32 numbers); M + 1 prefix sums
+  int64_t M = 0;
+  double mu = 0.0;
+  int64_t size() const { return M; }
+
+  // keys: lloydmax.key32 of the values, -0.0 on the key of +0.0, sorted
+  Points(const uint32_t* keys, int64_t n, Scratch& sc) {
+    sc.reserve(static_cast<size_t>(n));
+    double* vv = sc.v.data();
+    double* WW = sc.W.data();
+    double* SS = sc.S.data();
+    double* SS2 = sc.S2.data();
+    WW[0] = 0.0;
+    for (int64_t i = 0; i < n;) {
+      int64_t j = i + 1;
+      while (j < n && keys[j] == keys[i]) ++j;
+      vv[M] = static_cast<double>(key_value(keys[i]));
+      WW[M + 1] = static_cast<double>(j);
+      ++M;
+      i = j;
+    }
+    // the median point: the first whose cumulative weight reaches half the total
+    const int64_t m = std::min<int64_t>(std::lower_bound(WW + 1, WW + M + 1, WW[M] * 0.5) - (WW + 1), M - 1);
+    mu = vv[m];
+    SS[m] = SS2[m] = 0.0;
+    for (int64_t i = m; i < M; ++i) {
+      const double d = vv[i] - mu, wd = (WW[i + 1] - WW[i]) * d;
+      SS[i + 1] = SS[i] + wd;
+      SS2[i + 1] = SS2[i] + wd * d;
+    }
+    for (int64_t i = m - 1; i >= 0; --i) {
+      const double d = vv[i] - mu, wd = (WW[i + 1] - WW[i]) * d;
+      SS[i] = SS[i + 1] - wd;
+      SS2[i] = SS2[i + 1] - wd * d;
+    }
+    v = vv;
+    W = WW;
+    S = SS;
+    S2 = SS2;
+  }
+  // centroid of points [a, b) (b > a with weight)
+  double centroid(int64_t a, int64_t b) const { return (S[b] - S[a]) / (W[b] - W[a]) + mu; }
+};
+
+// The compander of high-resolution quantization theory: level density proportional to
+// the cube root of the data's density, estimated on `groups` groups of equal weight.
+// A group's share of the levels is capped at its number of distinct points (isolated
+// outliers of a heavy tail get a point each, not a stretch of empty range), the excess
+// going to the other groups in proportion. position(q) is the point index at fraction
+// q of the levels: inside a capped group point by point, else by value.
+struct Compander {
+  const Points& p;
+  std::vector<int64_t> edges{0};
+  std::vector<double> lo, hi, cum;
+  std::vector<char> capped;
+
+  Compander(const Points& pts, int64_t groups, double levels) : p(pts) {
+    const int64_t M = p.size();
+    const double total = p.W[M];
+    for (int64_t g = 1; g < groups; ++g) {
+      const int64_t e = std::lower_bound(p.W, p.W + M + 1, total * g / groups) - p.W;
+      if (e > edges.back() && e < M) edges.push_back(e);
+    }
+    edges.push_back(M);
+    const size_t G = edges.size() - 1;
+    lo.resize(G);
+    hi.resize(G);
+    capped.assign(G, 0);
+    std::vector<double> mass(G), share(G);
+    for (size_t g = 0; g < G; ++g) {
+      const int64_t a = edges[g], b = edges[g + 1];
+      lo[g] = a == 0 ? p.v[0] : 0.5 * (p.v[a - 1] + p.v[a]);
+      hi[g] = b == M ? p.v[M - 1] : 0.5 * (p.v[b - 1] + p.v[b]);
+      mass[g] = std::cbrt(p.W[b] - p.W[a]) * std::cbrt((hi[g] - lo[g]) * (hi[g] - lo[g]));
+    }
+    for (int round = 0; round < 16; ++round) {  // water-filling of the caps
+      double free = levels, open = 0.0;
+      for (size_t g = 0; g < G; ++g)
+        if (capped[g]) free -= static_cast<double>(edges[g + 1] - edges[g]);
+        else open += mass[g];
+      bool changed = false;
+      for (size_t g = 0; g < G; ++g) {
+        const double cap = static_cast<double>(edges[g + 1] - edges[g]);
+        if (capped[g]) {
+          share[g] = cap;
+          continue;
+        }
+        share[g] = open > 0.0 && free > 0.0 ? mass[g] / open * free : 0.0;
+        if (share[g] > cap) {
+          capped[g] = 1;
+          changed = true;
+        }
+      }
+      if (!changed) break;
+    }
+    cum.assign(G + 1, 0.0);
+    for (size_t g = 0; g < G; ++g) cum[g + 1] = cum[g] + share[g];
+  }
+
+  int64_t position(double q) const {
+    const size_t G = lo.size();
+    const double c = cum[G] * q;
+    size_t g = std::upper_bound(cum.begin(), cum.end(), c) - cum.begin();
+    g = g == 0 ? 0 : std::min(g - 1, G - 1);
+    const double span = cum[g + 1] - cum[g];
+    const double f = span > 0.0 ? std::min((c - cum[g]) / span, 1.0) : 0.0;
+    if (capped[g])
+      return edges[g] + static_cast<int64_t>(f * static_cast<double>(edges[g + 1] - edges[g]));
+    const double t = lo[g] + f * (hi[g] - lo[g]);
+    return std::lower_bound(p.v, p.v + p.size(), t) - p.v;
+  }
+
+  // atom bounds (point indices, strictly ascending, 0 .. M) at `atoms` equal steps
+  std::vector<int64_t> atoms(int64_t count) const {
+    std::vector<int64_t> out{0};
+    for (int64_t j = 1; j < count; ++j) {
+      const int64_t pos = position(static_cast<double>(j) / static_cast<double>(count));
+      if (pos > out.back() && pos < p.size()) out.push_back(pos);
+    }
+    out.push_back(p.size());
+    return out;
+  }
+};
+
+// The first point index in [lo, M) whose value is >= t, searched outward from `hint`
+// (thresholds move little between Lloyd iterations: a few cache lines, not log2 M
+// scattered reads).
+inline int64_t lower_bound_near(const Points& p, int64_t lo, int64_t hint, double t) {
+  const int64_t M = p.size();
+  hint = std::min(std::max(hint, lo), M);
+  int64_t a, b;  // the answer lies in [a, b]
+  if (hint < M && p.v[hint] < t) {
+    int64_t step = 1;
+    a = hint + 1;
+    while (a + step <= M && p.v[a + step - 1] < t) {
+      a += step;
+      step *= 2;
+    }
+    b = std::min(a + step - 1, M);
+  } else {
+    int64_t step = 1;
+    b = hint;
+    while (b - step >= lo && p.v[b - step] >= t) {
+      b -= step;
+      step *= 2;
+    }
+    a = std::max(b - step + 1, lo);
+  }
+  return std::lower_bound(p.v + a, p.v + b, t) - p.v;
+}
+
+// Cell bounds (k + 1 point indices) of the float32 midpoint thresholds of `levels`; `b`
+// holds a guess of them on entry (any bounds of k cells)
+void cell_bounds(const Points& p, const std::vector<double>& levels, std::vector<int64_t>& b) {
+  const int64_t k = static_cast<int64_t>(levels.size());
+  b[0] = 0;
+  b[k] = p.size();
+  for (int64_t j = 1; j < k; ++j) {
+    const double t = static_cast<double>(static_cast<float>((levels[j - 1] + levels[j]) * 0.5));
+    b[j] = lower_bound_near(p, b[j - 1], b[j], t);
+  }
+}
+
+// Over-relaxed Lloyd iterations from `bounds` until the partition is stable (as
+// lloydmax._lloyd for one channel). `levels` becomes the centroids of the last partition
+// if their own thresholds leave no cell empty, else the last levels that did (an empty
+// cell wastes a level); returns false when there were none (`levels` are then the last
+// centroids, for reseat_empty).
+bool lloyd(const Points& p, std::vector<int64_t>& bounds, int64_t max_iter, std::vector<double>& levels) {
+  const int64_t k = static_cast<int64_t>(levels.size());
+  auto centroids = [&](std::vector<double>& out) {
+    for (int64_t j = 0; j < k; ++j)
+      if (p.W[bounds[j + 1]] > p.W[bounds[j]]) out[j] = p.centroid(bounds[j], bounds[j + 1]);
+  };
+  auto full = [&](const std::vector<int64_t>& b) {
+    for (int64_t j = 0; j < k; ++j)
+      if (p.W[b[j + 1]] <= p.W[b[j]]) return false;
+    return true;
+  };
+  centroids(levels);
+  std::vector<double> cen(levels), next(k), kept;
+  std::vector<int64_t> nb(k + 1);
+  const double omega = 1.8;
+  for (int64_t it = 0; it < max_iter; ++it) {
+    bool ordered = true;
+    for (int64_t j = 0; j < k; ++j) {
+      next[j] = levels[j] + omega * (cen[j] - levels[j]);
+      if (j && next[j] <= next[j - 1]) ordered = false;
+    }
+    levels = ordered ? next : cen;
+    cell_bounds(p, levels, nb);
+    if (full(nb)) kept = levels;
+    const bool moved = nb != bounds;
+    bounds.swap(nb);
+    cen = levels;
+    centroids(cen);
+    if (!moved) break;
+  }
+  cell_bounds(p, cen, nb);
+  if (full(nb)) {
+    levels = cen;
+    return true;
+  }
+  if (kept.empty()) {
+    levels = cen;
+    return false;
+  }
+  levels = kept;
+  return true;
+}
+
+// Re-seats the levels of empty cells (as lloydmax._repair_channel): each one goes to
+// the cell with the largest squared error, split where the split lowers it most. Returns
+// the new partition's bounds, or an empty vector when no cell was empty.
+std::vector<int64_t> reseat_empty(const Points& p, const std::vector<double>& levels) {
+  const int64_t k = static_cast<int64_t>(levels.size());
+  std::vector<int64_t> b(k + 1);
+  cell_bounds(p, levels, b);
+  std::vector<std::pair<int64_t, int64_t>> cells;
+  for (int64_t j = 0; j < k; ++j)
+    if (p.W[b[j + 1]] > p.W[b[j]]) cells.emplace_back(b[j], b[j + 1]);
+  if (static_cast<int64_t>(cells.size()) == k) return {};
+  const Cost cost{p.W, p.S, p.S2};
+  while (static_cast<int64_t>(cells.size()) < k) {
+    size_t worst = 0;
+    double gain = 0.0;
+    int64_t at = -1;
+    for (size_t c = 0; c < cells.size(); ++c) {  // the split that lowers the error most
+      const auto [a0, b0] = cells[c];
+      const double whole = cost(a0, b0);
+      if (whole <= gain) continue;
+      for (int64_t s = a0 + 1; s < b0; ++s) {
+        const double g = whole - cost(a0, s) - cost(s, b0);
+        if (g > gain) {
+          gain = g;
+          worst = c;
+          at = s;
+        }
+      }
+    }
+    if (at < 0) return {};  // no cell can be split (fewer points than levels)
+    const int64_t hi = cells[worst].second;
+    cells[worst].second = at;
+    cells.insert(cells.begin() + static_cast<std::ptrdiff_t>(worst) + 1, {at, hi});
+  }
+  std::vector<int64_t> out;
+  for (const auto& c : cells) out.push_back(c.first);
+  out.push_back(p.size());
+  return out;
+}
+
+// Points per compander group (its density estimate), and the coarse grid of the first
+// windowed passes (every COARSE-th atom: twice as long a move per pass).
+constexpr int64_t GROUP_POINTS = 16;
+constexpr int64_t COARSE = 2;
+
+// Bounds b[1..k-1] made strictly ascending inside (0, M), b[0] = 0, b[k] = M (M >= k).
+void pull_apart(std::vector<int64_t>& b, int64_t M) {
+  const int64_t k = static_cast<int64_t>(b.size()) - 1;
+  b[0] = 0;
+  b[k] = M;
+  for (int64_t j = 1; j < k; ++j) b[j] = std::max(b[j], b[j - 1] + 1);
+  for (int64_t j = k - 1; j >= 1; --j) b[j] = std::min(b[j], b[j + 1] - 1);
+}
+
+// Prefix sums of weight, value and value^2 at the given point indices.
+struct AtomSums {
+  std::vector<double> W, S, S2;
+  AtomSums(const Points& p, const std::vector<int64_t>& at) : W(at.size()), S(at.size()), S2(at.size()) {
+    for (size_t i = 0; i < at.size(); ++i) {
+      W[i] = p.W[at[i]];
+      S[i] = p.S[at[i]];
+      S2[i] = p.S2[at[i]];
+    }
+  }
+  Cost cost() const { return Cost{W.data(), S.data(), S2.data()}; }
+};
+
+// The k-cell grouping of the atoms: the full DP (band == 0), else windowed passes from
+// the compander's partition, first on the coarse grid, then on every atom.
+std::vector<int64_t> group_atoms(const Points& p, const Compander& comp, const std::vector<int64_t>& atoms,
+                                 int64_t k, int64_t band, int64_t passes) {
+  const int64_t A = static_cast<int64_t>(atoms.size()) - 1;
+  const AtomSums sums(p, atoms);
+  std::vector<int64_t> ab(k + 1);
+  if (band == 0) {
+    optimal_bounds(sums.cost(), A, k, true, ab.data());
+    return ab;
+  }
+  for (int64_t j = 0; j <= k; ++j) {
+    const int64_t pos = comp.position(static_cast<double>(j) / static_cast<double>(k));
+    ab[j] = std::lower_bound(atoms.begin(), atoms.end(), pos) - atoms.begin();
+  }
+  pull_apart(ab, A);
+  const int64_t Ac = A / COARSE;
+  if (Ac >= 2 * k) {
+    std::vector<int64_t> coarse(Ac + 1), cb(k + 1);
+    for (int64_t i = 0; i <= Ac; ++i) coarse[i] = atoms[i == Ac ? A : i * COARSE];
+    for (int64_t j = 0; j <= k; ++j) cb[j] = (ab[j] + COARSE / 2) / COARSE;
+    pull_apart(cb, Ac);
+    banded_bounds(AtomSums(p, coarse).cost(), Ac, k, band, passes, cb.data());
+    for (int64_t j = 1; j < k; ++j) ab[j] = cb[j] * COARSE;
+  }
+  banded_bounds(sums.cost(), A, k, band, passes, ab.data());
+  return ab;
+}
+
+// (status, values): status 0: `values` are the k fitted levels (float64, ascending);
+// 1: x has at most k distinct values, `values` are they (for lloydmax.fill_levels);
+// 2: not served (the atoms merged below 2 k, or cells stayed empty): use the exact fit.
+py::tuple fit_levels_fast(py::array_t<uint32_t, py::array::c_style> keys, int64_t k, int64_t atoms_per_level,
+                          int64_t max_iter, int64_t band, int64_t passes) {
+  if (keys.ndim() != 1 || keys.shape(0) < 1)
+    throw std::invalid_argument("fit_levels_fast: keys must be 1-D, not empty");
+  if (k < 2 || k > 4096 || atoms_per_level < 1 || atoms_per_level > 64 || max_iter < 0 || band < 0 ||
+      band > 1024 || passes < 0)
+    throw std::invalid_argument(
+        "fit_levels_fast: need 2 <= k <= 4096, 1 <= atoms_per_level <= 64, 0 <= band <= 1024, "
+        "max_iter >= 0, passes >= 0");
+  const uint32_t* data = keys.data();
+  const int64_t n = keys.shape(0);
+  for (int64_t i = 1; i < n; ++i)
+    if (data[i] < data[i - 1]) throw std::invalid_argument("fit_levels_fast: keys must be sorted");
+  int status = 0;
+  std::vector<double> levels;
+  {
+    py::gil_scoped_release release;
+    thread_local Scratch scratch;
+    const Points p(data, n, scratch);
+    const int64_t M = p.size();
+    if (M <= k) {
+      status = 1;
+      levels.assign(p.v, p.v + M);
+    } else {
+      const Compander comp(p, std::min(16 * k, std::max(k, M / GROUP_POINTS)),
+                           static_cast<double>(atoms_per_level * k));
+      const std::vector<int64_t> atoms = comp.atoms(atoms_per_level * k);
+      if (static_cast<int64_t>(atoms.size()) - 1 < 2 * k) {
+        status = 2;
+      } else {
+        const std::vector<int64_t> ab = group_atoms(p, comp, atoms, k, band, passes);
+        std::vector<int64_t> bounds(k + 1);
+        for (int64_t j = 0; j <= k; ++j) bounds[j] = atoms[ab[j]];
+        levels.assign(k, 0.0);
+        bool ok = lloyd(p, bounds, max_iter, levels);
+        for (int round = 0; round < 3 && !ok; ++round) {
+          std::vector<int64_t> fixed = reseat_empty(p, levels);
+          if (fixed.empty()) break;
+          bounds = fixed;
+          ok = lloyd(p, bounds, max_iter, levels);
+        }
+        if (!ok) status = 2;
+      }
+    }
+    scratch.release();
+  }
+  py::array_t<double> out(static_cast<py::ssize_t>(levels.size()));
+  std::copy(levels.begin(), levels.end(), out.mutable_data());
+  return py::make_tuple(status, out);
 }
 
 }  // namespace
@@ -105,6 +568,13 @@ void register_lloydmax(py::module_& m) {
   m.def("lloyd_dp", &lloyd_dp, py::arg("W"), py::arg("S"), py::arg("S2"), py::arg("k"),
         "Optimal partition of M weighted atoms (prefix sums W, S, S2 of length M+1) into k "
         "contiguous cells minimising the squared error; returns k+1 atom bounds.");
+  m.def("fit_levels_fast", &fit_levels_fast, py::arg("keys"), py::arg("k"), py::arg("atoms_per_level"),
+        py::arg("max_iter"), py::arg("band") = 0, py::arg("passes") = 30,
+        "Lloyd-Max levels of float32 values in one call, from their sorted keys (lloydmax.key32, "
+        "-0.0 as +0.0): atoms at equal steps of the cube-root-density compander, their optimal "
+        "grouping (the full DP with band=0, else passes of a DP in windows of +-band atoms), "
+        "bounded Lloyd iterations, empty cells re-seated. Returns (status, values): 0 levels; "
+        "1 the <= k distinct values; 2 not served (use the exact fit).");
 }
 
 }  // namespace featcodec

@@ -35,7 +35,8 @@ _KEYS = {"id", "embedded", "channel_axis", "channels", "thresholds"}
 
 def resolve(transform: Any, bits: int | None, x: Any) -> Transform:
     """The transform an encode of ``x`` uses for these arguments: ``transform`` as given
-    (``bits``, if given, must match), ``"auto"`` (Lloyd-Max fitted on ``x``) or
+    (``bits``, if given, must match), ``"auto"`` (Lloyd-Max fitted on ``x`` by the fast
+    method of :func:`featcodec.fit_transform`) or
     ``"uniform"`` at ``bits`` (default 8), or the registered transform of that id."""
     if isinstance(transform, Transform):
         if bits is not None and _check_bits(bits) != transform.bits:
@@ -47,7 +48,7 @@ def resolve(transform: Any, bits: int | None, x: Any) -> Transform:
     b = 8 if bits is None else _check_bits(bits)
     if isinstance(transform, str):
         if transform == "auto":
-            return fit_transform(x, bits=b)
+            return fit_transform(x, bits=b, method="fast")
         if transform == "uniform":
             return fit_uniform(x, bits=b)
         t = lookup(transform)

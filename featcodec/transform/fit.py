@@ -169,6 +169,7 @@ def fit_transform(
     percentiles: Any = None,
     channel_axis: int | None = None,
     max_iter: int = 600,
+    method: str = "exact",
 ) -> Transform:
     """Fit the Lloyd-Max transform: ``2**bits`` levels minimising the mean squared
     reconstruction error of nearest-level quantization of ``samples``.
@@ -184,7 +185,13 @@ def fit_transform(
             data (per channel with ``channel_axis``), e.g. ``(0.1, 99.9)``.
         channel_axis: fit one transform per channel along this axis (models with outlier
             channels); forward/inverse then need the same axis layout.
-        max_iter: cap on Lloyd iterations.
+        max_iter: cap on Lloyd iterations (of the exact method).
+        method: ``"exact"`` (default: greedy atoms, the full DP, Lloyd to convergence;
+            :func:`featcodec.transform.lloydmax.fit_levels`) or ``"fast"`` (compander
+            atoms, a windowed DP, 30 Lloyd iterations, all compiled:
+            :func:`~featcodec.transform.lloydmax.fit_levels_fast`; 3-10x faster, within
+            0.5% of the exact MSE on the fixtures; what ``featcodec.encode`` fits per call).
+            Channels the fast method does not serve get the exact fit.
 
     Deterministic: the same samples give the same transform (same ``id``) in any process.
     With fewer distinct values than levels, every distinct value becomes a level (exact
@@ -197,22 +204,35 @@ def fit_transform(
     [0.3333333432674408, 5.5]
     """
     bits = _check_bits(bits)
+    if method not in ("exact", "fast"):
+        raise InputError(f"method must be 'exact' or 'fast', not {method!r:.40}.")
     x, meta, axis = _prepare(samples, channel_axis, clip, percentiles)
     K = 2**bits
+    levels = np.empty((x.shape[0], K), np.float64)
+    rest = np.arange(x.shape[0])
+    if method == "fast":
+        fast = [lloydmax.fit_levels_fast(row, K) for row in x]
+        rest = np.array([c for c, lv in enumerate(fast) if lv is None], np.int64)
+        for c, lv in enumerate(fast):
+            if lv is not None:
+                levels[c] = lv
+    if len(rest):
+        levels[rest] = _exact_levels(x if len(rest) == len(x) else x[rest], K, max_iter)
+    return _finish(levels, bits, axis, "lloyd-max", meta)
+
+
+def _exact_levels(x: np.ndarray, K: int, max_iter: int) -> np.ndarray:
+    """The exact fit's ``K`` levels for each row of float32 ``x`` (C, n)."""
     points = lloydmax.points_from_values(x)
-    del x
     distinct = points.distinct()
-    C = points.channels
-    levels = np.empty((C, K), np.float64)
-    few = np.flatnonzero(distinct <= K)
-    for c in few:
+    levels = np.empty((points.channels, K), np.float64)
+    for c in np.flatnonzero(distinct <= K):
         vals = points.values[points.offsets[c] : points.offsets[c + 1]].astype(np.float32)
         levels[c] = lloydmax.fill_levels(vals, K)
     many = np.flatnonzero(distinct > K)
     if len(many):
-        sub = lloydmax.select_channels(points, many)
-        levels[many] = lloydmax.fit_levels(sub, K, max_iter=max_iter)
-    return _finish(levels, bits, axis, "lloyd-max", meta)
+        levels[many] = lloydmax.fit_levels(lloydmax.select_channels(points, many), K, max_iter=max_iter)
+    return levels
 
 
 def fit_uniform(
