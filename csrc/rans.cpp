@@ -4,6 +4,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstring>
+#include <vector>
+
 #include "module.h"
 #include "rans.h"
 
@@ -131,6 +134,48 @@ void register_rans(py::module_& m) {
       },
       py::arg("symbols"), py::arg("threads") = 1,
       "Static-model rANS: encode a C-contiguous uint8/uint16 array (table inside).");
+
+  m.def(
+      "rans_encode_groups",
+      [](const py::array& units, const py::array& gid, int64_t groups, int threads) {
+        if (!(units.flags() & py::array::c_style) || units.ndim() != 2)
+          throw rans::InputError("units must be a C-contiguous 2-D array");
+        const auto* g = contiguous<uint8_t>(gid, "gid", 1);
+        const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
+        if (size_t(gid.shape(0)) != n) throw rans::InputError("gid must have one entry per unit");
+        if (groups < 1 || groups > 256) throw rans::InputError("groups must be in [1, 256]");
+        for (size_t i = 0; i < n; ++i)
+          if (g[i] >= groups) throw rans::InputError("gid names a group beyond groups");
+        const bool wide = py::isinstance<py::array_t<uint16_t>>(units);
+        if (!wide && !py::isinstance<py::array_t<uint8_t>>(units))
+          throw rans::InputError("units must be uint8 or uint16");
+        const size_t item = wide ? 2 : 1;
+        std::vector<Encoded> enc(static_cast<size_t>(groups));
+        {
+          py::gil_scoped_release release;
+          // the rows of each group, in row order, one group after the other
+          std::vector<size_t> start(size_t(groups) + 1, 0);
+          for (size_t i = 0; i < n; ++i) ++start[g[i] + 1];
+          for (int64_t k = 0; k < groups; ++k) start[k + 1] += start[k];
+          std::vector<uint8_t> buf(n * m * item);
+          std::vector<size_t> at(start.begin(), start.end() - 1);
+          const auto* src = static_cast<const uint8_t*>(units.data());
+          for (size_t i = 0; i < n; ++i) std::memcpy(buf.data() + (at[g[i]]++) * m * item, src + i * m * item, m * item);
+          for (int64_t k = 0; k < groups; ++k) {
+            const uint8_t* p = buf.data() + start[k] * m * item;
+            const uint64_t count = uint64_t(start[k + 1] - start[k]) * m;
+            enc[k] = wide ? rans::encode_static16(reinterpret_cast<const uint16_t*>(p), count, threads_arg(threads))
+                          : rans::encode_static8(p, count, threads_arg(threads));
+          }
+        }
+        py::list out;
+        for (const auto& e : enc) out.append(to_bytes(e));
+        return out;
+      },
+      py::arg("units"), py::arg("gid"), py::arg("groups"), py::arg("threads") = 1,
+      "Static-model rANS per group: for k in range(groups), the bytes rans_encode_static "
+      "gives the rows of the C-contiguous (n, m) uint8/uint16 units whose gid (n,) is k, "
+      "in row order (one call instead of a gather and a call per group).");
 
   m.def(
       "rans_decode_static",

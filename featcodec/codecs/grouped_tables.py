@@ -48,7 +48,6 @@ MIN_PREDICTION_GAIN = 3
 SURE_PREDICTION_GAIN = 10
 #: about what ``"lags": [...]`` adds to a stream's header, counted against a predicted payload
 LAGS_HEADER_BYTES = 14
-_POWERS = np.int64(1) << np.arange(63, dtype=np.int64)  # 2**k: searchsorted(x) is x's bit length
 
 
 def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -56,13 +55,17 @@ def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, li
     of its ``m`` absolute residuals): units of one mode and one half-octave of mean
     residual share a group (whole octaves, or coarser, if that makes more than
     :data:`MAX_GROUPS`). Integer arithmetic only."""
-    v = sums * 16 // m  # 16 x mean |residual| (< 2**21, so v * v fits in int64)
-    octave2 = np.searchsorted(_POWERS, v * v, side="right")  # bit length of v * v: about 2 log2(v)
+    v = sums * 16 // m  # 16 x mean |residual| (< 2**21, so v * v < 2**42 fits in int64)
+    # bit length of v * v (about 2 log2(v)): frexp's exponent, exact below 2**53
+    octave2 = np.frexp((v * v).astype(np.float64))[1].astype(np.int64)
     shift = 0
     while True:
-        codes, ids = np.unique((octave2 >> shift) * 4 + modes, return_inverse=True)
+        key = (octave2 >> shift) * 4 + modes  # < 4 * 43 + 4: the distinct keys, ascending
+        present = np.bincount(key, minlength=1) > 0
+        codes = np.flatnonzero(present)
         if codes.size <= MAX_GROUPS:
-            return ids.astype(np.uint8), [int(c) & 3 for c in codes]
+            rank = np.cumsum(present, dtype=np.int64) - 1
+            return rank[key].astype(np.uint8), [int(c) & 3 for c in codes]
         shift += 1
 
 
@@ -86,8 +89,9 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
     if not modes.any():  # no unit predicts: these are already the plain residuals
         return _payload(med, resid, sums, modes, with_modes=False), ()
     gain = 100 - int(sums.sum()) * 100 / max(int(plain.sum()), 1)
-    def without() -> bytes:  # the payload with every unit on its median
-        return _payload(*_core.unit_residuals(units, bits, [], threads)[:4], with_modes=False)
+    def without() -> bytes:  # the payload with every unit on its median (mode 0's residuals)
+        mask = units.dtype.type((1 << bits) - 1)
+        return _payload(med, (units - med[:, None]) & mask, plain, np.zeros_like(modes), with_modes=False)
 
     if gain < MIN_PREDICTION_GAIN:
         return without(), ()
@@ -101,12 +105,14 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
 
 def _payload(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray, with_modes: bool) -> bytes:
     """The payload of units given their medians, residuals, costs and modes."""
+    from .. import _core
     from ..stream.rans import encode_symbols
+    from ..threads import get_num_threads
 
     gid, group_modes = _groups(sums, resid.shape[1], modes)
-    parts = [encode_symbols(med), encode_symbols(gid)]
-    for g in range(len(group_modes)):
-        parts.append(encode_symbols(np.ascontiguousarray(resid[gid == g])))
+    # each group's residuals (its units in order) under its own table, in one call
+    groups = _core.rans_encode_groups(resid, gid, len(group_modes), get_num_threads())
+    parts = [encode_symbols(med), encode_symbols(gid), *groups]
     head = struct.pack("<H", len(group_modes)) + (bytes(group_modes) if with_modes else b"")
     return head + struct.pack(f"<{len(parts)}I", *map(len, parts)) + b"".join(parts)
 
