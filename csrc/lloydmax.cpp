@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <stdexcept>
 #include <vector>
@@ -117,23 +118,29 @@ void banded_bounds(const Cost& cost, int64_t M, int64_t k, int64_t width, int64_
     prev_j[0] = 0;
     int64_t np = 1;
     for (int64_t l = 1; l <= k; ++l) {
-      int32_t from = 0;  // the argmin is monotone in j (the cost is Monge)
-      for (int64_t c = 0; c < cnt[l]; ++c) {
-        const int64_t j = lo[l] + c;
+      // the argmin is monotone in j (the cost is Monge): divide and conquer over the
+      // window, O(w log w) instead of O(w^2)
+      int32_t* row = arg.data() + l * span;
+      const int64_t base = lo[l];
+      auto solve = [&](auto&& self, int64_t clo, int64_t chi, int64_t qlo, int64_t qhi) -> void {
+        if (clo > chi) return;
+        const int64_t c = clo + (chi - clo) / 2, j = base + c;
         double best = std::numeric_limits<double>::infinity();
-        int32_t bi = from;
-        for (int64_t q = from; q < np && prev_j[q] < j; ++q) {
+        int64_t bi = qlo;
+        for (int64_t q = qlo; q <= qhi && prev_j[q] < j; ++q) {
           const double v = prev[q] + cost(prev_j[q], j);
           if (v < best) {
             best = v;
-            bi = static_cast<int32_t>(q);
+            bi = q;
           }
         }
         cur[c] = best;
         cur_j[c] = j;
-        arg[l * span + c] = bi;
-        if (best < std::numeric_limits<double>::infinity()) from = bi;
-      }
+        row[c] = static_cast<int32_t>(bi);
+        self(self, clo, c - 1, qlo, bi);
+        self(self, c + 1, chi, bi, qhi);
+      };
+      solve(solve, 0, cnt[l] - 1, 0, np - 1);
       np = cnt[l];
       prev.swap(cur);
       prev_j.swap(cur_j);
@@ -187,6 +194,7 @@ inline float key_value(uint32_t k) {
 // more here than the fit's arithmetic on them).
 struct Scratch {
   std::vector<double> v, W, S, S2;
+  std::vector<uint32_t> keys, exact, tmp;
   static constexpr size_t kKeep = size_t{1} << 20;
   void reserve(size_t n) {
     for (auto* a : {&v, &W, &S, &S2})
@@ -195,8 +203,46 @@ struct Scratch {
   void release() {
     for (auto* a : {&v, &W, &S, &S2})
       if (a->size() > kKeep) std::vector<double>().swap(*a);
+    for (auto* a : {&keys, &exact, &tmp})
+      if (a->size() > kKeep) std::vector<uint32_t>().swap(*a);
   }
 };
+
+// out = the ascending keys (lloydmax.key32, -0.0 as +0.0) of the n values: an LSD radix
+// sort in three passes of 11, 11 and 10 bits (tmp: its other buffer).
+void sorted_keys(const float* x, int64_t n, std::vector<uint32_t>& out, std::vector<uint32_t>& tmp) {
+  const size_t N = static_cast<size_t>(n);
+  if (out.size() < N + 1) out.resize(N + 1);
+  if (tmp.size() < N + 1) tmp.resize(N + 1);
+  if (N == 0) return;
+  uint32_t* a = out.data();
+  uint32_t* b = tmp.data();
+  uint32_t count[3][2048] = {};
+  for (size_t i = 0; i < N; ++i) {
+    uint32_t u;
+    std::memcpy(&u, x + i, 4);
+    u ^= (u >> 31) ? 0xFFFFFFFFu : 0x80000000u;
+    if (u == 0x7FFFFFFFu) u = 0x80000000u;  // -0.0 sorts as +0.0
+    a[i] = u;
+    ++count[0][u & 2047];
+    ++count[1][(u >> 11) & 2047];
+    ++count[2][u >> 22];
+  }
+  for (int pass = 0; pass < 3; ++pass) {
+    const int shift = 11 * pass;
+    uint32_t* c = count[pass];
+    if (c[(a[0] >> shift) & 2047] == N) continue;  // one digit everywhere: already in order
+    uint32_t sum = 0;
+    for (int d = 0; d < 2048; ++d) {
+      const uint32_t t = c[d];
+      c[d] = sum;
+      sum += t;
+    }
+    for (size_t i = 0; i < N; ++i) b[c[(a[i] >> shift) & 2047]++] = a[i];
+    std::swap(a, b);
+  }
+  if (a != out.data()) std::memcpy(out.data(), a, N * 4);
+}
 
 // Sorted distinct values and prefix sums of their counts, and of value and value^2
 // relative to the weighted median, summed outward from it (as lloydmax._Prefix does).
@@ -206,21 +252,24 @@ struct Points {
   double mu = 0.0;
   int64_t size() const { return M; }
 
-  // keys: lloydmax.key32 of the values, -0.0 on the key of +0.0, sorted
-  Points(const uint32_t* keys, int64_t n, Scratch& sc) {
-    sc.reserve(static_cast<size_t>(n));
+  // a (na keys, each of weight wa) and b (nb keys, each of weight 1): lloydmax.key32 of the
+  // values, -0.0 on the key of +0.0, each sorted; equal keys of both make one point
+  Points(const uint32_t* a, int64_t na, double wa, const uint32_t* b, int64_t nb, Scratch& sc) {
+    sc.reserve(static_cast<size_t>(na + nb));
     double* vv = sc.v.data();
     double* WW = sc.W.data();
     double* SS = sc.S.data();
     double* SS2 = sc.S2.data();
     WW[0] = 0.0;
-    for (int64_t i = 0; i < n;) {
-      int64_t j = i + 1;
-      while (j < n && keys[j] == keys[i]) ++j;
-      vv[M] = static_cast<double>(key_value(keys[i]));
-      WW[M + 1] = static_cast<double>(j);
+    int64_t i = 0, j = 0;
+    while (i < na || j < nb) {
+      const uint32_t key = j >= nb || (i < na && a[i] <= b[j]) ? a[i] : b[j];
+      int64_t ia = i, jb = j;
+      while (i < na && a[i] == key) ++i;
+      while (j < nb && b[j] == key) ++j;
+      vv[M] = static_cast<double>(key_value(key));
+      WW[M + 1] = WW[M] + static_cast<double>(i - ia) * wa + static_cast<double>(j - jb);
       ++M;
-      i = j;
     }
     // the median point: the first whose cumulative weight reaches half the total
     const int64_t m = std::min<int64_t>(std::lower_bound(WW + 1, WW + M + 1, WW[M] * 0.5) - (WW + 1), M - 1);
@@ -245,6 +294,17 @@ struct Points {
   double centroid(int64_t a, int64_t b) const { return (S[b] - S[a]) / (W[b] - W[a]) + mu; }
 };
 
+// The first index in [from, end) whose v is >= t (v ascending, v[from - 1] < t if from > 0):
+// galloping from `from`, so nearby answers cost a few cache lines, not log2(end) misses.
+inline int64_t lower_bound_from(const double* v, int64_t from, int64_t end, double t) {
+  int64_t step = 1, lo = from;
+  while (lo + step <= end && v[lo + step - 1] < t) {
+    lo += step;
+    step *= 2;
+  }
+  return std::lower_bound(v + lo, v + std::min(lo + step, end), t) - v;
+}
+
 // The compander of high-resolution quantization theory: level density proportional to
 // the cube root of the data's density, estimated on `groups` groups of equal weight.
 // A group's share of the levels is capped at its number of distinct points (isolated
@@ -260,8 +320,10 @@ struct Compander {
   Compander(const Points& pts, int64_t groups, double levels) : p(pts) {
     const int64_t M = p.size();
     const double total = p.W[M];
+    int64_t e = 0;  // the targets ascend: one forward scan instead of a search each
     for (int64_t g = 1; g < groups; ++g) {
-      const int64_t e = std::lower_bound(p.W, p.W + M + 1, total * g / groups) - p.W;
+      const double target = total * g / groups;
+      while (e <= M && p.W[e] < target) ++e;
       if (e > edges.back() && e < M) edges.push_back(e);
     }
     edges.push_back(M);
@@ -274,7 +336,7 @@ struct Compander {
       const int64_t a = edges[g], b = edges[g + 1];
       lo[g] = a == 0 ? p.v[0] : 0.5 * (p.v[a - 1] + p.v[a]);
       hi[g] = b == M ? p.v[M - 1] : 0.5 * (p.v[b - 1] + p.v[b]);
-      mass[g] = std::cbrt(p.W[b] - p.W[a]) * std::cbrt((hi[g] - lo[g]) * (hi[g] - lo[g]));
+      mass[g] = std::cbrt((p.W[b] - p.W[a]) * (hi[g] - lo[g]) * (hi[g] - lo[g]));
     }
     for (int round = 0; round < 16; ++round) {  // water-filling of the caps
       double free = levels, open = 0.0;
@@ -300,7 +362,8 @@ struct Compander {
     for (size_t g = 0; g < G; ++g) cum[g + 1] = cum[g] + share[g];
   }
 
-  int64_t position(double q) const {
+  // `from`: a point index at or below the answer (atoms() passes the previous one)
+  int64_t position(double q, int64_t from = 0) const {
     const size_t G = lo.size();
     const double c = cum[G] * q;
     size_t g = std::upper_bound(cum.begin(), cum.end(), c) - cum.begin();
@@ -310,14 +373,14 @@ struct Compander {
     if (capped[g])
       return edges[g] + static_cast<int64_t>(f * static_cast<double>(edges[g + 1] - edges[g]));
     const double t = lo[g] + f * (hi[g] - lo[g]);
-    return std::lower_bound(p.v, p.v + p.size(), t) - p.v;
+    return lower_bound_from(p.v, from, p.size(), t);
   }
 
   // atom bounds (point indices, strictly ascending, 0 .. M) at `atoms` equal steps
   std::vector<int64_t> atoms(int64_t count) const {
     std::vector<int64_t> out{0};
     for (int64_t j = 1; j < count; ++j) {
-      const int64_t pos = position(static_cast<double>(j) / static_cast<double>(count));
+      const int64_t pos = position(static_cast<double>(j) / static_cast<double>(count), out.back());
       if (pos > out.back() && pos < p.size()) out.push_back(pos);
     }
     out.push_back(p.size());
@@ -511,25 +574,34 @@ std::vector<int64_t> group_atoms(const Points& p, const Compander& comp, const s
 // (status, values): status 0: `values` are the k fitted levels (float64, ascending);
 // 1: x has at most k distinct values, `values` are they (for lloydmax.fill_levels);
 // 2: not served (the atoms merged below 2 k, or cells stayed empty): use the exact fit.
-py::tuple fit_levels_fast(py::array_t<uint32_t, py::array::c_style> keys, int64_t k, int64_t atoms_per_level,
-                          int64_t max_iter, int64_t band, int64_t passes) {
-  if (keys.ndim() != 1 || keys.shape(0) < 1)
-    throw std::invalid_argument("fit_levels_fast: keys must be 1-D, not empty");
+py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t k, int64_t atoms_per_level,
+                          int64_t max_iter, int64_t band, int64_t passes,
+                          py::array_t<float, py::array::c_style> exact, double weight) {
+  if (values.ndim() != 1 || values.shape(0) < 1 || exact.ndim() != 1)
+    throw std::invalid_argument("fit_levels_fast: values must be 1-D, not empty; exact 1-D");
+  if (!(weight >= 1.0 && weight <= 1e15))
+    throw std::invalid_argument("fit_levels_fast: weight must be in [1, 1e15]");
   if (k < 2 || k > 4096 || atoms_per_level < 1 || atoms_per_level > 64 || max_iter < 0 || band < 0 ||
       band > 1024 || passes < 0)
     throw std::invalid_argument(
         "fit_levels_fast: need 2 <= k <= 4096, 1 <= atoms_per_level <= 64, 0 <= band <= 1024, "
         "max_iter >= 0, passes >= 0");
-  const uint32_t* data = keys.data();
-  const int64_t n = keys.shape(0);
-  for (int64_t i = 1; i < n; ++i)
-    if (data[i] < data[i - 1]) throw std::invalid_argument("fit_levels_fast: keys must be sorted");
+  const float* vals = values.data();
+  const int64_t n = values.shape(0);
+  const float* ex = exact.data();
+  const int64_t ne = exact.shape(0);
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(vals[i])) throw std::invalid_argument("fit_levels_fast: values must be finite");
+  for (int64_t i = 0; i < ne; ++i)
+    if (!std::isfinite(ex[i])) throw std::invalid_argument("fit_levels_fast: values must be finite");
   int status = 0;
   std::vector<double> levels;
   {
     py::gil_scoped_release release;
     thread_local Scratch scratch;
-    const Points p(data, n, scratch);
+    sorted_keys(vals, n, scratch.keys, scratch.tmp);
+    sorted_keys(ex, ne, scratch.exact, scratch.tmp);
+    const Points p(scratch.keys.data(), n, weight, scratch.exact.data(), ne, scratch);
     const int64_t M = p.size();
     if (M <= k) {
       status = 1;
@@ -552,7 +624,9 @@ py::tuple fit_levels_fast(py::array_t<uint32_t, py::array::c_style> keys, int64_
           bounds = fixed;
           ok = lloyd(p, bounds, max_iter, levels);
         }
-        if (!ok) status = 2;
+        // still a cell without values (isolated massive values can leave one between
+        // them): its level is wasted, not wrong; ascending levels still make a transform
+        if (!ok && !std::is_sorted(levels.begin(), levels.end(), std::less_equal<double>())) status = 2;
       }
     }
     scratch.release();
@@ -568,10 +642,12 @@ void register_lloydmax(py::module_& m) {
   m.def("lloyd_dp", &lloyd_dp, py::arg("W"), py::arg("S"), py::arg("S2"), py::arg("k"),
         "Optimal partition of M weighted atoms (prefix sums W, S, S2 of length M+1) into k "
         "contiguous cells minimising the squared error; returns k+1 atom bounds.");
-  m.def("fit_levels_fast", &fit_levels_fast, py::arg("keys"), py::arg("k"), py::arg("atoms_per_level"),
+  m.def("fit_levels_fast", &fit_levels_fast, py::arg("values"), py::arg("k"), py::arg("atoms_per_level"),
         py::arg("max_iter"), py::arg("band") = 0, py::arg("passes") = 30,
-        "Lloyd-Max levels of float32 values in one call, from their sorted keys (lloydmax.key32, "
-        "-0.0 as +0.0): atoms at equal steps of the cube-root-density compander, their optimal "
+        py::arg("exact") = py::array_t<float>(0), py::arg("weight") = 1.0,
+        "Lloyd-Max levels of finite float32 values (1-D) in one call: their keys (lloydmax.key32, "
+        "-0.0 as +0.0) radix-sorted, each of weight `weight`, with the values `exact` of weight 1 "
+        "(a sample of the bulk and every value of the tails), atoms at equal steps of the cube-root-density compander, their optimal "
         "grouping (the full DP with band=0, else passes of a DP in windows of +-band atoms), "
         "bounded Lloyd iterations, empty cells re-seated. Returns (status, values): 0 levels; "
         "1 the <= k distinct values; 2 not served (use the exact fit).");

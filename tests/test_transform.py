@@ -8,6 +8,7 @@ a brute-force dynamic programme for the optimal quantizer, the reference impleme
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,6 +236,69 @@ def test_histogram_path_for_large_inputs(monkeypatch):
     assert binned.id != exact.id
     assert _sse(HEAVY, binned.levels) <= _sse(HEAVY, exact.levels) * 1.01
     assert binned.id == featcodec.fit_transform(HEAVY, bits=6).id
+
+
+# ------------------------------------------------------------------- the fast fit
+FEATURES = sorted((Path(__file__).parent / "data" / "features").glob("*.npy"))
+
+
+@pytest.mark.parametrize("path", FEATURES[::3], ids=lambda p: p.stem)
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_fast_fit_is_within_2_percent_of_the_exact_fit_on_real_features(path, bits):
+    x = np.load(path).astype(np.float32)
+    fast = featcodec.fit_transform(x, bits=bits, method="fast")
+    exact = featcodec.fit_transform(x, bits=bits)
+    assert fast.bits == bits and fast.levels.shape == (2**bits,)
+    assert _sse(x.ravel(), fast.levels) <= _sse(x.ravel(), exact.levels) * 1.02
+
+
+def test_fast_fit_matches_kmeans_quality():
+    from sklearn.cluster import KMeans  # an independent 1-D k-means
+
+    x = HEAVY[:5000]
+    km = KMeans(n_clusters=16, random_state=0, n_init=3).fit(x.reshape(-1, 1).astype(np.float64))
+    fast = featcodec.fit_transform(x, bits=4, method="fast")
+    assert _sse(x, fast.levels) <= _sse(x, np.sort(km.cluster_centers_.ravel())) * 1.01
+
+
+def test_fast_fit_is_deterministic_across_processes(run_python):
+    t = featcodec.fit_transform(HEAVY, bits=8, method="fast")
+    assert featcodec.fit_transform(HEAVY.copy(), bits=8, method="fast").id == t.id
+    code = (
+        "import numpy as np, featcodec;"
+        "x = np.random.default_rng(1234).standard_t(3.0, 20_000).astype(np.float32);"
+        "print(featcodec.fit_transform(x, bits=8, method='fast').id)"
+    )
+    assert run_python("-c", code, text=True).stdout.strip() == t.id
+
+
+def test_fast_fit_summary_of_large_inputs_keeps_the_tails_exact():
+    rng = np.random.default_rng(3)
+    x = rng.standard_t(3, 600_000).astype(np.float32)  # above lloydmax.FAST_SAMPLE
+    x[rng.choice(x.size, 5, replace=False)] = [300.0, -250.0, 900.0, 1200.0, -4000.0]
+    bulk, tails, weight = lloydmax._summary(x)
+    lo, hi = bulk.min(), bulk.max()
+    np.testing.assert_array_equal(np.sort(tails), np.sort(x[(x < lo) | (x > hi)]))
+    assert bulk.size * weight + tails.size == pytest.approx(x.size, rel=1e-12)
+    assert bulk.size <= lloydmax.FAST_SAMPLE
+    fast = featcodec.fit_transform(x, bits=6, method="fast")
+    exact = featcodec.fit_transform(x, bits=6)
+    assert _sse(x, fast.levels) <= _sse(x, exact.levels) * 1.02
+    # the massive values keep levels of their own: every decoded one within 1% of itself
+    big = x[np.abs(x) >= 250]
+    np.testing.assert_allclose(fast.inverse(fast.forward(big)), big, rtol=0.01)
+
+
+@pytest.mark.parametrize("values", [[1.5], [0.0, 2.0, 2.0, 7.0], [-0.0, 0.0, 1.0]])
+def test_fast_fit_of_few_distinct_values_reproduces_them(values):
+    x = np.array(values * 50, np.float32)
+    t = featcodec.fit_transform(x, bits=3, method="fast")
+    np.testing.assert_array_equal(t.inverse(t.forward(x)), x + np.float32(0.0))
+
+
+def test_fast_fit_rejects_an_unknown_method():
+    with pytest.raises(featcodec.InputError, match="method"):
+        featcodec.fit_transform(HEAVY, bits=4, method="quick")
 
 
 # ----------------------------------------------------------------------- hard cases
