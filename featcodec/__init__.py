@@ -25,6 +25,7 @@ from . import metrics
 from .transform import Transform, fit_max_error, fit_transform, fit_uniform, load_transform
 from .stages.alignment import PackInfo, pack, unpack
 from .api import decode, encode, header, register_transform
+from .session import Encoder
 from .codecs import available_codecs
 from .codecs.learned.codec import register as _register_learned_codecs
 

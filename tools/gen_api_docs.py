@@ -21,6 +21,7 @@ OUT = ROOT / "docs" / "api.md"
 
 MODULES = [
     ("featcodec.api", "Encode, decode, headers"),
+    ("featcodec.session", "The session form: one transform, many tensors"),
     ("featcodec.pipeline", "The pipeline: stages, codec, stream"),
     ("featcodec.stages", "Stages: the base class and the registry"),
     ("featcodec.stages.value_transform", "The value transform stage"),

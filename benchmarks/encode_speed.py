@@ -1,0 +1,164 @@
+"""Encode speed from 64 KB to 64 MB, one thread: featcodec's default ``encode(x)``, the
+session form (``featcodec.Encoder``: one transform fitted beforehand, streams carry its
+id) with the index codec's default tables and with ``tables="single"``, beside uniform
+int8 + zstd-3 and zfpy fixed accuracy, on the same float32 tensors.
+
+    PYTHONPATH=$PWD python benchmarks/encode_speed.py [--sizes 64K,1M,16M,64M] [--repeat 3] [--markdown]
+
+Tensors: each family's largest real feature (tests/data/features: MobileNetV2
+``features[18]`` at 448 px, the TAEF2 latent of a 512 px image, a SmolLM2 layer-15
+hidden state, a ViT layer-11 output), cut along its channel/token axis to the smaller
+sizes and stacked along the batch axis to the larger ones. The session's transform is
+fitted once on that feature, outside the timing. zfpy's tolerance is the largest (steps of sqrt 2 from
+featcodec's RMS error) whose MSE is at most that of featcodec's default 8-bit encode, as
+in benchmarks/end_to_end.py. Times are the calling thread's CPU time (best of
+``--repeat``); MB/s of float32 input; the last column is the default encode's per-call
+time. Also prints the per-call cost of a 1 KB tensor (the fixed cost) for each method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import featcodec  # noqa: E402
+from peers import zfp_array  # noqa: E402
+
+FEATURES = ROOT / "tests" / "data" / "features"
+FAMILIES = {"cnn": "cnn__features18_448", "latent": "latent__latent512", "llm": "llm__hidden15",
+            "vit": "vit__layer11"}
+
+
+def sized(x: np.ndarray, nbytes: int) -> np.ndarray:
+    """``x`` cut along axis 1 (channels or tokens), or stacked along axis 0, to about
+    ``nbytes`` of float32."""
+    per = x[:, :1].nbytes  # one channel / token
+    if nbytes <= x.nbytes:
+        return np.ascontiguousarray(x[:, : max(1, nbytes // per)])
+    reps = -(-nbytes // x.nbytes)
+    return np.ascontiguousarray(np.concatenate([x] * reps, axis=0))
+
+
+def best(fn, repeat: int) -> tuple[float, object]:
+    t, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.thread_time()
+        out = fn()
+        t = min(t, time.thread_time() - t0)
+    return t, out
+
+
+def int8_zstd(x: np.ndarray):
+    import zstandard
+
+    cz = zstandard.ZstdCompressor(level=3)
+
+    def enc() -> bytes:
+        lo, hi = float(x.min()), float(x.max())
+        return cz.compress(np.clip(np.rint((x - lo) * (255 / (hi - lo))), 0, 255).astype(np.uint8))
+
+    return enc
+
+
+def zfp_tolerance(x: np.ndarray, mse: float) -> float:
+    import zfpy
+
+    xz, rmse = zfp_array(x), mse**0.5
+    tol = rmse
+    for k in range(16):
+        trial = rmse * 2.0 ** (k / 2)
+        y = zfpy.decompress_numpy(zfpy.compress_numpy(xz, tolerance=trial))
+        if np.mean((y.astype(np.float64) - xz) ** 2) > mse:
+            break
+        tol = trial
+    return tol
+
+
+def run(sizes: list[int], repeat: int) -> list[dict]:
+    import zfpy
+
+    featcodec.set_num_threads(1)
+    rows = []
+    for fam, stem in FAMILIES.items():
+        base = np.load(FEATURES / f"{stem}.npy").astype(np.float32)
+        enc = featcodec.Encoder(samples=base, bits=8)  # fitted once, outside the timing
+        single = featcodec.Encoder(enc.transform, tables="single")
+        for nbytes in sizes:
+            x = sized(base, nbytes)
+            mb = x.nbytes / 1e6
+            reps = repeat if x.nbytes < (8 << 20) else max(1, repeat - 1)
+            t_def, blob = best(lambda: featcodec.encode(x), reps)
+            y = featcodec.decode(blob)
+            mse = float(np.mean((y.astype(np.float64) - x) ** 2))
+            xz = zfp_array(x)
+            tol = zfp_tolerance(x, mse)
+            r = {"family": fam, "shape": list(x.shape), "MB": mb, "default_ms": 1e3 * t_def,
+                 "default": mb / t_def}
+            for name, fn in (("session", lambda: enc.encode(x)), ("session single", lambda: single.encode(x)),
+                             ("int8+zstd-3", int8_zstd(x)),
+                             ("zfpy", lambda: zfpy.compress_numpy(xz, tolerance=tol))):
+                r[name] = mb / best(fn, reps)[0]
+            r["bpv"] = {"default": 8 * len(blob) / x.size, "session": 8 * len(enc.encode(x)) / x.size,
+                        "session single": 8 * len(single.encode(x)) / x.size}
+            rows.append(r)
+            print(f"{fam:6s} {x.nbytes / 2**20:8.2f} MiB  default {r['default']:6.0f}  session {r['session']:6.0f}  "
+                  f"single {r['session single']:6.0f}  int8+zstd {r['int8+zstd-3']:6.0f}  zfpy {r['zfpy']:6.0f} MB/s",
+                  flush=True)
+    return rows
+
+
+def fixed_costs(repeat: int = 200) -> dict[str, float]:
+    """Per-call microseconds on a 1 KB tensor (256 values): the fixed cost of each method."""
+    import zfpy
+
+    x = np.random.default_rng(0).standard_t(4, (1, 1, 256)).astype(np.float32)
+    enc = featcodec.Encoder(samples=x, bits=8)
+    single = featcodec.Encoder(enc.transform, tables="single")
+    out = {}
+    for name, fn in (("default", lambda: featcodec.encode(x)), ("session", lambda: enc.encode(x)),
+                     ("session single", lambda: single.encode(x)), ("int8+zstd-3", int8_zstd(x)),
+                     ("zfpy", lambda: zfpy.compress_numpy(x[0], tolerance=0.05))):
+        out[name] = 1e6 * best(fn, repeat)[0]
+    return out
+
+
+def parse_size(s: str) -> int:
+    s = s.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20}.get(s[-1], 1)
+    return int(float(s.rstrip("KM")) * mult)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="64K,1M,16M,64M", help="tensor sizes (default 64K,1M,16M,64M)")
+    ap.add_argument("--repeat", type=int, default=3, help="timing repeats, best taken (default 3)")
+    ap.add_argument("--markdown", action="store_true", help="print the tables as markdown")
+    a = ap.parse_args()
+    rows = run([parse_size(s) for s in a.sizes.split(",")], a.repeat)
+    fixed = fixed_costs()
+    if a.markdown:
+        print("\n| family | shape | MiB | default encode | session | session, tables=single | int8 + zstd-3 | zfpy | "
+              "default / zfpy | default, ms/call | bits/value default / session / single |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for r in rows:
+            b = r["bpv"]
+            print(f"| {r['family']} | {tuple(r['shape'])} | {r['MB'] * 1e6 / 2**20:.2f} | {r['default']:.0f} | "
+                  f"{r['session']:.0f} | {r['session single']:.0f} | {r['int8+zstd-3']:.0f} | {r['zfpy']:.0f} | "
+                  f"{r['default'] / r['zfpy']:.2f}x | {r['default_ms']:.2f} | "
+                  f"{b['default']:.3f} / {b['session']:.3f} / {b['session single']:.3f} |")
+        print("\n| method | us per call, 1 KB tensor |\n|---|---:|")
+        for k, v in fixed.items():
+            print(f"| {k} | {v:.0f} |")
+    else:
+        print(fixed)
+
+
+if __name__ == "__main__":
+    main()
