@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import featcodec  # noqa: E402
-from peers import zfp_array  # noqa: E402
+from peers import zfp_array, zfp_tolerance  # noqa: E402
 
 FEATURES = ROOT / "tests" / "data" / "features"
 FAMILIES = {"cnn": "cnn__features18_448", "latent": "latent__latent512", "llm": "llm__hidden15",
@@ -65,20 +65,6 @@ def int8_zstd(x: np.ndarray):
         return cz.compress(np.clip(np.rint((x - lo) * (255 / (hi - lo))), 0, 255).astype(np.uint8))
 
     return enc
-
-
-def zfp_tolerance(x: np.ndarray, mse: float) -> float:
-    import zfpy
-
-    xz, rmse = zfp_array(x), mse**0.5
-    tol = rmse
-    for k in range(16):
-        trial = rmse * 2.0 ** (k / 2)
-        y = zfpy.decompress_numpy(zfpy.compress_numpy(xz, tolerance=trial))
-        if np.mean((y.astype(np.float64) - xz) ** 2) > mse:
-            break
-        tol = trial
-    return tol
 
 
 def run(sizes: list[int], repeat: int) -> list[dict]:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import featcodec  # noqa: E402
-from peers import zfp_array  # noqa: E402
+from peers import zfp_array, zfp_tolerance  # noqa: E402
 
 
 def find_features() -> dict[str, Path]:
@@ -90,7 +90,6 @@ def run(repeat: int) -> list[dict]:
         td, y = best_time(lambda: featcodec.decode(blob), repeat)
         rec("featcodec index b8 (fit in encode)", te, td, len(blob), y)
         ours_mse = float(np.mean((y.astype(np.float64) - x) ** 2))
-        ours_rmse = ours_mse**0.5
 
         t = featcodec.fit_transform(x, bits=8)
         te, blob = best_time(lambda: featcodec.encode(x, transform=t, layout=layout), repeat)
@@ -124,13 +123,7 @@ def run(repeat: int) -> list[dict]:
         # zfp works on <= 4-D blocks of 4 per axis: drop unit axes, merge leading ones into
         # 3-D, and pick the largest tolerance (max abs error) whose MSE is <= ours.
         xz = zfp_array(x)
-        tol = ours_rmse
-        for k in range(16):
-            trial = ours_rmse * 2.0 ** (k / 2)
-            yz = zfpy.decompress_numpy(zfpy.compress_numpy(xz, tolerance=trial))
-            if np.mean((yz.astype(np.float64) - xz) ** 2) > ours_mse:
-                break
-            tol = trial
+        tol = zfp_tolerance(x, ours_mse)
         te, zf = best_time(lambda: zfpy.compress_numpy(xz, tolerance=tol), repeat)
         td, y = best_time(lambda: zfpy.decompress_numpy(zf), repeat)
         rec(f"zfpy accuracy tol={tol:.3g}", te, td, len(zf), y.reshape(x.shape))

@@ -15,3 +15,20 @@ def zfp_array(x: np.ndarray) -> np.ndarray:
     while a.ndim > 1 and a.shape[0] >= 1 << 16 and a.shape[0] % 2 == 0:  # zfp's header: < 2**16 per axis
         a = a.reshape(a.shape[0] // 2, a.shape[1] * 2, *a.shape[2:])
     return np.ascontiguousarray(a.reshape(1) if a.ndim == 0 else a)
+
+
+def zfp_tolerance(x: np.ndarray, mse: float, steps: int = 16) -> float:
+    """The largest zfp fixed-accuracy tolerance, in steps of sqrt 2 from ``sqrt(mse)``,
+    whose MSE on ``x`` (as :func:`zfp_array` hands it over) is at most ``mse``: zfp at the
+    same error as the codec it is compared with."""
+    import zfpy
+
+    xz, rmse = zfp_array(x), mse**0.5
+    tol = rmse
+    for k in range(steps):
+        trial = rmse * 2.0 ** (k / 2)
+        y = zfpy.decompress_numpy(zfpy.compress_numpy(xz, tolerance=trial))
+        if np.mean((y.astype(np.float64) - xz) ** 2) > mse:
+            break
+        tol = trial
+    return tol
