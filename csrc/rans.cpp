@@ -136,6 +136,39 @@ void register_rans(py::module_& m) {
       "Static-model rANS: encode a C-contiguous uint8/uint16 array (table inside).");
 
   m.def(
+      "rans_scale_indexes",
+      [](const py::array& scales, const py::array& thresholds) {
+        const auto* s = contiguous<int64_t>(scales, "scales", 1);
+        const auto* t = contiguous<int64_t>(thresholds, "thresholds", 1);
+        const size_t n = size_t(scales.shape(0)), m = size_t(thresholds.shape(0));
+        for (size_t i = 1; i < m; ++i)
+          if (t[i] < t[i - 1]) throw rans::InputError("thresholds must be ascending");
+        py::array_t<int32_t> out(static_cast<py::ssize_t>(n));
+        int32_t* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          for (size_t i = 0; i < n; ++i) {
+            const int64_t v = s[i];
+            size_t lo = 0, len = m;  // binary search down to 16 thresholds ...
+            while (len > 16) {
+              const size_t half = len / 2;
+              const bool below = t[lo + half] < v;
+              lo = below ? lo + half + 1 : lo;
+              len = below ? len - half - 1 : half;
+            }
+            int32_t c = 0;  // ... then a count the compiler vectorises
+            for (size_t j = 0; j < len; ++j) c += t[lo + j] < v;
+            o[i] = int32_t(lo) + c;
+          }
+        }
+        return out;
+      },
+      py::arg("scales"), py::arg("thresholds"),
+      "For C-contiguous int64 scales (n,) and ascending int64 thresholds (m,): the number of "
+      "thresholds strictly below each scale (numpy's searchsorted(thresholds, scales, 'left')), "
+      "as int32: the learned codecs' Gaussian table choice by integer comparison.");
+
+  m.def(
       "rans_encode_groups",
       [](const py::array& units, const py::array& gid, int64_t groups, int threads) {
         if (!(units.flags() & py::array::c_style) || units.ndim() != 2)

@@ -180,6 +180,8 @@ def scale_indexes(scales_q: torch.Tensor | np.ndarray, thresholds: np.ndarray) -
     ``thresholds = floor(table * 2**FRAC)`` this is exactly the float rule on
     ``scale = scales_q / 2**FRAC``.
     """
-    s = np.asarray(scales_q, dtype=np.int64)
-    n_ge = thresholds.size - np.searchsorted(thresholds, s, side="left")
-    return (thresholds.size - n_ge).astype(np.int32)
+    from ... import _core
+
+    s = np.ascontiguousarray(scales_q, dtype=np.int64)
+    # thresholds.size - #{t >= s} = #{t < s}: searchsorted(thresholds, s, "left"), compiled
+    return _core.rans_scale_indexes(s.reshape(-1), np.ascontiguousarray(thresholds, np.int64)).reshape(s.shape)
