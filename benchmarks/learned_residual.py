@@ -10,6 +10,11 @@ which stream ``featcodec.encode(x, codec=..., max_error=e)`` keeps (the smaller;
 checks that encode keeps it).
 
     PYTHONPATH=$PWD python benchmarks/learned_residual.py [--markdown] [--ratios 0.05,0.1,0.25]
+
+With ``--warnings`` it reports instead, for every tensor and every shipped quality, what
+``featcodec.encode(x, codec=..., quality=q)`` measures for its QualityWarning
+(:func:`featcodec.bounded.check_quality`): the learned stream's bits per value and MSE, and
+the index codec's at the largest bits whose stream is no larger ("W": it warns).
 """
 
 from __future__ import annotations
@@ -46,12 +51,40 @@ def row(x: np.ndarray, e: float, codec: str, quality: int) -> dict:
             "guard": h["codec_params"]["guard"][0] / x.size, "kept": kept}
 
 
+def warnings_table(pattern: str) -> None:
+    """The QualityWarning on every tensor at every quality (markdown)."""
+    import warnings
+
+    from featcodec.bounded import check_quality
+
+    codecs = [(c, q) for c in ("elic", "hyperprior") for q in available_qualities(c)]
+    print("| tensor | " + " | ".join(f"{c[0]}{q}" for c, q in codecs) + " |")
+    print("|---|" + "---|" * len(codecs))
+    for path in sorted(glob.glob(str(ROOT / "tests" / "data" / "features" / f"{pattern}.npy"))):
+        x = np.load(path).astype(np.float32)
+        var = float(x.var())
+        cells = []
+        for c, q in codecs:
+            blob, ctx = pipeline.encode_context(x, c, {}, {"quality": q})
+            learned = float(np.mean((featcodec.decode(blob).astype(np.float64) - x) ** 2)) / var
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                index = check_quality(x, blob, ctx.state["transform"], {})
+            mark = "W " if seen else ""
+            other = "-" if index is None else f"{index / var:.3f}"
+            cells.append(f"{mark}{8 * len(blob) / x.size:.2f}: {learned:.3f} / {other}")
+        print(f"| {Path(path).stem} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--ratios", default="0.05,0.1,0.25")
     ap.add_argument("--tensors", default="*", help="glob over tests/data/features/ names")
+    ap.add_argument("--warnings", action="store_true", help="the QualityWarning table instead")
     a = ap.parse_args()
+    if a.warnings:
+        return warnings_table(a.tensors)
     ratios = [float(r) for r in a.ratios.split(",")]
     codecs = [(c, q) for c in ("elic", "hyperprior") for q in sorted({min(available_qualities(c)),
                                                                        max(available_qualities(c))})]
