@@ -134,6 +134,21 @@ def test_max_error_with_a_learned_codec_rejects_other_rate_knobs(kwargs):
         featcodec.encode(_small(), codec="elic", max_error=0.1, **kwargs)
 
 
+def test_max_error_with_a_codec_that_has_no_residual_path_is_an_input_error():
+    from featcodec.codecs import register_codec
+
+    class Raw:  # a user codec: lossless on the plane, but featcodec cannot bound it
+        def encode_plane(self, plane, bits):
+            return plane.tobytes(), {}
+
+        def decode_plane(self, payload, shape, bits, params):
+            return np.frombuffer(payload, np.uint8).reshape(shape)
+
+    register_codec("raw-residual-test", Raw, replace=True)
+    with pytest.raises(featcodec.InputError, match="cannot guarantee a bound"):
+        featcodec.encode(_small(), codec="raw-residual-test", max_error=0.1)
+
+
 def test_residual_stage_misuse_is_an_input_error():
     x = _small()
     with pytest.raises(featcodec.InputError, match="residual"):
