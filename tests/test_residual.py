@@ -261,7 +261,10 @@ def test_wrong_section_lengths_and_guard_parameters_are_format_errors():
             featcodec.decode(_rewrite(blob, section=section))
     cp = h["codec_params"]
     n, m = cp["guard"]
-    for guard in ([n], [n, m, 0], [-1, m], [n, 6 * n + 6], [n + 1, m], [n, m - 1], ["1", m], [n, 10**9], {}):
+    for guard in ([n], [n, m, 0], [-1, m], [n, 6 * n + 6], ["1", m], [n, 10**9], {}):
+        with pytest.raises(featcodec.FormatError, match="'guard' parameter"):
+            featcodec.decode(_rewrite(blob, codec_params={**cp, "guard": guard}))
+    for guard in ([n + 1, m], [n, m - 1], [n, m + 1]):  # well-formed, but not what the bytes hold
         with pytest.raises(featcodec.FormatError):
             featcodec.decode(_rewrite(blob, codec_params={**cp, "guard": guard}))
 
@@ -286,6 +289,25 @@ def test_random_corruptions_of_the_residual_section_never_crash():
             continue
         assert y.shape == x.shape and y.dtype == x.dtype
     assert errors > 0
+
+
+def test_random_corruptions_of_the_guarded_positions_never_crash():
+    x = _small()
+    blob = _residual_stream(x, 0.2)
+    s = read_stream(blob)
+    h = s.header
+    payload = bytes(s.sections[0])
+    m = h["codec_params"]["guard"][1]
+    rng = np.random.default_rng(16)
+    for _ in range(60):
+        bad = bytearray(payload)
+        for _ in range(int(rng.integers(1, 3))):
+            bad[len(bad) - 1 - int(rng.integers(m))] = int(rng.integers(256))
+        try:
+            y = featcodec.decode(write_stream(h, [bytes(bad), *map(bytes, s.sections[1:])], s.version))
+        except featcodec.FormatError:
+            continue
+        assert y.shape == x.shape and y.dtype == x.dtype
 
 
 # ---------------------------------------------------------------------- the golden stream

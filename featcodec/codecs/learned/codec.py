@@ -384,7 +384,10 @@ class LearnedCodec:
         guarded = None
         if "guard" in params:
             count, nbytes = _check_guard(params["guard"], h * w, len(payload))
-            guarded = decode_positions(payload[len(payload) - nbytes:], count, h * w)
+            try:
+                guarded = decode_positions(payload[len(payload) - nbytes:], count, h * w)
+            except FormatError:
+                raise FormatError("learned-codec stream's guarded positions are corrupt.") from None
             payload = payload[: len(payload) - nbytes]
         t = self._index_units(payload, (h, w), bits, params)
         with torch.inference_mode():
