@@ -242,6 +242,15 @@ def test_hostile_residual_fields_are_format_errors():
             featcodec.decode(_rewrite(blob, field=field))
 
 
+def test_a_residual_stage_not_first_is_a_format_error():
+    blob = pipeline.encode(_small(), "hyperprior", {"residual": 0.1, "outliers": 4}, {"quality": 1},
+                           ["residual", "outliers", "transform", "pack"])
+    s = read_stream(blob)
+    h = {**s.header, "stages": ["outliers", "residual", "transform", "pack"]}
+    with pytest.raises(featcodec.FormatError, match="after another"):
+        featcodec.decode(write_stream(h, [bytes(v) for v in s.sections], s.version))
+
+
 def test_new_fields_at_an_older_version_are_format_errors():
     blob = _residual_stream(_small(), 0.1)
     with pytest.raises(featcodec.FormatError, match="newer"):

@@ -145,6 +145,8 @@ class Residual(Stage):
                 and 0 < f["step"] <= 2 * f["max_error"] and type(f["low"]) is int and abs(f["low"]) < 2**62
                 and type(f["bits"]) is int and 1 <= f["bits"] <= _MAX_BITS and isinstance(f["index"], dict)):
             raise FormatError("featcodec stream header field 'residual' is malformed.")
+        if header.get("stages", [None])[0] != self.name:
+            raise FormatError("featcodec stream has the 'residual' stage after another: corrupt.")
         from ..codecs.index import IndexCodec
 
         if IndexCodec.format_version(f["index"]) > version:
