@@ -48,7 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._arrays import float_view, is_torch
+from .._arrays import float_view
 from ..errors import FormatError, InputError
 from ..stream.container import RESIDUAL_VERSION
 from ..transform.fit import _as_float64, _half_spacing

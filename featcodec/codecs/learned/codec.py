@@ -235,6 +235,19 @@ def frame(strings: list[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(s)) + s for s in strings[:-1]) + strings[-1]
 
 
+def _round(t: Any, guarded: np.ndarray | None) -> np.ndarray:
+    """The uint8 index plane of the network output ``t`` (float32 torch, index units):
+    rounded to the nearest, but down at the flat positions ``guarded``."""
+    import torch
+
+    with torch.inference_mode():
+        out = torch.round(t)
+        if guarded is not None and guarded.size:
+            pos = torch.from_numpy(guarded)
+            out.view(-1)[pos] = torch.floor(t.reshape(-1)[pos])
+        return out.to(torch.uint8).numpy()
+
+
 def _check_guard(guard: Any, size: int, payload_len: int) -> tuple[int, int]:
     """The checked ``guard`` parameter ``[count, bytes]`` of a plane of ``size`` values
     whose payload has ``payload_len`` bytes; FormatError if malformed."""
@@ -337,10 +350,9 @@ class LearnedCodec:
             near = (t - torch.floor(t) - 0.5).abs() < GUARD
         pos = np.flatnonzero(near.numpy())
         raw = encode_positions(pos)
-        params = {**params, "guard": [int(pos.size), len(raw)]}
-        if reconstruction is not None:
-            reconstruction.append(self.decode_plane(payload + raw, shape, bits, params))
-        return payload + raw, params
+        if reconstruction is not None:  # what decode_plane gives every decoder
+            reconstruction.append(_round(t, pos))
+        return payload + raw, {**params, "guard": [int(pos.size), len(raw)]}
 
     @staticmethod
     def format_version(params: dict) -> int:
@@ -375,8 +387,6 @@ class LearnedCodec:
         """Payload -> plane of indices (uint8), bounds-checked. With ``guard`` in
         ``params`` (format version 6) the payload ends with the guarded positions, where
         the index is the network output rounded down instead of to the nearest."""
-        import torch
-
         h, w = (int(s) for s in shape)
         if h <= 0 or w <= 0:
             raise FormatError(f"bad plane shape {shape}")
@@ -389,13 +399,7 @@ class LearnedCodec:
             except FormatError:
                 raise FormatError("learned-codec stream's guarded positions are corrupt.") from None
             payload = payload[: len(payload) - nbytes]
-        t = self._index_units(payload, (h, w), bits, params)
-        with torch.inference_mode():
-            out = torch.round(t)
-            if guarded is not None and guarded.size:
-                pos = torch.from_numpy(guarded)
-                out.view(-1)[pos] = torch.floor(t.reshape(-1)[pos])
-        return out.to(torch.uint8).numpy()
+        return _round(self._index_units(payload, (h, w), bits, params), guarded)
 
     def _index_units(self, payload: bytes, shape: tuple[int, int], bits: int, params: dict):
         """The network's reconstruction of the plane before rounding: a float32 torch
