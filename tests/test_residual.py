@@ -172,6 +172,17 @@ def test_with_the_outliers_stage_and_torch_input():
     assert featcodec.header(blob)["sections"] == ["payload", "residual", "outliers", "levels"]
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_keep_the_bound_and_come_back_on_their_device():
+    x = torch.from_numpy(_small()).to("cuda", torch.float16)
+    e = 0.1 * float(x.float().std())
+    blob = _residual_stream(x, e, "elic")
+    y = featcodec.decode(blob, device="cuda")
+    assert y.device.type == "cuda" and y.dtype == torch.float16
+    assert (y.double() - x.double()).abs().max().item() <= e
+
+
 # ---------------------------------------------------------------------- determinism
 def test_the_guarded_plane_is_the_encoders_for_any_thread_count_and_in_another_process(run_python, tmp_path):
     """ViT features: the synthesis' float output differs between 1 and 2 torch threads
