@@ -16,6 +16,7 @@ from .errors import (
     FormatError,
     InputError,
     MissingTransformError,
+    QualityWarning,
     TruncatedError,
     UnknownCodecError,
     VersionError,

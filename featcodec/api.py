@@ -19,6 +19,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from . import pipeline
+from .bounded import check_quality as quality_check
+from .bounded import encode_bounded, learned_codecs
 from .errors import InputError
 from .stages import DEFAULT_STAGES
 from .transform import Transform
@@ -40,6 +42,7 @@ def encode(
     max_error: float | None = None,
     outliers: int | None = None,
     stages: Sequence[str] | None = None,
+    check_quality: bool = True,
     **params: Any,
 ) -> bytes:
     """Compress a feature tensor into one self-describing stream (see docs/format.md).
@@ -56,15 +59,23 @@ def encode(
         layout: how to pack ``x`` into a plane (:func:`featcodec.pack`).
         embed_transform: store the transform's levels in the stream (default). With
             ``False`` only its id is stored, and the decoder needs it registered or passed.
-        max_error: error-bounded coding with the index codec: every decoded value is
-            within this absolute error of ``x`` (uniform levels with the fewest bits that
-            guarantee it, checked on ``x``; :func:`featcodec.fit_max_error`). Replaces
-            ``transform`` and ``bits``.
+        max_error: error-bounded coding: every decoded value is within this absolute
+            error of ``x``, checked on ``x`` in its dtype. With the index codec: uniform
+            levels with the fewest bits that guarantee it (:func:`featcodec.fit_max_error`);
+            replaces ``transform`` and ``bits``. With a learned codec (``quality`` allowed):
+            its reconstruction plus a quantized residual (:mod:`featcodec.stages.residual`),
+            or the index codec's ``max_error`` stream when that is smaller
+            (:func:`featcodec.bounded.encode_bounded`).
         outliers: move this many values of largest magnitude out of the tensor before the
             transform and store them exactly in a sparse section (dense + sparse,
             :mod:`featcodec.stages.outliers`); adds the ``"outliers"`` stage.
         stages: the pipeline's stage names in order (default ``["transform", "pack"]``);
             registered stages (:mod:`featcodec.stages`) plug in before ``"transform"``.
+        check_quality: for a learned codec without ``max_error``, measure its feature-domain
+            MSE against the index codec's at the same or a smaller stream size and warn
+            (:class:`featcodec.QualityWarning`) if the index codec is better
+            (:func:`featcodec.bounded.check_quality`: one decode, one to three index
+            encodes). ``False`` skips it.
         **params: further codec parameters.
 
     Returns:
@@ -79,16 +90,24 @@ def encode(
         >>> y = featcodec.decode(featcodec.encode(x, max_error=0.01))
         >>> bool(np.abs(y - x).max() <= 0.01)
         True
+        >>> blob = featcodec.encode(x, codec="elic", quality=3, max_error=0.01)
+        >>> featcodec.header(blob)["codec"] in ("elic", "index")  # the smaller stream
+        True
+        >>> bool(np.abs(featcodec.decode(blob) - x).max() <= 0.01)
+        True
     """
+    learned = codec in learned_codecs()
     if max_error is not None:
-        if codec != "index":
+        if codec != "index" and not learned:
             raise InputError(
-                f"max_error bounds the index codec's error; codec={codec!r} cannot guarantee a "
-                "bound. Use codec='index' (the default) with max_error."
+                f"max_error bounds the error of the index codec and of the learned codecs "
+                f"{learned_codecs()}; codec={codec!r} cannot guarantee a bound. Use codec='index' (the "
+                "default) with max_error."
             )
-        if transform != "auto" or bits is not None or target_bpfp is not None or quality is not None:
+        if (transform != "auto" or bits is not None or target_bpfp is not None
+                or (quality is not None and not learned)):
             raise InputError("max_error picks the transform and its bits itself; omit transform, bits, "
-                             "quality and target_bpfp.")
+                             "target_bpfp (and quality, except for a learned codec).")
     if outliers is not None:
         stages = ["outliers", *DEFAULT_STAGES] if stages is None else stages
         if isinstance(stages, (str, bytes)) or "outliers" not in stages:
@@ -106,7 +125,12 @@ def encode(
     for k, v in (("quality", quality), ("target_bpfp", target_bpfp)):
         if v is not None:
             params[k] = v
-    return pipeline.encode(x, codec, options, params, stages)
+    if learned and max_error is not None:
+        return encode_bounded(x, codec, params, max_error, options, stages)
+    blob, ctx = pipeline.encode_context(x, codec, options, params, stages)
+    if learned and check_quality:
+        quality_check(x, blob, ctx.state["transform"], options, stages)
+    return blob
 
 
 def header(blob: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ __all__ = [
     "VersionError",
     "UnknownCodecError",
     "MissingTransformError",
+    "QualityWarning",
 ]
 
 
@@ -65,3 +66,11 @@ class UnknownCodecError(FeatcodecError, KeyError):
 
 class MissingTransformError(FeatcodecError, LookupError):
     """A stream names a transform by id that is neither registered nor passed to decode."""
+
+
+class QualityWarning(UserWarning):
+    """A requested codec reconstructed this tensor worse than the index codec does at the
+    same or a smaller stream size (measured by the encoder; :mod:`featcodec.bounded`).
+
+    Silence it with ``warnings.filterwarnings("ignore", category=featcodec.QualityWarning)``
+    or skip the measurement with ``featcodec.encode(..., check_quality=False)``."""

@@ -81,15 +81,41 @@ def encode_context(x: Any, codec: str, options: dict[str, Any], codec_params: di
             {**head, "codec_params": cparams}, [n, *lengths])
     if ctx.tile is not None and "tile" in inspect.signature(codec_obj.encode_plane).parameters:
         params["tile"] = ctx.tile  # codecs that model channel tiles get their size
+    reconstruction: list = []
+    if ctx.codec_params:  # what stages ask of the codec; it hands back the plane it decodes
+        params.update(ctx.codec_params, reconstruction=reconstruction)
     try:
         payload, head["codec_params"] = codec_obj.encode_plane(data, ctx.bits, **params)
     except TypeError as e:
         params.pop("stream_size", None)
+        params.pop("reconstruction", None)
         raise InputError(f"codec {codec!r} rejected its parameters {sorted(params)}: {e}") from None
+    for i, st in enumerate(steps):
+        if type(st).after_codec is not Stage.after_codec:
+            st.after_codec(ctx, lambda i=i: _reconstruct(steps[i + 1:], head, ctx, codec_obj, payload,
+                                                         reconstruction))
+            head.update(ctx.header)
     version = max(container.BASE_VERSION, _codec_version(codec_obj, head["codec_params"]),
                   container.STAGES_VERSION if "stages" in head else 1,
                   *(st.format_version(head) for st in steps))
     return container.write_stream(head, [bytes(payload), *ctx.sections.values()], version), ctx
+
+
+def _reconstruct(steps: Sequence[Stage], head: dict[str, Any], ctx: EncodeContext, codec_obj: Any,
+                 payload: bytes, planes: list) -> Any:
+    """What a decoder reconstructs from ``payload`` through ``steps`` (the stages after the
+    one asking), in float64 on the CPU: the plane the codec handed back in ``planes``, or
+    the codec's decode of ``payload``."""
+    sections = {"payload": payload, **ctx.sections}
+    dctx = DecodeContext(head, sections, container.FORMAT_VERSION,
+                         {"transform": ctx.state.get("transform"), "dtype": "float64", "device": None})
+    for st in steps:
+        st.prepare(dctx)
+    data = planes[-1] if planes else codec_obj.decode_plane(payload, dctx.plane_shape, head["bits"],
+                                                            head["codec_params"])
+    for st in reversed(steps):
+        data = st.decode(data, dctx)
+    return data
 
 
 def _check_written(steps: Sequence[Stage], ctx: EncodeContext) -> None:

@@ -15,6 +15,14 @@ lowest mean squared error in the feature domain:
   spacing is not tied to a power of two;
 * every shipped learned codec at its highest fitting quality, on the 8-bit transform.
 
+The choice is by the feature-domain MSE each candidate's decode measures, never by the
+codec's own estimate. The error-bounded learned streams (learned codec + the
+``"residual"`` stage, ``encode(x, codec="elic", max_error=e)``) are not candidates: at equal
+bound they were smaller than the index codec's ``max_error`` stream on one of the 12 real
+features only (the diffusion latent, by 0.6-1.2% at 0.05-0.25 x std, docs/residual.md), and
+finding their finest bound within the budget would cost a bisection of learned encodes,
+each with a synthesis pass, several times the rest of rate control.
+
 If nothing fits, the smallest stream is returned. The result is an ordinary stream of
 the chosen codec (``featcodec.header(blob)["codec"]`` names it). It costs a few encodes
 and decodes: use a fixed codec where speed matters more than the last decibel.

@@ -125,8 +125,8 @@ def test_bad_max_error_values(bad):
         featcodec.fit_max_error(x, bad)
 
 
-@pytest.mark.parametrize("kw", [{"codec": "hyperprior"}, {"bits": 8}, {"transform": "uniform"},
-                                {"target_bpfp": 2.0}])
+@pytest.mark.parametrize("kw", [{"codec": "hyperprior", "bits": 8}, {"bits": 8}, {"transform": "uniform"},
+                                {"target_bpfp": 2.0}])  # learned codecs with max_error: test_residual.py
 def test_max_error_does_not_mix_with_other_rate_knobs(kw):
     x = np.ones((3, 3), np.float32)
     with pytest.raises(featcodec.InputError, match="max_error"):

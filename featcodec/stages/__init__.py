@@ -11,8 +11,9 @@ kinds, and a pipeline is a chain from ``"values"`` to ``"plane"``:
 - ``"plane"``: the C-contiguous 2-D uint8/uint16 plane the codec codes.
 
 The built-in stages are :mod:`.value_transform` (``"transform"``: values -> indices),
-:mod:`.alignment` (``"pack"``: indices -> plane) and :mod:`.outliers` (``"outliers"``:
-values -> values, the largest values moved to a sparse section); a stream that names no
+:mod:`.alignment` (``"pack"``: indices -> plane), :mod:`.outliers` (``"outliers"``:
+values -> values, the largest values moved to a sparse section) and :mod:`.residual`
+(``"residual"``: first of all, an error bound on a lossy codec's reconstruction); a stream that names no
 stages uses exactly the first two (:data:`DEFAULT_STAGES`). Stages that work on values
 (outliers, later scales and rotations) come before ``"transform"``.
 
@@ -121,9 +122,11 @@ def chain(names: Any, err: type[Exception]) -> tuple[Stage, ...]:
 def _register_builtin() -> None:
     from .alignment import Alignment
     from .outliers import Outliers
+    from .residual import Residual
     from .value_transform import ValueTransform
 
     register_stage(Outliers())
+    register_stage(Residual())
     register_stage(ValueTransform())
     register_stage(Alignment())
 

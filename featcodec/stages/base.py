@@ -30,6 +30,8 @@ class EncodeContext:
             ``"pack"`` for the mosaic layout).
         state: what a stage leaves for the caller (by stage name; ``"transform"``: the
             Transform the stream was made with).
+        codec_params: parameters a stage asks of the codec (the ``"residual"`` stage:
+            ``guard``), added to the encode's codec parameters.
     """
 
     x: Any
@@ -39,6 +41,7 @@ class EncodeContext:
     bits: int | None = None
     tile: tuple[int, int] | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    codec_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +87,12 @@ class Stage:
         """The forward step: write the stage's fields and sections into ``ctx``, return
         the data for the next stage."""
         raise NotImplementedError
+
+    def after_codec(self, ctx: EncodeContext, predict: Any) -> None:
+        """Optional: called after the codec coded the plane, before the stream is
+        written, with ``predict()`` giving what the decoder reconstructs from the stages
+        after this one (float64); a stage may still fill its fields and sections here
+        (the ``"residual"`` stage codes ``x - predict()``). Default: nothing."""
 
     def check(self, header: dict[str, Any], version: int) -> set[str]:
         """Validate the stage's fields of a stream being read (raise

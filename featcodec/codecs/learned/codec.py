@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...errors import ChecksumError, FormatError, InputError
+from ...stages.outliers import decode_positions, encode_positions
 from . import rans_backend
 
 __all__ = ["LearnedModel", "LearnedCodec", "HyperpriorCodec", "ElicCodec", "load_model",
@@ -48,6 +49,9 @@ WEIGHTS_DIR = Path(os.environ.get("FEATCODEC_LEARNED_WEIGHTS") or Path(__file__)
 PAD = 16            #: new streams: planes edge-replicated to a multiple of this
 PADS = (16, 64)     #: what a stream may say (64: streams made before ``pad`` was stored)
 _LOCK = threading.Lock()
+#: a guarded stream rounds down where the network output is within this many index units
+#: of ``k + 0.5`` (measured: outputs differ by up to 2.4e-4 between 1 and 2 threads)
+GUARD = 2.0**-9
 
 
 @lru_cache(maxsize=1)
@@ -231,6 +235,28 @@ def frame(strings: list[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(s)) + s for s in strings[:-1]) + strings[-1]
 
 
+def _round(t: Any, guarded: np.ndarray | None) -> np.ndarray:
+    """The uint8 index plane of the network output ``t`` (float32 torch, index units):
+    rounded to the nearest, but down at the flat positions ``guarded``."""
+    import torch
+
+    with torch.inference_mode():
+        out = torch.round(t)
+        if guarded is not None and guarded.size:
+            pos = torch.from_numpy(guarded)
+            out.view(-1)[pos] = torch.floor(t.reshape(-1)[pos])
+        return out.to(torch.uint8).numpy()
+
+
+def _check_guard(guard: Any, size: int, payload_len: int) -> tuple[int, int]:
+    """The checked ``guard`` parameter ``[count, bytes]`` of a plane of ``size`` values
+    whose payload has ``payload_len`` bytes; FormatError if malformed."""
+    if not (isinstance(guard, list) and len(guard) == 2 and all(type(v) is int for v in guard)
+            and 0 <= guard[0] <= size and guard[0] <= guard[1] <= 5 * guard[0] and guard[1] < payload_len):
+        raise FormatError(f"learned-codec stream has a malformed 'guard' parameter {str(guard)[:60]}.")
+    return guard[0], guard[1]
+
+
 def _is_entropy_state(key: str) -> bool:
     """State-dict keys of the entropy models (shipped as ready tables instead)."""
     return any(part in ("entropy_bottleneck", "gaussian_conditional") for part in key.split("."))
@@ -277,11 +303,21 @@ class LearnedCodec:
     def encode_plane(self, plane: np.ndarray, bits: int = 8, *, quality: int | None = None,
                      target_bpfp: float | None = None,
                      stream_size: Callable[[int, dict], int] | None = None,
+                     guard: bool = False, reconstruction: list | None = None,
                      **_: Any) -> tuple[bytes, dict]:
         """Plane of indices -> (payload, params). ``target_bpfp`` picks the highest
         quality whose stream stays within that many bits per value (the lowest quality if
         none fits): the whole stream as ``stream_size(payload length, params)`` counts it
-        (:func:`featcodec.encode` passes it), else the payload alone."""
+        (:func:`featcodec.encode` passes it), else the payload alone.
+
+        ``guard=True`` (the residual stage asks for it, format version 6) makes the decoded
+        plane reproducible although the synthesis transform's float convolutions are not
+        bit-identical across thread counts or machines: the encoder decodes its own
+        payload and lists the positions whose network output lies within
+        :data:`GUARD` index units of a rounding boundary (``k + 0.5``); there every
+        decoder rounds down, elsewhere to the nearest. Any decoder whose output differs
+        from the encoder's by less than :data:`GUARD` then gets the encoder's plane, which
+        is appended to ``reconstruction`` when a list is given."""
         import torch
 
         plane = self._check_plane(plane, bits)
@@ -298,7 +334,33 @@ class LearnedCodec:
                                 stream_size or (lambda n, _params: n))
         if quality is None:
             quality = qs[len(qs) // 2]
-        return self._encode(xp, int(quality))
+        payload, params = self._encode(xp, int(quality))
+        if guard:
+            payload, params = self._guard(payload, params, plane.shape, bits, reconstruction)
+        return payload, params
+
+    def _guard(self, payload: bytes, params: dict, shape: tuple[int, int], bits: int,
+               reconstruction: list | None) -> tuple[bytes, dict]:
+        """``payload`` with the guarded positions appended and ``params["guard"]``
+        (see :meth:`encode_plane`)."""
+        import torch
+
+        t = self._index_units(payload, shape, bits, params)
+        with torch.inference_mode():
+            near = (t - torch.floor(t) - 0.5).abs() < GUARD
+        pos = np.flatnonzero(near.numpy())
+        raw = encode_positions(pos)
+        if reconstruction is not None:  # what decode_plane gives every decoder
+            reconstruction.append(_round(t, pos))
+        return payload + raw, {**params, "guard": [int(pos.size), len(raw)]}
+
+    @staticmethod
+    def format_version(params: dict) -> int:
+        """The lowest stream format version that holds these ``codec_params``: 6 with
+        ``guard``, else any."""
+        from ...stream.container import RESIDUAL_VERSION
+
+        return RESIDUAL_VERSION if "guard" in params else 1
 
     def _encode(self, xp, quality: int) -> tuple[bytes, dict]:
         model = load_model(self.name, quality)
@@ -322,12 +384,29 @@ class LearnedCodec:
 
     def decode_plane(self, payload: bytes, shape: tuple[int, int], bits: int,
                      params: dict) -> np.ndarray:
-        """Payload -> plane of indices (uint8), bounds-checked."""
-        import torch
-
+        """Payload -> plane of indices (uint8), bounds-checked. With ``guard`` in
+        ``params`` (format version 6) the payload ends with the guarded positions, where
+        the index is the network output rounded down instead of to the nearest."""
         h, w = (int(s) for s in shape)
         if h <= 0 or w <= 0:
             raise FormatError(f"bad plane shape {shape}")
+        payload = bytes(payload)
+        guarded = None
+        if "guard" in params:
+            count, nbytes = _check_guard(params["guard"], h * w, len(payload))
+            try:
+                guarded = decode_positions(payload[len(payload) - nbytes:], count, h * w)
+            except FormatError:
+                raise FormatError("learned-codec stream's guarded positions are corrupt.") from None
+            payload = payload[: len(payload) - nbytes]
+        return _round(self._index_units(payload, (h, w), bits, params), guarded)
+
+    def _index_units(self, payload: bytes, shape: tuple[int, int], bits: int, params: dict):
+        """The network's reconstruction of the plane before rounding: a float32 torch
+        tensor of ``shape`` in index units, clamped to ``[0, 2**bits - 1]``."""
+        import torch
+
+        h, w = shape
         q = params.get("quality")
         if q not in available_qualities(self.name):
             raise FormatError(f"stream needs {self.name} quality {q!r}, which this "
@@ -345,7 +424,6 @@ class LearnedCodec:
         if type(pad) is not int or pad not in PADS:
             raise FormatError(f"stream pads planes to a multiple of {pad!r:.20}; this featcodec "
                               f"knows {list(PADS)}: upgrade featcodec")
-        payload = bytes(payload)
         strings, pos = [], 0
         for _ in range(model.n_strings - 1):
             if len(payload) - pos < 4:
@@ -362,8 +440,7 @@ class LearnedCodec:
         x = model.decompress(strings, (hp, wp))
         scale = float((1 << int(bits)) - 1)
         with torch.inference_mode():
-            out = torch.round(x[0, 0, :h, :w].clamp(0.0, 1.0) * scale)
-        return out.to(torch.uint8).numpy()
+            return x[0, 0, :h, :w].clamp(0.0, 1.0) * scale
 
 
 class HyperpriorCodec(LearnedCodec):
