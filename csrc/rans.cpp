@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -167,6 +168,45 @@ void register_rans(py::module_& m) {
       "For C-contiguous int64 scales (n,) and ascending int64 thresholds (m,): the number of "
       "thresholds strictly below each scale (numpy's searchsorted(thresholds, scales, 'left')), "
       "as int32: the learned codecs' Gaussian table choice by integer comparison.");
+
+  m.def(
+      "group_information",
+      [](const py::array& units, const py::array& gid, int64_t groups) {
+        const auto* u = contiguous<uint8_t>(units, "units", 2);
+        const auto* g = contiguous<uint8_t>(gid, "gid", 1);
+        const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
+        if (size_t(gid.shape(0)) != n) throw rans::InputError("gid must have one entry per unit");
+        if (groups < 1 || groups > 256) throw rans::InputError("groups must be in [1, 256]");
+        for (size_t i = 0; i < n; ++i)
+          if (g[i] >= groups) throw rans::InputError("gid names a group beyond groups");
+        py::array_t<double> out(static_cast<py::ssize_t>(groups));
+        double* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          std::vector<uint64_t> hist(size_t(groups) * 256, 0);
+          for (size_t i = 0; i < n; ++i) {
+            uint64_t* h = hist.data() + size_t(g[i]) * 256;
+            const uint8_t* row = u + i * m;
+            for (size_t j = 0; j < m; ++j) ++h[row[j]];
+          }
+          for (int64_t k = 0; k < groups; ++k) {
+            const uint64_t* h = hist.data() + size_t(k) * 256;
+            uint64_t total = 0;
+            double sum = 0.0;
+            for (int a = 0; a < 256; ++a)
+              if (h[a]) {
+                total += h[a];
+                sum += double(h[a]) * std::log2(double(h[a]));
+              }
+            o[k] = total ? double(total) * std::log2(double(total)) - sum : 0.0;
+          }
+        }
+        return out;
+      },
+      py::arg("units"), py::arg("gid"), py::arg("groups"),
+      "The empirical information (bits: the sum of -log2 of each symbol's frequency in its "
+      "group) of the rows of the C-contiguous (n, m) uint8 units whose gid (n,) is k, for k in "
+      "range(groups): a lower bound on what any static-table coder spends on each group.");
 
   m.def(
       "rans_encode_groups",

@@ -27,6 +27,10 @@ def test_non_float_input_is_a_featcodec_error(bad):
         float_view(bad)
 
 
-def test_every_error_is_a_featcodec_error():
+def test_every_error_is_a_featcodec_error_and_the_warning_a_user_warning():
     for name in featcodec.errors.__all__:
-        assert issubclass(getattr(featcodec, name), featcodec.FeatcodecError)
+        cls = getattr(featcodec, name)
+        if name.endswith("Warning"):  # featcodec.QualityWarning: a warning, never raised
+            assert issubclass(cls, UserWarning) and not issubclass(cls, featcodec.FeatcodecError)
+        else:
+            assert issubclass(cls, featcodec.FeatcodecError)

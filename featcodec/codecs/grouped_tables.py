@@ -30,6 +30,7 @@ that could differ between platforms.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,6 +49,9 @@ MIN_PREDICTION_GAIN = 3
 SURE_PREDICTION_GAIN = 10
 #: about what ``"lags": [...]`` adds to a stream's header, counted against a predicted payload
 LAGS_HEADER_BYTES = 14
+#: what a static rANS part may spend below its symbols' information, per chunk: the coder's
+#: initial states carry up to this many bytes that the output does not (8 lanes of 64 bits)
+_STATE_BYTES = 64
 
 
 def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -69,7 +73,48 @@ def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, li
         shift += 1
 
 
-def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[bytes, tuple[int, ...]]:
+@dataclass
+class _Plan:
+    """One candidate payload before it is coded: the units' medians and residuals, their
+    groups and the groups' modes, and a lower bound on the coded size (bytes)."""
+
+    med: np.ndarray
+    resid: np.ndarray
+    gid: np.ndarray
+    group_modes: list[int]
+    bound: int
+
+    def payload(self, with_modes: bool) -> bytes:
+        """The payload of these units (see the module docstring)."""
+        from .. import _core
+        from ..stream.rans import encode_symbols
+        from ..threads import get_num_threads
+
+        # each group's residuals (its units in order) under its own table, in one call
+        groups = _core.rans_encode_groups(self.resid, self.gid, len(self.group_modes), get_num_threads())
+        parts = [encode_symbols(self.med), encode_symbols(self.gid), *groups]
+        head = struct.pack("<H", len(self.group_modes)) + (bytes(self.group_modes) if with_modes else b"")
+        return head + struct.pack(f"<{len(parts)}I", *map(len, parts)) + b"".join(parts)
+
+
+def _plan(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray, bounded: bool) -> _Plan:
+    """The candidate of units with these medians, residuals, costs and modes; with
+    ``bounded``, its size bound: the groups' empirical information (no static table codes
+    a group in fewer bits) less :data:`_STATE_BYTES` per coded part and chunk (a coder's
+    final states), else 0."""
+    from .. import _core
+
+    gid, group_modes = _groups(sums, resid.shape[1], modes)
+    bound = 0
+    if bounded and resid.dtype == np.uint8:
+        info = _core.group_information(resid, gid, len(group_modes))
+        chunks = len(group_modes) + resid.size // (1 << 20) + 1
+        bound = sum(int(b) // 8 for b in info) - _STATE_BYTES * chunks
+    return _Plan(med, resid, gid, group_modes, bound)
+
+
+def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = (),
+           limit: int | None = None) -> tuple[bytes, tuple[int, ...]] | None:
     """``(payload, lags used)`` for a 2-D uint8/uint16 array of ``bits``-bit indices, one
     row per unit (a plane column, or a mosaic tile: :func:`units_of`). ``lags`` (each in
     ``[1, m)``, at most 3) are the predictions a unit may use. The lags used are ``()``,
@@ -77,44 +122,46 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
     cut the summed absolute residuals by less than :data:`MIN_PREDICTION_GAIN` percent,
     or, below :data:`SURE_PREDICTION_GAIN` percent or at 1-2 bits, when the payload
     without them is no larger (the extra groups' tables can cost more than a small gain
-    saves)."""
+    saves).
+
+    ``limit``: the caller keeps the payload only if it is smaller than this many bytes.
+    Candidates whose size bound (their empirical information) reaches it are not coded,
+    and ``None`` is returned when the payload this function would return cannot be
+    smaller: the same choice as coding them all, for less work."""
     from .. import _core
     from ..threads import get_num_threads
 
     units = np.ascontiguousarray(units)
-    threads = get_num_threads()
+    bounded = limit is not None
     # each unit's lower median, its residuals under its cheapest mode (modulo 2**bits)
     # and their summed magnitude (read as signed), in one pass
-    med, resid, sums, modes, plain = _core.unit_residuals(units, bits, list(lags), threads)
-    if not modes.any():  # no unit predicts: these are already the plain residuals
-        return _payload(med, resid, sums, modes, with_modes=False), ()
-    gain = 100 - int(sums.sum()) * 100 / max(int(plain.sum()), 1)
-    def without() -> bytes:  # the payload with every unit on its median (mode 0's residuals)
+    med, resid, sums, modes, plain = _core.unit_residuals(units, bits, list(lags), get_num_threads())
+
+    def beyond(p: _Plan) -> bool:  # provably no smaller than the limit
+        return bounded and p.bound >= limit
+
+    def without() -> _Plan:  # every unit on its median (mode 0's residuals)
         mask = units.dtype.type((1 << bits) - 1)
-        return _payload(med, (units - med[:, None]) & mask, plain, np.zeros_like(modes), with_modes=False)
+        return _plan(med, (units - med[:, None]) & mask, plain, np.zeros_like(modes), bounded)
 
-    if gain < MIN_PREDICTION_GAIN:
-        return without(), ()
-    predicted = _payload(med, resid, sums, modes, with_modes=True)
-    if gain < SURE_PREDICTION_GAIN or bits <= 2:
-        plain_payload = without()
-        if len(plain_payload) <= len(predicted) + LAGS_HEADER_BYTES:
-            return plain_payload, ()
+    gain = 100 - int(sums.sum()) * 100 / max(int(plain.sum()), 1)
+    if not modes.any() or gain < MIN_PREDICTION_GAIN:  # no unit predicts, or too little
+        p = _plan(med, resid, sums, modes, bounded) if not modes.any() else without()
+        return None if beyond(p) else (p.payload(with_modes=False), ())
+    pp = _plan(med, resid, sums, modes, bounded)
+    if not (gain < SURE_PREDICTION_GAIN or bits <= 2):
+        return None if beyond(pp) else (pp.payload(with_modes=True), tuple(lags))
+    # both: the one without predictions wins unless larger by more than the lags' header
+    predicted = None if beyond(pp) else pp.payload(with_modes=True)  # None: >= limit
+    wp = without()
+    if predicted is None and beyond(wp):
+        return None
+    if predicted is not None and wp.bound > len(predicted) + LAGS_HEADER_BYTES:
+        return predicted, tuple(lags)
+    plain_payload = wp.payload(with_modes=False)
+    if predicted is None or len(plain_payload) <= len(predicted) + LAGS_HEADER_BYTES:
+        return plain_payload, ()
     return predicted, tuple(lags)
-
-
-def _payload(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray, with_modes: bool) -> bytes:
-    """The payload of units given their medians, residuals, costs and modes."""
-    from .. import _core
-    from ..stream.rans import encode_symbols
-    from ..threads import get_num_threads
-
-    gid, group_modes = _groups(sums, resid.shape[1], modes)
-    # each group's residuals (its units in order) under its own table, in one call
-    groups = _core.rans_encode_groups(resid, gid, len(group_modes), get_num_threads())
-    parts = [encode_symbols(med), encode_symbols(gid), *groups]
-    head = struct.pack("<H", len(group_modes)) + (bytes(group_modes) if with_modes else b"")
-    return head + struct.pack(f"<{len(parts)}I", *map(len, parts)) + b"".join(parts)
 
 
 def units_of(plane: np.ndarray, tile: tuple[int, int] | None) -> np.ndarray:

@@ -63,7 +63,10 @@ class IndexCodec:
         for name, t in units.items():
             u = grouped_tables.units_of(plane, t)
             params = {"table": name} if t is None else {"table": name, "tile": list(t)}
-            payload, lags = grouped_tables.encode(u, bits, _lags(u.shape[1], t))
+            found = grouped_tables.encode(u, bits, _lags(u.shape[1], t), limit=len(best[0]))
+            if found is None:  # provably no smaller than the best so far
+                continue
+            payload, lags = found
             if len(payload) < len(best[0]):
                 best = (payload, {**params, "lags": list(lags)} if lags else params)
         return best
