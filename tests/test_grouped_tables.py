@@ -4,6 +4,8 @@ cheapest mode per unit against numpy, and hostile payloads fail cleanly."""
 
 import struct
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -138,6 +140,31 @@ def test_the_index_codec_keeps_the_smaller_payload():
         assert np.array_equal(c.decode_plane(payload, plane.shape, bits, params), plane)
     payload, params = c.encode_plane(_channels_plane(rng, 128, 64, 10), 10)
     assert params["table"] == "columns"
+
+
+@pytest.mark.parametrize("name", ["cnn__features18", "cnn__features13", "vit__layer9", "llm__key15",
+                                  "latent__latent256"])
+@pytest.mark.parametrize("bits", [2, 8])
+def test_the_choice_equals_coding_every_candidate(name, bits):
+    """Candidates are left uncoded only where their information bound proves they lose:
+    the payload is the first smallest of one table, columns, tiles, all coded in full."""
+    from featcodec.codecs.index import _lags
+
+    x = np.load(Path(__file__).parent / "data" / "features" / f"{name}.npy")
+    plane, info = featcodec.pack(featcodec.fit_transform(x, bits=bits).forward(x))
+    tile = info.tile
+    every = [(encode_symbols(plane.reshape(-1)), {})]
+    for kind, t in (("columns", None), ("tiles", tile)):
+        if kind == "tiles" and t is None:
+            continue
+        u = grouped_tables.units_of(plane, t)
+        cand = grouped_tables.Candidate(u, bits, _lags(u.shape[1], t))
+        payload, lags = cand.code()
+        assert cand.bound <= len(payload)  # the bound is a bound
+        params = {"table": kind} if t is None else {"table": kind, "tile": list(t)}
+        every.append((payload, {**params, "lags": list(lags)} if lags else params))
+    want = min(every, key=lambda p: len(p[0]))  # the first of the smallest
+    assert IndexCodec().encode_plane(plane, bits, tile=tile) == want
 
 
 def test_streams_with_the_column_model_are_version_3_and_exact():

@@ -97,71 +97,97 @@ class _Plan:
         return head + struct.pack(f"<{len(parts)}I", *map(len, parts)) + b"".join(parts)
 
 
-def _plan(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray, bounded: bool) -> _Plan:
-    """The candidate of units with these medians, residuals, costs and modes; with
-    ``bounded``, its size bound: the groups' empirical information (no static table codes
-    a group in fewer bits) less :data:`_STATE_BYTES` per coded part and chunk (a coder's
-    final states), else 0."""
+def _plan(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray) -> _Plan:
+    """The plan of units with these medians, residuals, costs and modes, and its size
+    bound: the groups' empirical information (no static table codes a group in fewer
+    bits) less :data:`_STATE_BYTES` per coded part and chunk (a coder's final states);
+    0 for 16-bit residuals (not measured)."""
     from .. import _core
 
     gid, group_modes = _groups(sums, resid.shape[1], modes)
-    bound = 0
-    if bounded and resid.dtype == np.uint8:
-        info = _core.group_information(resid, gid, len(group_modes))
-        chunks = len(group_modes) + resid.size // (1 << 20) + 1
-        bound = sum(int(b) // 8 for b in info) - _STATE_BYTES * chunks
-    return _Plan(med, resid, gid, group_modes, bound)
+    return _Plan(med, resid, gid, group_modes, information_bound(resid, gid, len(group_modes)))
 
 
-def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = (),
-           limit: int | None = None) -> tuple[bytes, tuple[int, ...]] | None:
-    """``(payload, lags used)`` for a 2-D uint8/uint16 array of ``bits``-bit indices, one
-    row per unit (a plane column, or a mosaic tile: :func:`units_of`). ``lags`` (each in
-    ``[1, m)``, at most 3) are the predictions a unit may use. The lags used are ``()``,
-    and the payload the one without modes, when predictions are not worth it: when they
-    cut the summed absolute residuals by less than :data:`MIN_PREDICTION_GAIN` percent,
-    or, below :data:`SURE_PREDICTION_GAIN` percent or at 1-2 bits, when the payload
-    without them is no larger (the extra groups' tables can cost more than a small gain
-    saves).
-
-    ``limit``: the caller keeps the payload only if it is smaller than this many bytes.
-    Candidates whose size bound (their empirical information) reaches it are not coded,
-    and ``None`` is returned when the payload this function would return cannot be
-    smaller: the same choice as coding them all, for less work."""
+def information_bound(units: np.ndarray, gid: np.ndarray | None = None, groups: int = 1) -> int:
+    """A lower bound on the bytes that static rANS tables spend on the rows of the 2-D
+    ``units`` by group (``gid``, default all in one): each group's empirical information
+    (no table codes a group in fewer bits) less :data:`_STATE_BYTES` per part and chunk
+    (the coder's initial states); 0 for 16-bit symbols (not measured)."""
     from .. import _core
-    from ..threads import get_num_threads
 
-    units = np.ascontiguousarray(units)
-    bounded = limit is not None
-    # each unit's lower median, its residuals under its cheapest mode (modulo 2**bits)
-    # and their summed magnitude (read as signed), in one pass
-    med, resid, sums, modes, plain = _core.unit_residuals(units, bits, list(lags), get_num_threads())
+    if units.dtype != np.uint8:
+        return 0
+    if gid is None:
+        gid = np.zeros(units.shape[0], np.uint8)
+    info = _core.group_information(np.ascontiguousarray(units), gid, groups)
+    return sum(int(b) // 8 for b in info) - _STATE_BYTES * (groups + units.size // (1 << 20) + 1)
 
-    def beyond(p: _Plan) -> bool:  # provably no smaller than the limit
-        return bounded and p.bound >= limit
 
-    def without() -> _Plan:  # every unit on its median (mode 0's residuals)
-        mask = units.dtype.type((1 << bits) - 1)
-        return _plan(med, (units - med[:, None]) & mask, plain, np.zeros_like(modes), bounded)
+class Candidate:
+    """The grouped-table payload of some units, planned but not yet coded: :attr:`bound`
+    is a lower bound on its size (bytes) whatever :meth:`code` picks, so a caller that
+    already holds a payload that small need not code it.
 
-    gain = 100 - int(sums.sum()) * 100 / max(int(plain.sum()), 1)
-    if not modes.any() or gain < MIN_PREDICTION_GAIN:  # no unit predicts, or too little
-        p = _plan(med, resid, sums, modes, bounded) if not modes.any() else without()
-        return None if beyond(p) else (p.payload(with_modes=False), ())
-    pp = _plan(med, resid, sums, modes, bounded)
-    if not (gain < SURE_PREDICTION_GAIN or bits <= 2):
-        return None if beyond(pp) else (pp.payload(with_modes=True), tuple(lags))
-    # both: the one without predictions wins unless larger by more than the lags' header
-    predicted = None if beyond(pp) else pp.payload(with_modes=True)  # None: >= limit
-    wp = without()
-    if predicted is None and beyond(wp):
-        return None
-    if predicted is not None and wp.bound > len(predicted) + LAGS_HEADER_BYTES:
-        return predicted, tuple(lags)
-    plain_payload = wp.payload(with_modes=False)
-    if predicted is None or len(plain_payload) <= len(predicted) + LAGS_HEADER_BYTES:
-        return plain_payload, ()
-    return predicted, tuple(lags)
+    What :meth:`code` returns, for a 2-D uint8/uint16 array of ``bits``-bit indices, one
+    row per unit (a plane column, or a mosaic tile: :func:`units_of`), with ``lags``
+    (each in ``[1, m)``, at most 3) the predictions a unit may use: the payload and the
+    lags used. The lags used are ``()``, and the payload the one without modes, when
+    predictions are not worth it: when they cut the summed absolute residuals by less
+    than :data:`MIN_PREDICTION_GAIN` percent, or, below :data:`SURE_PREDICTION_GAIN`
+    percent or at 1-2 bits, when the payload without them is no larger (the extra groups'
+    tables can cost more than a small gain saves)."""
+
+    def __init__(self, units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> None:
+        from .. import _core
+        from ..threads import get_num_threads
+
+        self.units, self.bits, self.lags = np.ascontiguousarray(units), bits, tuple(lags)
+        # each unit's lower median, its residuals under its cheapest mode (modulo 2**bits)
+        # and their summed magnitude (read as signed), in one pass
+        med, resid, sums, modes, plain = _core.unit_residuals(self.units, bits, list(lags), get_num_threads())
+        gain = 100 - int(sums.sum()) * 100 / max(int(plain.sum()), 1)
+        self.predicted = self.plain = None  # the plans coded with / without the units' modes
+        if not modes.any():  # no unit predicts: these are already the plain residuals
+            self.plain = _plan(med, resid, sums, modes)
+        elif gain < MIN_PREDICTION_GAIN:
+            self.plain = self._without(med, plain, modes)
+        else:
+            self.predicted = _plan(med, resid, sums, modes)
+            if gain < SURE_PREDICTION_GAIN or bits <= 2:  # both are coded and compared
+                self.plain = self._without(med, plain, modes)
+        self.bound = min(p.bound for p in (self.predicted, self.plain) if p is not None)
+
+    def _without(self, med: np.ndarray, plain: np.ndarray, modes: np.ndarray) -> _Plan:
+        """Every unit on its median (mode 0's residuals)."""
+        mask = self.units.dtype.type((1 << self.bits) - 1)
+        return _plan(med, (self.units - med[:, None]) & mask, plain, np.zeros_like(modes))
+
+    def code(self, limit: int | None = None) -> tuple[bytes, tuple[int, ...]] | None:
+        """``(payload, lags used)``; with ``limit`` (the caller keeps the payload only if it
+        is smaller), ``None`` when it provably is not: plans whose bound reaches the limit
+        are not coded, and the choice is the same as coding them all."""
+        def beyond(p: _Plan) -> bool:
+            return limit is not None and p.bound >= limit
+
+        pp, wp = self.predicted, self.plain
+        if pp is None or wp is None:  # one plan only
+            p = wp if pp is None else pp
+            return None if beyond(p) else (p.payload(with_modes=pp is not None), self.lags if pp is not None else ())
+        # both: the one without predictions wins unless larger by more than the lags' header
+        predicted = None if beyond(pp) else pp.payload(with_modes=True)  # None: >= limit
+        if predicted is None and beyond(wp):
+            return None
+        if predicted is not None and wp.bound > len(predicted) + LAGS_HEADER_BYTES:
+            return predicted, self.lags
+        plain_payload = wp.payload(with_modes=False)
+        if predicted is None or len(plain_payload) <= len(predicted) + LAGS_HEADER_BYTES:
+            return plain_payload, ()
+        return predicted, self.lags
+
+
+def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[bytes, tuple[int, ...]]:
+    """``(payload, lags used)`` of these units (:class:`Candidate`, coded)."""
+    return Candidate(units, bits, lags).code()
 
 
 def units_of(plane: np.ndarray, tile: tuple[int, int] | None) -> np.ndarray:

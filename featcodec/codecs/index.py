@@ -51,24 +51,42 @@ class IndexCodec:
         if tables not in ("auto", "single"):
             raise InputError(f"tables must be 'auto' or 'single', not {tables!r:.40}.")
         plane = np.ascontiguousarray(plane)
-        best = (encode_symbols(plane.reshape(-1)), {})
-        if plane.size > grouped_tables.MAX_VALUES or tables == "single":
-            return best
         (R, C) = plane.shape
         units = {"columns": None} if R > 1 and C > 1 else {}
         if tile is not None:
             h, w = int(tile[0]), int(tile[1])
             if h * w > 1 and R % h == 0 and C % w == 0 and R * C > h * w:  # at least two tiles
                 units["tiles"] = (h, w)
+        if plane.size > grouped_tables.MAX_VALUES or tables == "single" or not units:
+            return encode_symbols(plane.reshape(-1)), {}
+        # The smallest of one table, then each kind of grouped tables (ties: the earlier).
+        # Sizes are only compared, never guessed: a candidate is left uncoded only where a
+        # lower bound on its size (its empirical information) proves it cannot win.
+        cands = []
         for name, t in units.items():
             u = grouped_tables.units_of(plane, t)
             params = {"table": name} if t is None else {"table": name, "tile": list(t)}
-            found = grouped_tables.encode(u, bits, _lags(u.shape[1], t), limit=len(best[0]))
-            if found is None:  # provably no smaller than the best so far
-                continue
-            payload, lags = found
-            if len(payload) < len(best[0]):
-                best = (payload, {**params, "lags": list(lags)} if lags else params)
+            cands.append((grouped_tables.Candidate(u, bits, _lags(u.shape[1], t)), params))
+        flat = plane.reshape(1, -1)
+        guess = 16 * grouped_tables.information_bound(flat[:, ::16])  # one table's size, from a sample
+        grouped: list[tuple[bytes, dict]] = []
+        if min(c.bound for c, _ in cands) < guess:  # grouped tables look smaller: code them first
+            for c, params in cands:
+                found = c.code(limit=min(map(len, (g[0] for g in grouped)), default=None))
+                if found is not None:
+                    grouped.append((found[0], {**params, "lags": list(found[1])} if found[1] else params))
+            if grouped and min(len(g[0]) for g in grouped) < grouped_tables.information_bound(flat):
+                return min(grouped, key=lambda g: len(g[0]))  # one table cannot be as small
+            best = (encode_symbols(plane.reshape(-1)), {})
+            for g in grouped:
+                if len(g[0]) < len(best[0]):
+                    best = g
+            return best
+        best = (encode_symbols(plane.reshape(-1)), {})
+        for c, params in cands:
+            found = c.code(limit=len(best[0]))
+            if found is not None and len(found[0]) < len(best[0]):
+                best = (found[0], {**params, "lags": list(found[1])} if found[1] else params)
         return best
 
     def decode_plane(self, payload: bytes, shape: tuple[int, int], bits: int, params: dict) -> np.ndarray:
