@@ -67,8 +67,8 @@ def robust_scales(a: np.ndarray, axis: str) -> np.ndarray:
 
 def quantize_scales(s: np.ndarray) -> tuple[int, np.ndarray]:
     """``(E, codes)``: the header exponent and the uint8 codes of scales ``s`` (>= 0) on the
-    log grid ``2**(E + c/8)``; scales beyond the grid's 32 octaves are clipped to its ends
-    (a zero scale to its lowest).
+    log grid ``2**(E + c/8)`` (each the nearest step); the grid spans 32 octaves up to the
+    largest scale, smaller scales (and zeros) are clipped up to its lowest.
 
     >>> E, c = quantize_scales(np.array([1.0, 2.0, 0.0]))
     >>> E, c.tolist(), scale_values(E, c).tolist()
@@ -77,7 +77,9 @@ def quantize_scales(s: np.ndarray) -> tuple[int, np.ndarray]:
     pos = s[s > 0]
     r = np.zeros(s.shape, np.int64)
     r[s > 0] = np.rint(8 * np.log2(pos)).astype(np.int64)
-    E = int(np.clip(r[s > 0].min() // 8, *EXPONENTS)) if pos.size else 0
+    # the lowest exponent that still holds the largest scale: scales more than 32 octaves
+    # below it are clipped up (dividing by more never overflows)
+    E = int(np.clip(max(r[s > 0].min() // 8, -((255 - r[s > 0].max()) // 8)), *EXPONENTS)) if pos.size else 0
     return E, np.clip(np.where(s > 0, r - 8 * E, 0), 0, 255).astype(np.uint8)
 
 
