@@ -12,7 +12,8 @@ Outputs (``--markdown``): at 2, 3 and 4 bits, bits per value and SNR (dB) of eac
 the mean change of the feature-domain MSE at equal rate over 1-8 bits (log-MSE
 interpolated linearly in bits per value over the rate range both curves cover; negative:
 better than plain); ``max_error`` rows (plain and outliers: the only settings that keep
-the bound). ``--plot PATH``: rate-distortion curves of the SmolLM2 tensors and a ViT layer.
+the bound); the same equal-rate change of the token-relative error (each token's squared
+error over its squared norm, averaged over tokens). ``--plot PATH``: rate-distortion curves of the SmolLM2 tensors and a ViT layer.
 
     PYTHONPATH=$PWD python benchmarks/outlier_stages_rd.py --markdown [--plot docs/img/outlier_stages_rd.png]
 """
@@ -57,11 +58,15 @@ def token_layout(name: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def point(x: np.ndarray, **kw) -> tuple[float, float]:
-    """(bits per value of the whole stream, feature-domain MSE)."""
+def point(x: np.ndarray, **kw) -> tuple[float, float, float]:
+    """(bits per value of the whole stream, feature-domain MSE, token-relative MSE: the
+    mean over tokens of |error|^2 / |token|^2, what a consumer that normalises each token
+    first, as an LLM's next RMSNorm does, sees)."""
     blob = featcodec.encode(x, **kw)
     y = featcodec.decode(blob).astype(np.float64)
-    return 8 * len(blob) / x.size, float(np.mean((y - x) ** 2))
+    e = ((y - x) ** 2).reshape(-1, x.shape[-1]).sum(1)
+    n = (x.astype(np.float64) ** 2).reshape(-1, x.shape[-1]).sum(1)
+    return 8 * len(blob) / x.size, float(np.mean((y - x) ** 2)), float(np.mean(e[n > 0] / n[n > 0]))
 
 
 def snr(x: np.ndarray, mse: float) -> float:
@@ -75,14 +80,15 @@ def run(names: list[str] | None = None) -> dict:
         if names and name not in names:
             continue
         x = token_layout(name, np.load(path).astype(np.float32))
-        rec = {"shape": list(x.shape), "curves": {}, "max_error": {}}
+        rec = {"shape": list(x.shape), "curves": {}, "token_curves": {}, "max_error": {}}
         for label, kw in SETTINGS.items():
             pts = [point(x, bits=b, **kw) for b in range(1, 9)]
-            rec["curves"][label] = [[r, m] for r, m in pts]
+            rec["curves"][label] = [[r, m] for r, m, _ in pts]
+            rec["token_curves"][label] = [[r, t] for r, _, t in pts]
         e = float(0.1 * np.std(x))
         rec["max_error_value"] = e
         for label, kw in (("plain", {}), (f"outliers={K}", {"outliers": K})):
-            rec["max_error"][label] = point(x, max_error=e, **kw)
+            rec["max_error"][label] = point(x, max_error=e, **kw)[:2]
         out[name] = rec
         print(f"{name}: done", file=sys.stderr)
     return out
@@ -105,6 +111,11 @@ def markdown(res: dict) -> str:
         c = {k: (np.array([p[0] for p in v]), np.array([p[1] for p in v])) for k, v in rec["curves"].items()}
         lines.append(f"| {name} | {tuple(rec['shape'])} | "
                      + " | ".join(f"{mean_db_change(c['plain'], c[k]):+.2f}" for k in labels[1:]) + " |")
+    lines += ["", "### Mean token-relative error change at equal rate (1-8 bits), dB; negative = better than plain", "",
+              "| tensor | " + " | ".join(labels[1:]) + " |", "|---|" + "---|" * (len(labels) - 1)]
+    for name, rec in res.items():
+        c = {k: (np.array([p[0] for p in v]), np.array([p[1] for p in v])) for k, v in rec["token_curves"].items()}
+        lines.append(f"| {name} | " + " | ".join(f"{mean_db_change(c['plain'], c[k]):+.2f}" for k in labels[1:]) + " |")
     lines += ["", "### max_error = 0.1 x std(x): bits per value / SNR (dB)", "",
               f"| tensor | plain | outliers={K} |", "|---|---|---|"]
     for name, rec in res.items():
