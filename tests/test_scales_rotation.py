@@ -225,6 +225,15 @@ def test_bad_arguments_are_input_errors_that_say_what_to_do(kw, match):
         featcodec.encode(_llm_like(), **kw)
 
 
+def test_rotate_checks_its_arguments():
+    for a, block in ((np.ones(8), 8), (np.ones((2, 8), np.float16), 8), (np.ones((2, 8)), 3), (np.ones((2, 8)), 16),
+                     (np.ones((2, 8)), True)):
+        with pytest.raises(featcodec.InputError, match="rotate takes|block must"):
+            rotate(a, 0, block)
+    with pytest.raises(featcodec.InputError, match="seed"):
+        rotate(np.ones((2, 8)), -1, 8)
+
+
 def test_shapes_the_stages_cannot_serve():
     with pytest.raises(featcodec.InputError, match="token layout.*reshape"):
         featcodec.encode(np.ones(16, np.float32), scales="token")

@@ -68,6 +68,14 @@ def signs(seed: int, d: int) -> np.ndarray:
     return _core.hadamard_signs(seed, d)
 
 
+def _seed(v: Any) -> int:
+    if v is True:
+        return 0
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < _SEEDS:
+        raise InputError(f"rotation must be True (seed 0) or a seed, an integer in 0..2**64-1, not {v!r:.40}.")
+    return int(v)
+
+
 def rotate(a: np.ndarray, seed: int, block: int, inverse: bool = False) -> np.ndarray:
     """Rows of the float32/float64 ``(n, d)`` array ``a`` rotated blockwise by ``H D /
     sqrt(block)`` (``inverse``: ``D H / sqrt(block)``); a new array of ``a``'s dtype.
@@ -78,15 +86,15 @@ def rotate(a: np.ndarray, seed: int, block: int, inverse: bool = False) -> np.nd
     """
     from .. import _core
 
-    return _core.hadamard_rotate(np.ascontiguousarray(a), seed, block, inverse, get_num_threads())
-
-
-def _seed(v: Any) -> int:
-    if v is True:
-        return 0
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < _SEEDS:
-        raise InputError(f"rotation must be True (seed 0) or a seed, an integer in 0..2**64-1, not {v!r:.40}.")
-    return int(v)
+    a = np.asarray(a)
+    if a.ndim != 2 or a.dtype not in (np.float32, np.float64):
+        raise InputError(f"rotate takes a 2-D float32 or float64 array (rows, d), not a {a.ndim}-D {a.dtype} one; "
+                         f"reshape it to (-1, d) and convert it, e.g. a.astype(np.float32).")
+    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1 or block & (block - 1) \
+            or a.shape[1] % block:
+        raise InputError(f"block must be a power of two dividing the row length {a.shape[1]}, not {block!r:.40}; "
+                         f"block_of(d) gives the largest.")
+    return _core.hadamard_rotate(np.ascontiguousarray(a), _seed(seed), int(block), bool(inverse), get_num_threads())
 
 
 class Rotation(Stage):
