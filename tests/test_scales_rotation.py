@@ -266,6 +266,20 @@ def test_hostile_fields_and_sections_are_format_errors():
             featcodec.decode(_rewrite(blob, "scales", section=section))
 
 
+def test_the_stages_need_format_version_7():
+    blob = featcodec.encode(_llm_like(), bits=3, rotation=True)
+    assert featcodec.header(blob)["format_version"] == 7
+    for name, kw in (("rotation", {"rotation": True}), ("scales", {"scales": "channel"})):
+        s = read_stream(featcodec.encode(_llm_like(), bits=3, **kw))
+        older = write_stream(dict(s.header), [bytes(x) for x in s.sections], 5)  # the outliers stage's version
+        with pytest.raises(featcodec.FormatError, match=f"version 5 has '{name}' fields of a newer version"):
+            featcodec.decode(older)
+    newer = bytearray(blob)
+    newer[8:10] = (8).to_bytes(2, "little")
+    with pytest.raises(featcodec.VersionError, match="Upgrade featcodec"):
+        featcodec.decode(bytes(newer))
+
+
 def test_mutated_fields_and_sections_never_crash():
     x = _llm_like()
     blob = featcodec.encode(x, bits=4, outliers=4, rotation=3, scales="token")

@@ -15,7 +15,7 @@ InputError.
 
 ``featcodec.encode(x, rotation=True)`` (seed 0) or ``rotation=seed`` (an int in 0..2**64-1)
 adds this stage in front of ``"transform"`` (after ``"outliers"``, before ``"scales"``). It
-owns the header field ``rotation``, ``{"seed": s, "block": b}``, and no section. Sign ``i``
+owns the header field ``rotation``, ``{"seed": s, "block": b}`` (format version 7), and no section. Sign ``i``
 of seed ``s`` is -1 when bit 63 of splitmix64's ``(i + 1)``-th output from state ``s`` is set
 (:func:`signs`; docs/format.md).
 
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError, InputError
+from ..stream.container import VALUE_STAGES_VERSION
 from ..threads import get_num_threads
 from .base import DecodeContext, EncodeContext, Stage
 from .hidden import give_back, host_array, keep_precision, no_bound, token_matrix, work_dtype
@@ -124,6 +125,9 @@ class Rotation(Stage):
             raise FormatError("featcodec stream header field 'rotation' is malformed (seed, or a block that is "
                               "not a power of two dividing the last axis).")
         return set()
+
+    def format_version(self, header: dict[str, Any]) -> int:
+        return VALUE_STAGES_VERSION
 
     def prepare(self, ctx: DecodeContext) -> None:
         keep_precision(ctx, self.name)

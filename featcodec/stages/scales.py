@@ -7,7 +7,7 @@ KIVI's rule for a KV cache: keys per channel, values per token.
 ``featcodec.encode(x, scales="token")`` or ``scales="channel"`` adds this stage in front of
 ``"transform"`` (after ``"outliers"`` and ``"rotation"`` when those are asked for too). It
 owns the header field ``scales`` (``{"axis": "token"|"channel", "count": n, "exponent":
-E}``) and the section ``scales``: ``n`` bytes, one code ``c`` per scale, the scale being
+E}``; format version 7) and the section ``scales``: ``n`` bytes, one code ``c`` per scale, the scale being
 ``2**(E + c/8)`` (log-quantized in steps of 2**(1/8), 9%; computed exactly as the float32
 ``2**((c % 8)/8)`` of :data:`MANTISSAS` times ``2**(E + c // 8)``). Every code gives a finite
 positive float32 scale; the encoder divides by exactly the scale the decoder multiplies
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError, InputError
+from ..stream.container import VALUE_STAGES_VERSION
 from .base import DecodeContext, EncodeContext, Stage
 from .hidden import give_back, host_array, keep_precision, no_bound, token_matrix, work_dtype
 
@@ -126,6 +127,9 @@ class Scales(Stage):
                 and f["count"] == (math.prod(shape[:-1]) if f["axis"] == "token" else shape[-1])):
             raise FormatError("featcodec stream header field 'scales' is malformed (axis, count or exponent).")
         return {"scales"}
+
+    def format_version(self, header: dict[str, Any]) -> int:
+        return VALUE_STAGES_VERSION
 
     def prepare(self, ctx: DecodeContext) -> None:
         f = ctx.header["scales"]
