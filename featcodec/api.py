@@ -22,7 +22,7 @@ from . import pipeline
 from .bounded import check_quality as quality_check
 from .bounded import encode_bounded, learned_codecs
 from .errors import InputError
-from .stages import DEFAULT_STAGES
+from .stages import DEFAULT_STAGES, VALUE_STAGES
 from .transform import Transform
 from .transform.registry import register_transform, registered_transforms
 
@@ -41,6 +41,8 @@ def encode(
     embed_transform: bool = True,
     max_error: float | None = None,
     outliers: int | None = None,
+    rotation: bool | int | None = None,
+    scales: str | None = None,
     stages: Sequence[str] | None = None,
     check_quality: bool = True,
     **params: Any,
@@ -69,6 +71,15 @@ def encode(
         outliers: move this many values of largest magnitude out of the tensor before the
             transform and store them exactly in a sparse section (dense + sparse,
             :mod:`featcodec.stages.outliers`); adds the ``"outliers"`` stage.
+        rotation: ``True`` (seed 0) or a seed: rotate every token along the last (hidden)
+            axis by a randomised Hadamard transform before the transform, so that no
+            channel dominates (QuaRot; :mod:`featcodec.stages.rotation`); adds the
+            ``"rotation"`` stage. Needs a last axis with a power-of-two factor.
+        scales: ``"token"`` or ``"channel"``: divide each token (every position of the
+            leading axes) or each channel (the last axis) by a robust scale before the
+            transform (KIVI: keys per channel, values per token;
+            :mod:`featcodec.stages.scales`); adds the ``"scales"`` stage. Neither
+            rotation nor scales can keep a ``max_error`` bound (InputError).
         stages: the pipeline's stage names in order (default ``["transform", "pack"]``);
             registered stages (:mod:`featcodec.stages`) plug in before ``"transform"``.
         check_quality: for a learned codec without ``max_error``, measure its feature-domain
@@ -108,13 +119,16 @@ def encode(
                 or (quality is not None and not learned)):
             raise InputError("max_error picks the transform and its bits itself; omit transform, bits, "
                              "target_bpfp (and quality, except for a learned codec).")
-    if outliers is not None:
-        stages = ["outliers", *DEFAULT_STAGES] if stages is None else stages
-        if isinstance(stages, (str, bytes)) or "outliers" not in stages:
-            raise InputError(f"outliers={outliers!r:.40} needs the 'outliers' stage in stages={stages!r:.80}; "
-                             "omit stages, or name it before 'transform'.")
+    asked = {n: v for n, v in (("outliers", outliers), ("rotation", rotation), ("scales", scales))
+             if v is not None and v is not False}
+    if asked:
+        stages = [n for n in VALUE_STAGES if n in asked] + list(DEFAULT_STAGES) if stages is None else stages
+        for n, v in asked.items():
+            if isinstance(stages, (str, bytes)) or n not in stages:
+                raise InputError(f"{n}={v!r:.40} needs the {n!r} stage in stages={stages!r:.80}; "
+                                 "omit stages, or name it before 'transform'.")
     options = {"transform": transform, "bits": bits, "max_error": max_error, "layout": layout,
-               "embed_transform": embed_transform, "outliers": outliers}
+               "embed_transform": embed_transform, "outliers": outliers, "rotation": rotation, "scales": scales}
     if codec == "auto":
         from .ratecontrol import encode_within
 

@@ -13,7 +13,8 @@ import pytest
                                   "featcodec.transform", "featcodec.transform.fit", "featcodec.transform.table",
                                   "featcodec.transform.registry", "featcodec.transform.kernel_args",
                                   "featcodec.transform.kernels", "featcodec.threads", "featcodec.stages.outliers",
-                                  "featcodec.stages.residual", "featcodec.bounded"])
+                                  "featcodec.stages.residual", "featcodec.bounded", "featcodec.session",
+                                  "featcodec.stages.rotation", "featcodec.stages.scales", "featcodec.stages.hidden"])
 def test_docstring_examples(name):
     res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0

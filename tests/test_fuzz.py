@@ -34,6 +34,8 @@ def _streams():
         (np.concatenate([rng.normal(size=(1, 1, 8)) * 4, np.cumsum(np.cumsum(
             rng.normal(size=(1, 16, 16, 8)), axis=1), axis=2).reshape(1, 256, 8) * 0.3], axis=1).astype(np.float32),
          {"max_error": 0.2}),
+        # the value stages: exact outliers, a Hadamard rotation, per-token scales (version 7)
+        (rng.standard_t(3, size=(6, 16)).astype(np.float32), {"bits": 3, "outliers": 2, "rotation": 5, "scales": "token"}),
     ]
     featcodec.register_transform(t)
     out = []

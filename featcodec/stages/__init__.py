@@ -11,11 +11,14 @@ kinds, and a pipeline is a chain from ``"values"`` to ``"plane"``:
 - ``"plane"``: the C-contiguous 2-D uint8/uint16 plane the codec codes.
 
 The built-in stages are :mod:`.value_transform` (``"transform"``: values -> indices),
-:mod:`.alignment` (``"pack"``: indices -> plane), :mod:`.outliers` (``"outliers"``:
-values -> values, the largest values moved to a sparse section) and :mod:`.residual`
+:mod:`.alignment` (``"pack"``: indices -> plane), the values -> values stages
+:mod:`.outliers` (``"outliers"``: the largest values moved to a sparse section),
+:mod:`.rotation` (``"rotation"``: a randomised Hadamard rotation along the hidden axis)
+and :mod:`.scales` (``"scales"``: per-token or per-channel scales), and :mod:`.residual`
 (``"residual"``: first of all, an error bound on a lossy codec's reconstruction); a stream that names no
 stages uses exactly the first two (:data:`DEFAULT_STAGES`). Stages that work on values
-(outliers, later scales and rotations) come before ``"transform"``.
+come before ``"transform"``; :func:`featcodec.encode`'s ``outliers=``, ``rotation=`` and
+``scales=`` put them in that order (:data:`VALUE_STAGES`).
 
 How to write and register a stage, with a worked example that the tests run:
 docs/architecture.md.
@@ -41,7 +44,12 @@ from ..stream.container import COMMON_FIELDS as _COMMON
 from .base import DEFAULT_STAGES, KINDS, DecodeContext, EncodeContext, Stage
 
 __all__ = ["Stage", "EncodeContext", "DecodeContext", "register_stage", "get_stage", "available_stages",
-           "chain", "DEFAULT_STAGES", "KINDS"]
+           "chain", "DEFAULT_STAGES", "KINDS", "VALUE_STAGES"]
+
+#: the built-in values -> values stages in the order :func:`featcodec.encode` puts those it
+#: is asked for (``outliers=``, ``rotation=``, ``scales=``) in front of ``"transform"``: the
+#: massive values leave first (exactly), the rest is rotated, then scaled
+VALUE_STAGES = ("outliers", "rotation", "scales")
 
 _STAGES: dict[str, Stage] = {}
 _LOCK = threading.Lock()
@@ -123,10 +131,14 @@ def _register_builtin() -> None:
     from .alignment import Alignment
     from .outliers import Outliers
     from .residual import Residual
+    from .rotation import Rotation
+    from .scales import Scales
     from .value_transform import ValueTransform
 
     register_stage(Outliers())
     register_stage(Residual())
+    register_stage(Rotation())
+    register_stage(Scales())
     register_stage(ValueTransform())
     register_stage(Alignment())
 

@@ -1,0 +1,108 @@
+// The randomised Hadamard rotation of the "rotation" stage (featcodec/stages/rotation.py):
+// each row of a C-contiguous (n, d) float32/float64 array is cut into d / b blocks of b
+// values (b a power of two dividing d), and every block is rotated by the orthogonal
+// matrix H_b D / sqrt(b): first each value times its sign (D = diag(signs), one sign per
+// column of the row, +1 or -1), then the fast Walsh-Hadamard transform (Sylvester order,
+// H_b[i][j] = (-1)^popcount(i & j)), then times 1 / sqrt(b). The inverse is D H_b / sqrt(b):
+// the same transform, the signs after. O(d log b) per row, in the array's own precision,
+// a fixed sequence of additions per row: rows are independent, so the result never
+// depends on the thread count. The signs come from a seed by splitmix64
+// (hadamard_signs), so a stream stores only the seed.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "module.h"
+#include "parallel.h"
+
+namespace py = pybind11;
+
+namespace featcodec {
+namespace {
+
+// Sign i of seed s: bit 63 of splitmix64's (i + 1)-th output from state s (1: -1, 0: +1).
+std::vector<int8_t> signs_of(uint64_t seed, size_t d) {
+  std::vector<int8_t> out(d);
+  for (size_t i = 0; i < d; ++i) {
+    uint64_t z = seed + uint64_t(i + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    out[i] = (z >> 63) ? int8_t(-1) : int8_t(1);
+  }
+  return out;
+}
+
+// In place on one block of b values: the unnormalised fast Walsh-Hadamard transform.
+template <class T>
+void fwht(T* v, size_t b) {
+  for (size_t h = 1; h < b; h <<= 1)
+    for (size_t i = 0; i < b; i += h << 1)
+      for (size_t j = i; j < i + h; ++j) {
+        const T a = v[j], c = v[j + h];
+        v[j] = a + c;
+        v[j + h] = a - c;
+      }
+}
+
+template <class T>
+py::array_t<T> rotate(const py::array_t<T, py::array::c_style | py::array::forcecast>& x, uint64_t seed,
+                      int64_t block, bool inverse, int threads) {
+  if (x.ndim() != 2) throw std::invalid_argument("x must be a 2-D (rows, d) array");
+  const size_t n = size_t(x.shape(0)), d = size_t(x.shape(1));
+  if (block < 1 || (block & (block - 1)) != 0 || d % size_t(block) != 0)
+    throw std::invalid_argument("block must be a power of two that divides the row length");
+  const size_t b = size_t(block);
+  const std::vector<int8_t> sg = signs_of(seed, d);
+  const T norm = T(1.0 / std::sqrt(double(b)));
+  py::array_t<T> out({py::ssize_t(n), py::ssize_t(d)});
+  const T* src = x.data();
+  T* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    parallel_for(n, threads, std::max<size_t>(1, (size_t(1) << 15) / std::max<size_t>(d, 1)),
+                 [&](size_t r0, size_t r1, size_t) {
+                   for (size_t r = r0; r < r1; ++r) {
+                     const T* in = src + r * d;
+                     T* o = dst + r * d;
+                     for (size_t j = 0; j < d; ++j) o[j] = inverse ? in[j] : (sg[j] < 0 ? -in[j] : in[j]);
+                     for (size_t k = 0; k < d; k += b) fwht(o + k, b);
+                     for (size_t j = 0; j < d; ++j) {
+                       const T v = o[j] * norm;
+                       o[j] = inverse && sg[j] < 0 ? -v : v;
+                     }
+                   }
+                 });
+  }
+  return out;
+}
+
+py::array_t<int8_t> signs(uint64_t seed, int64_t d) {
+  if (d < 0) throw std::invalid_argument("d must be non-negative");
+  const std::vector<int8_t> s = signs_of(seed, size_t(d));
+  py::array_t<int8_t> out{py::ssize_t(d)};
+  std::copy(s.begin(), s.end(), out.mutable_data());
+  return out;
+}
+
+}  // namespace
+
+void register_hadamard(py::module_& m) {
+  m.def("hadamard_rotate", &rotate<float>, py::arg("x").noconvert(), py::arg("seed"), py::arg("block"),
+        py::arg("inverse"), py::arg("threads"));
+  m.def("hadamard_rotate", &rotate<double>, py::arg("x").noconvert(), py::arg("seed"), py::arg("block"),
+        py::arg("inverse"), py::arg("threads"),
+        "A new (n, d) array: each row of the C-contiguous float32/float64 (n, d) array x, in blocks of "
+        "`block` values (a power of two dividing d), times H D / sqrt(block) (forward: signs, then the "
+        "fast Walsh-Hadamard transform) or D H / sqrt(block) (inverse), D the signs of `seed` "
+        "(hadamard_signs). Use featcodec.stages.rotation, which validates its arguments.");
+  m.def("hadamard_signs", &signs, py::arg("seed"), py::arg("d"),
+        "The d signs (+1/-1, int8) of the rotation with this seed: sign i is -1 when bit 63 of "
+        "splitmix64's output i + 1 from state seed is set.");
+}
+
+}  // namespace featcodec
