@@ -139,6 +139,12 @@ def test_public_api_round_trip(name):
     assert featcodec.header(blob)["codec"] == name
 
 
+def test_an_unknown_parameter_is_an_input_error_that_names_it(name):
+    x = np.ones((4, 8), np.float32)
+    with pytest.raises(featcodec.InputError, match="tables"):  # an index codec option, not silently ignored
+        featcodec.encode(x, codec=name, quality=_qs(name)[0], tables="single")
+
+
 def test_corrupted_weights_raise(tmp_path):
     f = sorted(lc.manifest()["sha256"])[0]
     bad = tmp_path / f

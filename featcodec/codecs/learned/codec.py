@@ -303,8 +303,7 @@ class LearnedCodec:
     def encode_plane(self, plane: np.ndarray, bits: int = 8, *, quality: int | None = None,
                      target_bpfp: float | None = None,
                      stream_size: Callable[[int, dict], int] | None = None,
-                     guard: bool = False, reconstruction: list | None = None,
-                     **_: Any) -> tuple[bytes, dict]:
+                     guard: bool = False, reconstruction: list | None = None) -> tuple[bytes, dict]:
         """Plane of indices -> (payload, params). ``target_bpfp`` picks the highest
         quality whose stream stays within that many bits per value (the lowest quality if
         none fits): the whole stream as ``stream_size(payload length, params)`` counts it
