@@ -56,6 +56,16 @@ const T* contiguous(const py::array& a, const char* name, int ndim) {
   return static_cast<const T*>(a.data());
 }
 
+// The C-contiguous uint8 group ids (n,) of n units, each below `groups` (1..256).
+const uint8_t* group_ids(const py::array& gid, size_t n, int64_t groups) {
+  const auto* g = contiguous<uint8_t>(gid, "gid", 1);
+  if (size_t(gid.shape(0)) != n) throw rans::InputError("gid must have one entry per unit");
+  if (groups < 1 || groups > 256) throw rans::InputError("groups must be in [1, 256]");
+  for (size_t i = 0; i < n; ++i)
+    if (g[i] >= groups) throw rans::InputError("gid names a group beyond groups");
+  return g;
+}
+
 CdfTables tables(const py::array& cdfs, const py::array& lengths, const py::array& offsets) {
   CdfTables t;
   t.cdfs = contiguous<int32_t>(cdfs, "cdfs", 2);
@@ -173,12 +183,8 @@ void register_rans(py::module_& m) {
       "group_information",
       [](const py::array& units, const py::array& gid, int64_t groups) {
         const auto* u = contiguous<uint8_t>(units, "units", 2);
-        const auto* g = contiguous<uint8_t>(gid, "gid", 1);
         const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
-        if (size_t(gid.shape(0)) != n) throw rans::InputError("gid must have one entry per unit");
-        if (groups < 1 || groups > 256) throw rans::InputError("groups must be in [1, 256]");
-        for (size_t i = 0; i < n; ++i)
-          if (g[i] >= groups) throw rans::InputError("gid names a group beyond groups");
+        const uint8_t* g = group_ids(gid, n, groups);
         py::array_t<double> out(static_cast<py::ssize_t>(groups));
         double* o = out.mutable_data();
         {
@@ -213,12 +219,8 @@ void register_rans(py::module_& m) {
       [](const py::array& units, const py::array& gid, int64_t groups, int threads) {
         if (!(units.flags() & py::array::c_style) || units.ndim() != 2)
           throw rans::InputError("units must be a C-contiguous 2-D array");
-        const auto* g = contiguous<uint8_t>(gid, "gid", 1);
         const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
-        if (size_t(gid.shape(0)) != n) throw rans::InputError("gid must have one entry per unit");
-        if (groups < 1 || groups > 256) throw rans::InputError("groups must be in [1, 256]");
-        for (size_t i = 0; i < n; ++i)
-          if (g[i] >= groups) throw rans::InputError("gid names a group beyond groups");
+        const uint8_t* g = group_ids(gid, n, groups);
         const bool wide = py::isinstance<py::array_t<uint16_t>>(units);
         if (!wide && !py::isinstance<py::array_t<uint8_t>>(units))
           throw rans::InputError("units must be uint8 or uint16");
