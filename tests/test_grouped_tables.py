@@ -262,3 +262,33 @@ def test_hostile_predicted_payloads_are_format_errors():
     with pytest.raises(featcodec.FormatError):  # modes cut short
         grouped_tables.decode(good[: 2 + G - 1], 30, 40, 6, (1, 4))
     _check_random_damage(good, (1, 4), seed=10, trials=2000)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_grouped_rans_equals_one_call_per_group(dtype):
+    """_core.rans_encode_groups: group k's bytes are encode_symbols of its rows in order."""
+    from featcodec import _core
+
+    rng = np.random.default_rng(7)
+    units = rng.integers(0, 200 if dtype == np.uint8 else 3000, (300, 17)).astype(dtype)
+    gid = rng.integers(0, 5, 300).astype(np.uint8)
+    got = _core.rans_encode_groups(units, gid, 5, 1)
+    assert got == [encode_symbols(np.ascontiguousarray(units[gid == k])) for k in range(5)]
+    with pytest.raises(featcodec.InputError, match="beyond groups"):
+        _core.rans_encode_groups(units, gid, 4, 1)
+
+
+def test_group_information_is_the_empirical_entropy():
+    """_core.group_information against numpy: the sum over a group's symbols of -log2 of
+    their frequency in the group."""
+    from featcodec import _core
+
+    rng = np.random.default_rng(8)
+    units = np.minimum(rng.geometric(0.2, (64, 40)), 255).astype(np.uint8)
+    gid = (np.arange(64) % 3).astype(np.uint8)
+    got = _core.group_information(units, gid, 3)
+    for k in range(3):
+        _, counts = np.unique(units[gid == k], return_counts=True)
+        want = -(counts * np.log2(counts / counts.sum())).sum()
+        assert got[k] == pytest.approx(want, rel=1e-12)
+        assert len(encode_symbols(np.ascontiguousarray(units[gid == k]))) >= want / 8  # a lower bound
