@@ -32,11 +32,21 @@ namespace {
 template <class T>
 T kth(const T* row, size_t m, size_t k, std::vector<uint32_t>& hist, std::vector<T>& scratch) {
   if (sizeof(T) == 1) {
-    std::fill(hist.begin(), hist.end(), 0u);
-    for (size_t j = 0; j < m; ++j) ++hist[row[j]];
+    // four interleaved histograms: runs of one value (ReLU zeros) would otherwise wait on
+    // each increment's store (measured: 2.7x on MobileNetV2 columns, 1.9x on its tiles)
+    uint32_t* h = hist.data();
+    std::fill(h, h + 4 * 256, 0u);
+    size_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+      ++h[row[j]];
+      ++h[256 + row[j + 1]];
+      ++h[512 + row[j + 2]];
+      ++h[768 + row[j + 3]];
+    }
+    for (; j < m; ++j) ++h[row[j]];
     size_t seen = 0;
     for (size_t v = 0; v < 256; ++v) {
-      seen += hist[v];
+      seen += h[v] + h[256 + v] + h[512 + v] + h[768 + v];
       if (seen > k) return T(v);
     }
     return T(255);  // unreachable: k < m
@@ -44,6 +54,25 @@ T kth(const T* row, size_t m, size_t k, std::vector<uint32_t>& hist, std::vector
   scratch.assign(row, row + m);
   std::nth_element(scratch.begin(), scratch.begin() + k, scratch.end());
   return scratch[k];
+}
+
+// sum over j of min(r, 2**bits - r) mod 2**bits, r = (a[j] - b[j]) mod 2**bits, in the
+// element type (so the compiler vectorises it), summed in 32 bits per block of 2**16
+// values (each term < 2**16), then in 64 bits
+template <class T, class B>
+int64_t cost(const T* a, B b, size_t n, T mask) {
+  int64_t total = 0;
+  for (size_t lo = 0; lo < n; lo += size_t(1) << 16) {
+    const size_t hi = std::min(n, lo + (size_t(1) << 16));
+    uint32_t acc = 0;
+    for (size_t j = lo; j < hi; ++j) {
+      const T r = T(T(a[j] - b(j)) & mask);
+      const T neg = T(T(0 - r) & mask);
+      acc += uint32_t(r < neg ? r : neg);
+    }
+    total += acc;
+  }
+  return total;
 }
 
 template <class T>
@@ -69,30 +98,30 @@ py::tuple residuals(const py::array_t<T, py::array::c_style>& units, int bits, c
   int64_t* pb = base.mutable_data();
   const uint32_t mask = (uint32_t(1) << bits) - 1;
   const size_t k = (m - 1) / 2;
-  auto mag = [mask](uint32_t r) { return std::min(r, (mask - r + 1) & mask); };
   {
     py::gil_scoped_release release;
     parallel_for(n, threads, std::max<size_t>(1, (size_t(1) << 16) / m), [&](size_t b, size_t e, size_t) {
-      std::vector<uint32_t> hist(256);
+      std::vector<uint32_t> hist(4 * 256);
       std::vector<T> scratch;
       for (size_t i = b; i < e; ++i) {
         const T* row = u + i * m;
         T* out = pr + i * m;
-        const uint32_t md = kth(row, m, k, hist, scratch);
-        int64_t best = 0;
-        for (size_t j = 0; j < m; ++j) best += mag((uint32_t(row[j]) - md) & mask);
+        const T md = kth(row, m, k, hist, scratch);
+        const T tmask = T(mask);
+        const auto median = [md](size_t) { return md; };
+        int64_t best = cost(row, median, m, tmask);
         pb[i] = best;
         size_t mode = 0;
         for (size_t q = 0; q < lags.size(); ++q) {
           const size_t L = size_t(lags[q]);
-          int64_t s = 0;
-          for (size_t j = 0; j < L; ++j) s += mag((uint32_t(row[j]) - md) & mask);
-          for (size_t j = L; j < m; ++j) s += mag((uint32_t(row[j]) - row[j - L]) & mask);
+          const T* back = row;  // row[j - L] for j >= L
+          const int64_t s = cost(row, median, L, tmask) +
+                            cost(row + L, [back](size_t j) { return back[j]; }, m - L, tmask);
           if (s < best) best = s, mode = q + 1;
         }
         const size_t L = mode ? size_t(lags[mode - 1]) : m;
-        for (size_t j = 0; j < std::min(L, m); ++j) out[j] = T((uint32_t(row[j]) - md) & mask);
-        for (size_t j = L; j < m; ++j) out[j] = T((uint32_t(row[j]) - row[j - L]) & mask);
+        for (size_t j = 0; j < std::min(L, m); ++j) out[j] = T(T(row[j] - md) & tmask);
+        for (size_t j = L; j < m; ++j) out[j] = T(T(row[j] - row[j - L]) & tmask);
         pm[i] = T(md);
         ps[i] = best;
         pd[i] = uint8_t(mode);
