@@ -153,9 +153,33 @@ void undo_prediction(py::array_t<T, py::array::c_style>& r, const py::array_t<T,
   }
 }
 
+// The transpose of a C-contiguous (R, C) array, in blocks of 32 x 32 so that both sides
+// stay in cache (numpy's strided copy of a uint8 transpose reads one byte per cache line).
+template <class T>
+py::array_t<T> transpose(const py::array_t<T, py::array::c_style>& a) {
+  if (a.ndim() != 2) throw std::invalid_argument("transpose takes a 2-D array");
+  const size_t R = size_t(a.shape(0)), C = size_t(a.shape(1));
+  py::array_t<T> out({py::ssize_t(C), py::ssize_t(R)});
+  const T* src = a.data();
+  T* dst = out.mutable_data();
+  py::gil_scoped_release release;
+  constexpr size_t B = 32;
+  for (size_t i0 = 0; i0 < R; i0 += B)
+    for (size_t j0 = 0; j0 < C; j0 += B) {
+      const size_t i1 = std::min(R, i0 + B), j1 = std::min(C, j0 + B);
+      for (size_t j = j0; j < j1; ++j)
+        for (size_t i = i0; i < i1; ++i) dst[j * R + i] = src[i * C + j];
+    }
+  return out;
+}
+
 }  // namespace
 
 void register_units(py::module_& m) {
+  m.def("transpose", &transpose<uint8_t>, py::arg("a"));
+  m.def("transpose", &transpose<uint16_t>, py::arg("a"),
+        "The transpose of a C-contiguous 2-D uint8/uint16 array, as a new C-contiguous array "
+        "(blocked: several times numpy's strided copy on large planes).");
   m.def("unit_residuals", &residuals<uint8_t>, py::arg("units"), py::arg("bits"), py::arg("lags"),
         py::arg("threads"));
   m.def("unit_residuals", &residuals<uint16_t>, py::arg("units"), py::arg("bits"), py::arg("lags"),

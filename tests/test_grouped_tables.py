@@ -292,3 +292,13 @@ def test_group_information_is_the_empirical_entropy():
         want = -(counts * np.log2(counts / counts.sum())).sum()
         assert got[k] == pytest.approx(want, rel=1e-12)
         assert len(encode_symbols(np.ascontiguousarray(units[gid == k]))) >= want / 8  # a lower bound
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (1, 7), (3, 5), (33, 65), (300, 1000)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_compiled_transpose_equals_numpy(shape, dtype):
+    from featcodec import _core
+
+    a = np.random.default_rng(9).integers(0, 250, shape).astype(dtype)
+    t = _core.transpose(a)
+    assert t.dtype == dtype and t.flags.c_contiguous and np.array_equal(t, a.T)

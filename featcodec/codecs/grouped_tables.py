@@ -190,11 +190,18 @@ def encode(units: np.ndarray, bits: int, lags: tuple[int, ...] = ()) -> tuple[by
     return Candidate(units, bits, lags).code()
 
 
+def _transpose(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of the transpose of the 2-D uint8/uint16 ``a`` (compiled, blocked)."""
+    from .. import _core
+
+    return _core.transpose(np.ascontiguousarray(a))
+
+
 def units_of(plane: np.ndarray, tile: tuple[int, int] | None) -> np.ndarray:
     """The plane as one row per unit: its columns, or its ``tile = (h, w)`` tiles (row
     by row of tiles, each tile's values row-major)."""
     if tile is None:
-        return np.ascontiguousarray(plane.T)
+        return _transpose(plane)
     (R, C), (h, w) = plane.shape, tile
     return np.ascontiguousarray(plane.reshape(R // h, h, C // w, w).transpose(0, 2, 1, 3).reshape(-1, h * w))
 
@@ -202,7 +209,7 @@ def units_of(plane: np.ndarray, tile: tuple[int, int] | None) -> np.ndarray:
 def plane_of(units: np.ndarray, shape: tuple[int, int], tile: tuple[int, int] | None) -> np.ndarray:
     """The inverse of :func:`units_of`."""
     if tile is None:
-        return np.ascontiguousarray(units.T)
+        return _transpose(units)
     (R, C), (h, w) = shape, tile
     return np.ascontiguousarray(units.reshape(R // h, C // w, h, w).transpose(0, 2, 1, 3).reshape(R, C))
 
