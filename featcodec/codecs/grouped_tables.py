@@ -100,7 +100,7 @@ class _Plan:
 def _plan(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray) -> _Plan:
     """The plan of units with these medians, residuals, costs and modes, and its size
     bound: the groups' empirical information (no static table codes a group in fewer
-    bits) less :data:`_STATE_BYTES` per coded part and chunk (a coder's final states);
+    bits) less :data:`_STATE_BYTES` per coded part and chunk (the coder's states);
     0 for 16-bit residuals (not measured)."""
     from .. import _core
 
@@ -112,7 +112,7 @@ def information_bound(units: np.ndarray, gid: np.ndarray | None = None, groups: 
     """A lower bound on the bytes that static rANS tables spend on the rows of the 2-D
     ``units`` by group (``gid``, default all in one): each group's empirical information
     (no table codes a group in fewer bits) less :data:`_STATE_BYTES` per part and chunk
-    (the coder's initial states); 0 for 16-bit symbols (not measured)."""
+    (the coder's states); 0 for 16-bit symbols (not measured)."""
     from .. import _core
 
     if units.dtype != np.uint8:
