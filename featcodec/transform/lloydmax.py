@@ -526,14 +526,16 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
        fit splits greedily into ``8 k``.
     2. **The optimal grouping of the atoms**: the full DP (with Knuth's bound) when small,
        else a DP restricted to windows of ``4`` levels' worth of atoms around the
-       compander's partition, repeated from its own result until it stops moving (each
-       pass ``O(k w^2)``; on the fixtures it lands on the full DP's optimum).
+       compander's partition (each window's monotone argmin by divide and conquer,
+       ``O(k w log w)`` a pass), repeated from its own result until it stops moving.
     3. :data:`FAST_MAX_ITER` over-relaxed Lloyd iterations on the exact points.
 
     Returns float64 levels (C = 1), or float32 levels from :func:`fill_levels` when ``x``
-    has at most ``k`` distinct values (not sampled); ``None`` when cells ran empty or the
-    atoms merged below ``2 k`` (rare; the caller falls back to the exact fit). Deterministic, one
-    thread. Measured against the exact fit in docs/encode.md.
+    has at most ``k`` distinct values (not summarised); ``None`` when the atoms merged
+    below ``2 k`` or the levels would not ascend (isolated massive values can cause both;
+    the caller falls back to the exact fit). A level whose cell holds no value after
+    re-seating is kept (wasted, not wrong). Deterministic, one thread. Measured against
+    the exact fit in docs/encode.md.
 
     >>> x = np.random.default_rng(0).standard_t(3, 20000).astype(np.float32)
     >>> fast = fit_levels_fast(x, 16)
