@@ -14,7 +14,13 @@ import pytest
                                   "featcodec.transform.registry", "featcodec.transform.kernel_args",
                                   "featcodec.transform.kernels", "featcodec.threads", "featcodec.stages.outliers",
                                   "featcodec.stages.residual", "featcodec.bounded", "featcodec.session",
-                                  "featcodec.stages.rotation", "featcodec.stages.scales", "featcodec.stages.hidden"])
+                                  "featcodec.stages.rotation", "featcodec.stages.scales", "featcodec.stages.hidden",
+                                  "featcodec.transform.lloydmax", "featcodec.stream.rans", "featcodec.metrics",
+                                  "featcodec.errors", "featcodec.datasets", "featcodec.codecs.learned.integer_entropy",
+                                  "featcodec.codecs.learned.rans_backend", "featcodec.codecs.learned.data",
+                                  "featcodec.integrations.io", "featcodec.integrations.numcodecs_codec",
+                                  "featcodec.integrations.cli", "featcodec.features.stats",
+                                  "featcodec.features.inputs"])
 def test_docstring_examples(name):
     res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0

@@ -538,10 +538,13 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
     the exact fit in docs/encode.md.
 
     >>> x = np.random.default_rng(0).standard_t(3, 20000).astype(np.float32)
+    >>> def mse(levels):
+    ...     t = midpoint_thresholds(levels.astype(np.float32))
+    ...     return float(np.mean((levels[np.searchsorted(t, x, side="right")] - x) ** 2))
     >>> fast = fit_levels_fast(x, 16)
     >>> exact = fit_levels(points_from_values(x[None]), 16)[0]
-    >>> bool(np.allclose(fast, exact, rtol=1e-2, atol=1e-2))
-    True
+    >>> round(mse(fast) / mse(exact), 4)   # within 0.05% of the exact fit's error
+    1.0003
     """
     if not 2 <= k <= FAST_MAX_LEVELS:
         return None
