@@ -20,7 +20,7 @@ import pytest
                                   "featcodec.codecs.learned.rans_backend", "featcodec.codecs.learned.data",
                                   "featcodec.integrations.io", "featcodec.integrations.numcodecs_codec",
                                   "featcodec.integrations.cli", "featcodec.features.stats",
-                                  "featcodec.features.inputs"])
+                                  "featcodec.features.inputs", "featcodec.codecs.learned.train"])
 def test_docstring_examples(name):
     res = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0

@@ -10,7 +10,7 @@ import torch
 
 from featcodec.codecs.learned.data import (CropSampler, PlaneSet, TapTransform, build_planes,
                                     fit_lloyd_max, to_plane)
-from featcodec.codecs.learned.train import train
+from featcodec.codecs.learned.train import FEATURE_WEIGHT, feature_rd_loss, rd_loss, train
 
 
 def test_to_plane_mosaic_places_each_channel_as_a_tile():
@@ -100,6 +100,66 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(corpus, tmp_path):
     assert all(np.isfinite(r["loss"]) for r in log)
     ck = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=False)
     assert ck["step"] == 3 and ck["config"]["lmbda"] == 0.01
+
+
+def test_feature_distortion_is_the_mse_after_a_piecewise_linear_inverse():
+    """feature_rd_loss against numpy: each output position interpolated between its two
+    neighbouring levels, each input index looked up, the squared differences averaged."""
+    rng = np.random.default_rng(4)
+    levels = np.sort(rng.standard_t(3, (2, 256)), axis=1).astype(np.float32)
+    x = rng.integers(0, 256, (2, 1, 6, 5)) / 255.0
+    x_hat = np.clip(x + rng.normal(0, 0.02, x.shape), -0.1, 1.1)  # some beyond [0, 1]
+    out = {"x_hat": torch.tensor(x_hat, dtype=torch.float32, requires_grad=True),
+           "likelihoods": {"y": torch.full((2, 10), 0.5)}}
+    got = feature_rd_loss(out, torch.tensor(x, dtype=torch.float32), torch.from_numpy(levels), 0.01)
+    pos = np.clip(x_hat.astype(np.float32).astype(np.float64) * 255, 0, 255)
+    want = []
+    for n in range(2):
+        y_hat = np.interp(pos[n], np.arange(256), levels[n].astype(np.float64))
+        y = levels[n][np.rint(x[n] * 255).astype(int)]
+        want.append((y_hat - y) ** 2)
+    assert float(got["mse"].detach()) == pytest.approx(np.mean(want), rel=1e-4)
+    assert float(got["bpfp"]) == pytest.approx(20 / 60)  # 20 likelihoods of 1/2 over 2*6*5 values
+    loss, mse, bpfp = (float(got[k].detach()) for k in ("loss", "mse", "bpfp"))
+    assert loss == pytest.approx(0.01 * FEATURE_WEIGHT * mse + bpfp, rel=1e-6)
+    got["loss"].backward()
+    g = out["x_hat"].grad
+    assert torch.isfinite(g).all() and (g.abs() > 0).any()  # the distortion has a gradient
+    exact = {"x_hat": torch.tensor(x, dtype=torch.float32), "likelihoods": out["likelihoods"]}
+    assert float(feature_rd_loss(exact, exact["x_hat"], torch.from_numpy(levels), 0.01)["mse"]) == 0.0
+
+
+def test_feature_and_index_distortion_agree_for_evenly_spread_levels():
+    """FEATURE_WEIGHT: with levels spread evenly over +-2 standard deviations the two losses
+    charge an index error alike."""
+    levels = torch.linspace(-2, 2, 256).repeat(3, 1)
+    x = torch.randint(0, 256, (3, 1, 8, 8)) / 255.0
+    out = {"x_hat": (x + 3 / 255).clamp(0, 1), "likelihoods": {"y": torch.ones(3, 4)}}
+    f, i = feature_rd_loss(out, x, levels, 0.01), rd_loss(out, x, 0.01)
+    assert float(f["loss"]) == pytest.approx(float(i["loss"]), rel=0.02)
+
+
+def test_sampler_gives_each_crop_its_normalised_levels(corpus):
+    ps = build_planes(corpus, "dtufc")
+    for fam, planes in ps.planes.items():
+        for plane, lv in zip(planes, ps.levels[fam]):
+            assert lv.shape == (256,) and float(np.std(lv[plane].astype(np.float64))) == pytest.approx(1.0, rel=1e-5)
+    a, b = CropSampler(ps, crop=16, seed=5), CropSampler(ps, crop=16, seed=5)
+    crops, levels = a.batch_with_levels(6)
+    assert np.array_equal(crops, b.batch(6))  # the same draws as batch()
+    every = [q for qs in ps.levels.values() for q in qs]
+    assert levels.shape == (6, 256) and all(any(np.array_equal(l, q) for q in every) for l in levels)
+    with pytest.raises(ValueError, match="DT-UFC"):
+        CropSampler(build_planes(corpus, "caufc"), crop=16).batch_with_levels(2)
+
+
+def test_training_with_feature_distortion_runs_and_is_recorded(corpus, tmp_path):
+    last = train(str(corpus), str(tmp_path / "f"), lmbda=0.01, steps=2, N=8, M=8, batch=2, crop=64,
+                 save_every=1, log_every=1, progress=False, distortion="feature")
+    assert np.isfinite(last["loss"]) and last["mse"] > 0
+    assert torch.load(tmp_path / "f" / "ckpt.pt", weights_only=False)["config"]["distortion"] == "feature"
+    with pytest.raises(ValueError, match="distortion"):
+        train(str(corpus), str(tmp_path / "g"), steps=1, input="caufc", distortion="feature", progress=False)
 
 
 def test_export_int8_and_float16_load_as_the_trained_elic(corpus, tmp_path):

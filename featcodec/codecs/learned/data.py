@@ -187,6 +187,10 @@ class PlaneSet:
     kind: str
     planes: dict[str, list[np.ndarray]] = field(default_factory=dict)
     transforms: dict[str, TapTransform] = field(default_factory=dict)
+    #: per plane (parallel to ``planes``), DT-UFC only: its tap's levels divided by the
+    #: plane's own feature-domain standard deviation (what a feature-domain distortion
+    #: maps indices through: one scale for every model)
+    levels: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def summary(self) -> str:
         return ", ".join(f"{f}: {len(p)} planes" for f, p in sorted(self.planes.items()))
@@ -227,6 +231,9 @@ def build_planes(root: str | os.PathLike, kind: str, *, split: str = "train",
             plane = to_plane(x, e["family"])
             if kind == "dtufc":
                 stored = tr.indices(plane)
+                values = tr.levels[stored].astype(np.float64)
+                std = float(values.std()) or 1.0
+                out.levels.setdefault(e["family"], []).append((tr.levels / std).astype(np.float32))
             else:
                 stored = tr.to_unit(plane).astype(np.float16)
             out.planes.setdefault(e["family"], []).append(stored)
@@ -251,8 +258,10 @@ class CropSampler:
         if not self.fams:
             raise ValueError("no training planes")
         self.planes = planes.planes
+        self.levels = planes.levels
         self.crop = crop
         self.rng = np.random.default_rng(seed)
+        self.last = ("", 0)  # (family, plane index) of the last crop
 
     def state(self) -> dict:
         return self.rng.bit_generator.state
@@ -263,7 +272,9 @@ class CropSampler:
     def one(self) -> np.ndarray:
         f = self.fams[self.rng.integers(len(self.fams))]
         ps = self.planes[f]
-        p = ps[self.rng.integers(len(ps))]
+        k = int(self.rng.integers(len(ps)))
+        p = ps[k]
+        self.last = (f, k)
         c = self.crop
         h, w = p.shape
         if h < c or w < c:
@@ -278,3 +289,15 @@ class CropSampler:
 
     def batch(self, n: int) -> np.ndarray:
         return np.stack([self.one() for _ in range(n)])[:, None]
+
+    def batch_with_levels(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`batch` (the same random draws) and each crop's normalised levels
+        (``PlaneSet.levels``, shape ``(n, 256)``): DT-UFC planes only."""
+        crops, levels = [], []
+        for _ in range(n):
+            crops.append(self.one())
+            f, k = self.last
+            if f not in self.levels:
+                raise ValueError("feature-domain distortion needs DT-UFC planes (input='dtufc')")
+            levels.append(self.levels[f][k])
+        return np.stack(crops)[:, None], np.stack(levels)

@@ -31,7 +31,12 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["train", "main", "build_parser", "rd_loss"]
+__all__ = ["train", "main", "build_parser", "rd_loss", "feature_rd_loss", "FEATURE_WEIGHT"]
+
+#: ``feature_rd_loss`` weighs its distortion (in units of each tensor's variance) by
+#: ``lmbda * FEATURE_WEIGHT``: for levels spread evenly over +-2 standard deviations, an
+#: index error of one step costs what ``rd_loss`` charges for it at the same ``lmbda``.
+FEATURE_WEIGHT = 255.0**2 / 16.0
 
 
 def rd_loss(out: dict, x, lmbda: float) -> dict:
@@ -43,6 +48,44 @@ def rd_loss(out: dict, x, lmbda: float) -> dict:
     bpfp = bits / n
     mse = torch.mean((out["x_hat"] - x) ** 2)
     return {"loss": lmbda * 255.0 ** 2 * mse + bpfp, "mse": mse, "bpfp": bpfp}
+
+
+def feature_rd_loss(out: dict, x, levels, lmbda: float) -> dict:
+    """The rate-distortion loss with the distortion where the user measures it: after the
+    inverse transform. ``x`` (N, 1, H, W) are DT-UFC planes (indices / 255), ``levels``
+    (N, 256) each crop's levels divided by its tensor's standard deviation
+    (``CropSampler.batch_with_levels``). The network output goes through the inverse
+    transform made differentiable: linear interpolation between neighbouring levels (at
+    integer positions it is the lookup table itself). A level step that is large in the
+    feature domain (the tails of a Lloyd-Max transform) then costs what it costs the
+    user, where the index-domain loss charges every step alike. ``mse`` is reported in
+    units of the variance; the rate term is as in :func:`rd_loss`.
+
+    >>> import torch
+    >>> lv = torch.linspace(-2.0, 2.0, 256).repeat(2, 1)
+    >>> x = torch.full((2, 1, 4, 4), 100 / 255)
+    >>> out = {"x_hat": x + 0.5 / 255, "likelihoods": {"y": torch.ones(2, 8)}}
+    >>> round(float(feature_rd_loss(out, x, lv, 0.01)["mse"]) * 255**2, 3)  # half a step of 4/255
+    4.0
+    """
+    import torch
+
+    n = x.shape[0] * x.shape[2] * x.shape[3]
+    bits = sum(torch.log(l).sum() for l in out["likelihoods"].values()) / (-math.log(2))
+    bpfp = bits / n
+    K = levels.shape[1]
+    lv = levels.to(out["x_hat"].dtype).view(levels.shape[0], 1, 1, K)
+    pos = (out["x_hat"] * (K - 1)).clamp(0, K - 1)
+    lo = pos.detach().floor().clamp(max=K - 2).long()
+    frac = pos - lo
+    flat = lv.expand(-1, pos.shape[2], pos.shape[3], -1)
+    a = torch.gather(flat, 3, lo.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    b = torch.gather(flat, 3, (lo + 1).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    y_hat = a + frac * (b - a)
+    idx = torch.round(x * (K - 1)).long().clamp(0, K - 1)
+    y = torch.gather(flat, 3, idx.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    mse = torch.mean((y_hat - y) ** 2)
+    return {"loss": lmbda * FEATURE_WEIGHT * mse + bpfp, "mse": mse, "bpfp": bpfp}
 
 
 def _seed_all(seed: int) -> None:
@@ -60,8 +103,12 @@ def train(corpus: str, out: str, *, lmbda: float = 0.004, steps: int = 20000,
           families: Sequence[str] = ("llm", "vit", "cnn", "latent"),
           init: str | None = None, save_every: int = 250, log_every: int = 25,
           max_per_tap: int | None = None, progress: bool = True,
-          refresh_every: int = 0) -> dict:
+          refresh_every: int = 0, distortion: str = "index") -> dict:
     """Train (or resume, or fine-tune from ``init``) one model; returns the last losses.
+
+    ``distortion``: ``"index"`` (:func:`rd_loss`, MSE of the [0, 1] index plane) or
+    ``"feature"`` (:func:`feature_rd_loss`, MSE after the inverse transform, in units of
+    each tensor's variance; DT-UFC input only).
 
     ``refresh_every > 0`` re-reads the corpus manifest every that many steps and adds
     taps/features that appeared meanwhile (for training while the corpus is extracted;
@@ -73,11 +120,14 @@ def train(corpus: str, out: str, *, lmbda: float = 0.004, steps: int = 20000,
     from .data import CropSampler, build_planes
     from .models import build_model
 
+    if distortion not in ("index", "feature") or (distortion == "feature" and input != "dtufc"):
+        raise ValueError(f"distortion must be 'index' or 'feature' (the latter with input='dtufc'), "
+                         f"not {distortion!r} with input={input!r}")
     torch.set_num_threads(threads)
     _seed_all(seed)
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
-    config = {"arch": arch, "N": N, "M": M, "input": input, "lmbda": lmbda,
+    config = {"arch": arch, "N": N, "M": M, "input": input, "lmbda": lmbda, "distortion": distortion,
               "batch": batch, "crop": crop, "lr": lr, "aux_lr": aux_lr, "seed": seed,
               "families": list(families), "steps": steps, "lr_drop_at": lr_drop_at,
               "init": init}
@@ -147,11 +197,15 @@ def train(corpus: str, out: str, *, lmbda: float = 0.004, steps: int = 20000,
         cur_lr = lr if step < lr_drop_at * steps else lr * 0.1
         for g in opt.param_groups:
             g["lr"] = cur_lr
-        x = torch.from_numpy(sampler.batch(batch))
+        if distortion == "feature":
+            xs, lv = sampler.batch_with_levels(batch)
+            x = torch.from_numpy(xs)
+        else:
+            x = torch.from_numpy(sampler.batch(batch))
         opt.zero_grad()
         aux_opt.zero_grad()
         out = net(x)
-        l = rd_loss(out, x, lmbda)
+        l = rd_loss(out, x, lmbda) if distortion == "index" else feature_rd_loss(out, x, torch.from_numpy(lv), lmbda)
         l["loss"].backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -207,6 +261,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--max-per-tap", type=int, default=None)
     p.add_argument("--refresh-every", type=int, default=0,
                    help="re-read the manifest every this many steps (corpus still growing)")
+    p.add_argument("--distortion", choices=("index", "feature"), default="index",
+                   help="index: MSE of the index plane; feature: MSE after the inverse transform, "
+                        "in units of each tensor's variance (dtufc input)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -219,7 +276,7 @@ def run_args(a: argparse.Namespace) -> int:
                  families=[f for f in a.families.split(",") if f], init=a.init,
                  save_every=a.save_every, log_every=a.log_every,
                  max_per_tap=a.max_per_tap, progress=not a.no_progress,
-                 refresh_every=a.refresh_every)
+                 refresh_every=a.refresh_every, distortion=a.distortion)
     print(json.dumps(last))
     return 0
 
