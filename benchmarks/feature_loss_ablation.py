@@ -84,6 +84,36 @@ def evaluate(net, test_corpus: str, n_eval: int) -> dict[str, tuple[float, float
     return out
 
 
+def error_by_band(net, test_corpus: str, family: str = "vit", n: int = 3) -> list[str]:
+    """Where the feature-domain error of ``net`` lies on ``n`` held-out inputs of
+    ``family``: per band of indices (the bottom 8, the bulk, the top 8), its share of the
+    values, its share of the squared error and its mean index error."""
+    import torch
+
+    from featcodec.codecs.learned.data import TapTransform, load_manifest, to_plane
+
+    es = sorted((e for e in load_manifest(test_corpus) if e["family"] == family and e["tap"] == TAPS[family]
+                 and e["split"] == "test"), key=lambda e: str(e["input_id"]))
+    tr = TapTransform.fit("dtufc", np.concatenate([np.load(e["abspath"]).ravel() for e in es[:4]]))
+    lines = []
+    net.eval()
+    for e in es[4:4 + n]:
+        plane = to_plane(np.load(e["abspath"]).astype(np.float32), family)
+        u = tr.to_unit(plane)
+        H, W = u.shape
+        with torch.no_grad():
+            x_hat = net(torch.from_numpy(np.pad(u, ((0, -H % 64), (0, -W % 64)), mode="edge"))[None, None])
+        got = np.clip(np.rint(x_hat["x_hat"][0, 0, :H, :W].numpy() * 255), 0, 255).astype(int)
+        idx = np.rint(u * 255).astype(int)
+        err = (tr.levels[got].astype(np.float64) - plane) ** 2
+        for lo, hi in ((0, 8), (8, 248), (248, 256)):
+            m = (idx >= lo) & (idx < hi)
+            lines.append(f"{e['input_id']} indices {lo}-{hi - 1}: {100 * m.mean():.2f}% of the values, "
+                         f"{100 * err[m].sum() / err.sum():.1f}% of the error, mean index error "
+                         f"{np.abs(got - idx)[m].mean() if m.any() else 0:.1f}")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-corpus", required=True)
@@ -95,6 +125,8 @@ def main() -> None:
     ap.add_argument("--n-eval", type=int, default=12)
     ap.add_argument("--runs", default=None,
                     help="comma list of distortion:lambda (default: index and feature at the quality's lambda)")
+    ap.add_argument("--bands", action="store_true",
+                    help="only print where the shipped model's error lies on 3 held-out ViT inputs")
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
 
@@ -102,6 +134,9 @@ def main() -> None:
     from featcodec.codecs.learned.models import build_model
     from featcodec.codecs.learned.train import train
 
+    if a.bands:
+        print("\n".join(error_by_band(lc.load_model("hyperprior", a.quality).net, a.test_corpus)))
+        return
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     lmbda = init_checkpoint(a.quality, out / "init.pt")
