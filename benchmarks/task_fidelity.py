@@ -32,6 +32,8 @@ Rate settings (``index`` codec, bits 1..8):
 - ``auto-ch`` (llm only): per-channel Lloyd-Max fitted on the tensor, embedded;
 - ``max-error``: error-bounded coding, ``encode(x, max_error=robust_scale(x) * 2**-k)``
   for k = -2..5 (k in the ``bits`` column); uniform levels, embedded as their two ends;
+- ``outliers-K`` (K in ``OUTLIER_KS``): dense + sparse, ``encode(x, bits=b, outliers=K)``:
+  the K values of largest magnitude travel exactly, the rest is coded like ``auto``;
 - ``hyperprior`` and ``elic`` at their qualities, on the 8-bit ``trained`` transform (id
   only), when that codec is available.
 
@@ -65,8 +67,11 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "task_fidelity.csv"
 TAPS = {"llm": "hidden15", "vit": "layer9", "cnn": "features13", "latent": "latent256"}
 CHANNEL_AXIS = {"llm": -1, "vit": -1, "cnn": 1, "latent": 1}
 BITS = tuple(range(1, 9))
+#: ``outliers-K`` settings: K values of largest magnitude sent exactly (featcodec.stages.outliers)
+OUTLIER_KS = (8, 64)
+OUTLIER_SETTINGS = tuple(f"outliers-{k}" for k in OUTLIER_KS)
 SETTINGS = ("auto", "uniform", "trained", "trained-clip", "trained-uniform-clip", "trained-ch", "auto-ch",
-            "max-error")
+            "max-error") + OUTLIER_SETTINGS
 #: ``max-error`` rows: bound = the tensor's robust scale * 2**-k for these k (in the bits column)
 BOUND_KS = tuple(range(-2, 6))
 LEARNED = ("hyperprior", "elic")  # learned codecs, at each shipped quality
@@ -79,7 +84,8 @@ METRIC_NAMES = {
     "llm": ("next-token agreement (all positions)", "last-token top-1 agreement", "-"),
     "vit": ("CLS cosine", "saliency PSNR (dB)", "saliency correlation"),
     "cnn": ("top-1 agreement with uncut model", "top-1 prob. of the reference class", "-"),
-    "latent": ("PSNR vs uncompressed decode (dB)", "PSNR vs source image (dB)", "-"),
+    "latent": ("PSNR vs uncompressed decode (dB)", "PSNR vs source image (dB)",
+               "uncompressed decode's PSNR vs source image (dB)"),
 }
 
 
@@ -124,7 +130,7 @@ class Task:
         if f == "latent":
             img = np.clip(_np(out), 0, 1)
             ref = np.clip(_np(self.ref), 0, 1)
-            return _psnr(img, ref), _psnr(img, self.src), math.nan
+            return _psnr(img, ref), _psnr(img, self.src), _psnr(ref, self.src)
         raise ValueError(f)
 
 
@@ -184,6 +190,9 @@ class Encoders:
             return lambda x: featcodec.encode(x, bits=bits, transform="uniform")
         if setting == "max-error":
             return lambda x: featcodec.encode(x, max_error=robust_scale(x) * 2.0**-bits)
+        if setting in OUTLIER_SETTINGS:
+            k = int(setting.split("-")[1])
+            return lambda x: featcodec.encode(x, bits=bits, outliers=k)
         if setting == "auto-ch":
             ax = CHANNEL_AXIS[self.family]
             return lambda x: featcodec.encode(x, transform=featcodec.fit_transform(x, bits=bits, channel_axis=ax))
@@ -195,17 +204,28 @@ class Encoders:
         return lambda x: featcodec.encode(x, transform=t, embed_transform=False)
 
 
-def settings_for(family: str, names: list[str]) -> list[tuple[str, str, int, Any]]:
-    """(setting, codec, bits, quality) to run."""
+def settings_for(family: str, names: list[str], bits: list[int] | None = None) -> list[tuple[str, str, int, Any]]:
+    """(setting, codec, bits, quality) to run.
+
+    A name may carry its own bits, ``"auto:1,2,3"`` (for ``max-error`` the bound exponents
+    k, ``"max-error:-1,0"``); otherwise ``bits`` (default: all) restricts the index settings'
+    bits / k to those values.
+
+    >>> settings_for("cnn", ["auto:2", "max-error:-1,0"])[:2]
+    [('auto', 'index', 2, ''), ('max-error', 'index', -1, '')]
+    """
     import featcodec
 
     out = []
-    for s in names:
+    for spec in names:
+        s, _, own = spec.partition(":")
+        wanted = [int(v) for v in own.split(",")] if own else bits
         if s == "auto-ch" and family != "llm":
             continue
         if s in LEARNED:
             continue
-        out += [(s, "index", b, "") for b in (BOUND_KS if s == "max-error" else BITS)]
+        out += [(s, "index", b, "") for b in (BOUND_KS if s == "max-error" else BITS)
+                if wanted is None or b in wanted]
     for c in LEARNED:
         if c in names and c in featcodec.available_codecs():
             out += [(c, c, 0, q) for q in learned_qualities(c)]
@@ -253,7 +273,7 @@ def run(args: argparse.Namespace) -> None:
         tap = TAPS[family]
         entries = sorted(load_manifest(CORPUS, family=family, tap=tap, split="test"), key=lambda e: e["input_id"])
         entries = entries[: args.n_inputs]
-        todo = settings_for(family, args.settings)
+        todo = settings_for(family, args.settings, args.bits)
         work = [(e, s) for e in entries for s in todo
                 if (family, str(int(e["input_id"])), s[0], str(s[2]), str(s[3])) not in done]
         if not work:
@@ -498,7 +518,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("command", choices=("run", "report", "reference", "llm-outlier"))
     p.add_argument("--families", nargs="+", default=list(TAPS), choices=list(TAPS))
     p.add_argument("--settings", nargs="+", default=list(SETTINGS + LEARNED))
-    p.add_argument("--n-inputs", type=int, default=24, help="test inputs per family (default all 24)")
+    p.add_argument("--n-inputs", type=int, default=24, help="test inputs per family (default 24)")
+    p.add_argument("--bits", nargs="+", type=int, default=None,
+                   help="run: only these bits (max-error: these k) of the index settings (default all)")
     p.add_argument("--n-train", type=int, default=10, help="train features for the trained transforms")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(DEFAULT_OUT))
