@@ -60,8 +60,23 @@ from typing import Any, Callable
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fidelity_stats import N_BOOT, SEED, bootstrap_ratio, clopper_pearson  # noqa: E402
+
+def _load_sibling(name: str) -> Any:
+    """Import ``benchmarks/<name>.py`` by path. The benchmarks folder itself must not be on
+    ``sys.path``: its ``kernels.py`` would shadow the ``kernels`` package that transformers
+    imports when it loads SmolLM2 (``python benchmarks/task_fidelity.py`` puts it first)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_featcodec_bench_{name}", Path(__file__).with_name(f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != _HERE]
+_stats = _load_sibling("fidelity_stats")
+N_BOOT, SEED, bootstrap_ratio, clopper_pearson = _stats.N_BOOT, _stats.SEED, _stats.bootstrap_ratio, _stats.clopper_pearson
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("FEATCODEC_CORPUS", "/work/corpus"))
