@@ -226,8 +226,8 @@ def settings_for(family: str, names: list[str], bits: list[int] | None = None) -
     """(setting, codec, bits, quality) to run.
 
     A name may carry its own bits, ``"auto:1,2,3"`` (for ``max-error`` the bound exponents
-    k, ``"max-error:-1,0"``); otherwise ``bits`` (default: all) restricts the index settings'
-    bits / k to those values.
+    k, which may be fractional: ``"max-error:-1,0,1.5"``), run as given; otherwise ``bits``
+    (default: all) restricts the index settings' bits / k to those values.
 
     >>> settings_for("cnn", ["auto:2", "max-error:-1,0"])[:2]
     [('auto', 'index', 2, ''), ('max-error', 'index', -1, '')]
@@ -237,17 +237,25 @@ def settings_for(family: str, names: list[str], bits: list[int] | None = None) -
     out = []
     for spec in names:
         s, _, own = spec.partition(":")
-        wanted = [int(v) for v in own.split(",")] if own else bits
         if s == "auto-ch" and family != "llm":
             continue
         if s in LEARNED:
             continue
-        out += [(s, "index", b, "") for b in (BOUND_KS if s == "max-error" else BITS)
-                if wanted is None or b in wanted]
+        if own:
+            out += [(s, "index", _number(v), "") for v in own.split(",")]
+        else:
+            out += [(s, "index", b, "") for b in (BOUND_KS if s == "max-error" else BITS)
+                    if bits is None or b in bits]
     for c in LEARNED:
         if c in names and c in featcodec.available_codecs():
             out += [(c, c, 0, q) for q in learned_qualities(c)]
     return out
+
+
+def _number(text: str) -> int | float:
+    """``"2"`` -> 2, ``"1.5"`` -> 1.5 (bits are integers, bound exponents need not be)."""
+    v = float(text)
+    return int(v) if v.is_integer() else v
 
 
 def learned_qualities(codec: str) -> list[int]:
@@ -443,7 +451,7 @@ def report(args: argparse.Namespace) -> None:
         if fam not in summ:
             continue
         names = METRIC_NAMES[fam]
-        keys = sorted(summ[fam], key=lambda k: (order.get(k[0], 99), int(k[1]), str(k[2])))
+        keys = sorted(summ[fam], key=lambda k: (order.get(k[0], 99), float(k[1]), str(k[2])))
         crit_names = [c for c, _ in summ[fam][keys[0]]["crit"]]
         other = DISPLAY[fam]
         cols = (["setting", "bits/q", "n", "BPFP", "MSE"] + [f"{c} [95% CI]" for c in crit_names]

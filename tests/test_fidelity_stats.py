@@ -120,3 +120,4 @@ def test_settings_spec_with_own_bits() -> None:
     assert got == [("auto", "index", 3, ""), ("auto", "index", 4, ""), ("max-error", "index", -1, ""),
                    ("outliers-8", "index", 2, "")]
     assert [b for _, _, b, _ in tf.settings_for("cnn", ["max-error"], bits=[0, 1, 9])] == [0, 1]
+    assert tf.settings_for("vit", ["max-error:1.5,2"]) == [("max-error", "index", 1.5, ""), ("max-error", "index", 2, "")]
