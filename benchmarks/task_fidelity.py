@@ -481,9 +481,9 @@ def report(args: argparse.Namespace) -> None:
         best = max(low2) if low2 else None
         crit_txt = lambda k: "; ".join(f"{c} {iv.fmt()}" for c, iv in summ[fam][k]["crit"])
         lowest = (f"{ok[0][1][0]} {_key_label(ok[0][1])} at {ok[0][0]:.3f} BPFP ({crit_txt(ok[0][1])})"
-                  if ok else "none of the settings run")
+                  if ok else "none of the settings measured")
         best_txt = (f"{best[2][0]} {_key_label(best[2])} at {best[1]:.3f} BPFP ({crit_txt(best[2])})"
-                    if best else "no setting at <= 2 BPFP run")
+                    if best else "no setting at <= 2 BPFP measured")
         verdict.append(f"| {fam} | {lowest} | {'yes' if ok and ok[0][0] <= 2 else 'no'} | {best_txt} |")
     lines += ["### Per family: the lowest rate within 1% (CI rule)", "",
               "| family | lowest BPFP within 1% | <= 2 BPFP | highest lower bound at <= 2 BPFP |",
