@@ -38,11 +38,16 @@ Rate settings (``index`` codec, bits 1..8):
   only), when that codec is available.
 
 Rows go to a CSV as they are measured (``--out``); rerunning resumes (rows already present
-are skipped). ``report`` turns the CSV into docs/fidelity.md tables and the plot.
+are skipped). ``report`` turns the CSV into docs/fidelity.md tables and the plot: every
+metric with its 95% bootstrap interval over inputs (benchmarks/fidelity_stats.py; the LLM
+resamples whole sequences), and a setting counts as within 1% of uncompressed only when
+every criterion's lower bound reaches 0.99 (:func:`criteria`).
 
-Usage::
+Usage (the commands of the 2026-12-07 run: docs/fidelity.md)::
 
     PYTHONPATH=$PWD nohup nice -n 10 python benchmarks/task_fidelity.py run --families llm cnn &
+    PYTHONPATH=$PWD python benchmarks/task_fidelity.py run --families llm --n-inputs 256 \
+        --settings max-error:0,1 auto:3,4 outliers-64:2,3 --out benchmarks/results/task_fidelity_ci.csv
     PYTHONPATH=$PWD python benchmarks/task_fidelity.py report
 """
 
