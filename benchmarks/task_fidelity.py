@@ -346,7 +346,11 @@ def run(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------- report
 def load_rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
+    """The rows of a results CSV (``.csv`` or gzipped ``.csv.gz``), numbers parsed."""
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
         for k in ("bpfp", "mse", "metric", "metric2", "metric3"):
