@@ -531,7 +531,11 @@ def plot(summ: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import NullFormatter
+
     fams = [f for f in ("llm", "vit", "cnn", "latent") if f in summ]
+    names = sorted({key[0] for fam in fams for key in summ[fam]})
+    color = {n: f"C{i % 10}" for i, n in enumerate(names)}  # one colour per setting in every panel
     fig, axes = plt.subplots(1, len(fams), figsize=(4.6 * len(fams), 4), squeeze=False)
     for ax, fam in zip(axes[0], fams):
         by: dict = {}
@@ -541,15 +545,17 @@ def plot(summ: dict, path: Path) -> None:
             pts.sort(key=lambda p: p[0])
             est = np.array([p[1].estimate for p in pts])
             err = np.array([[p[1].estimate - p[1].low, p[1].high - p[1].estimate] for p in pts]).T
-            ax.errorbar([p[0] for p in pts], est, yerr=err, fmt="o-", ms=3, capsize=2, label=setting)
+            ax.errorbar([p[0] for p in pts], est, yerr=err, fmt="o-", ms=3, capsize=2, label=setting,
+                        color=color[setting])
+        ax.legend(fontsize=6)
         ax.axvline(2.0, color="grey", lw=0.8, ls="--")
         ax.axhline(1 - TOLERANCE, color="red", lw=0.8, ls=":")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # after set_xscale, which resets it
         ax.set_xlabel("BPFP (whole stream)")
         ax.set_ylabel(next(iter(summ[fam].values()))["crit"][0][0])
         ax.set_title(f"{fam} {TAPS[fam]}")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
