@@ -197,6 +197,17 @@ def test_extraction_is_resumable_and_manifest_matches(taef2, tmp_path):
                                rtol=0, atol=1e-5)
 
 
+def test_extraction_taps_filter(taef2, tmp_path):
+    """``taps`` extracts only the listed taps; a family with none of them is not even loaded."""
+    from featcodec.features.extract import extract_corpus
+
+    assert extract_family(taef2, tmp_path, [200000], progress=False, taps=["latent256", "hidden15"]) == 1
+    assert sorted(p.name for p in (tmp_path / "latent" / "test").iterdir()) == ["latent256__200000.npy"]
+    assert extract_family(taef2, tmp_path, [200000], progress=False, taps=["latent256"]) == 0
+    extract_corpus(tmp_path / "c", ["latent"], 0, 0, 1, progress=False, taps=["hidden15"])
+    assert not (tmp_path / "c" / "latent").exists()
+
+
 @pytest.fixture(scope="module")
 def mobilenet():
     pytest.importorskip("torchvision")

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--n-test", type=int, default=24)
     e.add_argument("--n-train-heavy", type=int, default=48,
                    help="train inputs for heavy taps (TAEF2 latent512) (default %(default)s)")
+    e.add_argument("--taps", nargs="+", default=None,
+                   help="extract only these taps (default: every tap of each family)")
     e.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: the machine is shared)")
     e.add_argument("--no-progress", action="store_true")
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         extract_corpus(args.out, args.families, args.n_train, args.n_val, args.n_test,
-                       progress=not args.no_progress, heavy_train_limit=args.n_train_heavy)
+                       progress=not args.no_progress, heavy_train_limit=args.n_train_heavy,
+                       taps=args.taps)
     elif args.cmd == "manifest":
         print(len(build_manifest(args.out)), "files")
     else:

@@ -69,9 +69,11 @@ def _save(path: Path, arr: np.ndarray) -> None:
 
 def extract_family(model, root: str | os.PathLike, ids: Iterable[int], *,
                    progress: bool = True, on_progress=None,
-                   heavy_train_limit: int | None = None) -> int:
-    """Extract all taps of ``model`` for ``ids`` into ``root``; returns inputs processed.
+                   heavy_train_limit: int | None = None,
+                   taps: Iterable[str] | None = None) -> int:
+    """Extract the taps of ``model`` for ``ids`` into ``root``; returns inputs processed.
 
+    ``taps`` restricts extraction to those of the model's taps (default: all of them).
     Inputs whose tap files all exist are skipped. The model's ``heavy_taps`` (if any) are
     extracted only for the first ``heavy_train_limit`` train inputs (and all val/test ones)
     when a limit is given. ``on_progress(done)`` is called every 20 inputs (the CLI uses it
@@ -81,12 +83,13 @@ def extract_family(model, root: str | os.PathLike, ids: Iterable[int], *,
 
     ids = list(ids)
     heavy = set(getattr(model, "heavy_taps", ()))
+    wanted = model.taps if taps is None else tuple(t for t in model.taps if t in set(taps))
     done = 0
     bar = tqdm(ids, desc=model.family, disable=not progress, mininterval=5.0)
     for input_id in bar:
         skip_heavy = (heavy_train_limit is not None and split_of(input_id) == "train"
                       and input_id >= heavy_train_limit)
-        missing = tuple(t for t in model.taps
+        missing = tuple(t for t in wanted
                         if not (skip_heavy and t in heavy)
                         and not feature_path(root, model.family, t, input_id).is_file())
         if not missing:
@@ -143,18 +146,25 @@ def load_manifest(root: str | os.PathLike, **where: str) -> list[dict]:
 
 def extract_corpus(root: str | os.PathLike, families: Iterable[str], n_train: int = 120,
                    n_val: int = 16, n_test: int = 24, *, progress: bool = True,
-                   heavy_train_limit: int | None = 48) -> None:
+                   heavy_train_limit: int | None = 48,
+                   taps: Iterable[str] | None = None) -> None:
     """Extract ``families`` into ``root`` (test split first, then val, then train).
 
-    Heavy taps (TAEF2 ``latent512``) get only ``heavy_train_limit`` train inputs.
+    Heavy taps (TAEF2 ``latent512``) get only ``heavy_train_limit`` train inputs. ``taps``
+    restricts extraction to the listed taps (default: every tap); a family none of whose
+    taps is listed is skipped.
     """
-    from .models import load_model
+    from .models import MODELS, load_model
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     ids = split_ids(n_train, n_val, n_test)
     order = ids["test"] + ids["val"] + ids["train"]
+    taps = None if taps is None else tuple(taps)
     for family in families:
+        if taps is not None and not set(MODELS[family].taps) & set(taps):
+            log.info("%s: none of its taps (%s) requested; skipped", family, ", ".join(MODELS[family].taps))
+            continue
         t0 = time.time()
         log.info("loading %s", family)
         model = load_model(family)
@@ -162,7 +172,7 @@ def extract_corpus(root: str | os.PathLike, families: Iterable[str], n_train: in
         t1 = time.time()
         n = extract_family(model, root, order, progress=progress,
                            on_progress=lambda _d: build_manifest(root),
-                           heavy_train_limit=heavy_train_limit)
+                           heavy_train_limit=heavy_train_limit, taps=taps)
         entries = build_manifest(root)
         log.info("%s: %d inputs extracted in %.1f s; manifest holds %d files", family, n,
                  time.time() - t1, len(entries))
