@@ -25,7 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from end_to_end import best_time  # noqa: E402
 from peers import zfp_array  # noqa: E402
-from task_fidelity import CORPUS, METRIC_NAMES, TAPS, Task, robust_scale  # noqa: E402
+from task_fidelity import CORPUS, METRIC_NAMES, TAPS, Task  # noqa: E402
+
+from featcodec.metrics import robust_scale  # noqa: E402
 
 RELATIVE = (4.0, 2.0, 1.0, 0.5, 0.25, 0.1, 0.05, 0.025)
 

@@ -158,12 +158,6 @@ class Task:
 
 
 # ----------------------------------------------------------------------------- settings
-def robust_scale(x: np.ndarray) -> float:
-    """1.4826 x the median absolute deviation: a spread that outliers do not set."""
-    a = np.asarray(x, np.float64).ravel()
-    return float(1.4826 * np.median(np.abs(a - np.median(a))))
-
-
 def train_features(family: str, tap: str, n: int) -> list[np.ndarray]:
     from featcodec.features.extract import load_manifest
 
@@ -212,6 +206,8 @@ class Encoders:
         if setting == "uniform":
             return lambda x: featcodec.encode(x, bits=bits, transform="uniform")
         if setting == "max-error":
+            from featcodec.metrics import robust_scale
+
             return lambda x: featcodec.encode(x, max_error=robust_scale(x) * 2.0**-bits)
         if setting in OUTLIER_SETTINGS:
             k = int(setting.split("-")[1])

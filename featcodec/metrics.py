@@ -1,6 +1,8 @@
 """Quality and rate measures used by the feature-coding papers.
 
 * :func:`mse` and :func:`psnr`: reconstruction error (accumulated in float64).
+* :func:`robust_scale`: a spread that a few massive values do not set (the unit of the
+  error bounds in docs/fidelity.md and docs/guides/choose-codec.md).
 * :func:`bpfp`: bits per feature point, the rate unit of DT-UFC / LaMoFCBench: all bits
   of all streams divided by the number of feature values.
 * :func:`kl_divergence`: the Kullback-Leibler divergence between the value histograms of
@@ -37,7 +39,7 @@ try:
 except Exception:  # pragma: no cover
     torch = None  # type: ignore[assignment]
 
-__all__ = ["mse", "psnr", "bpfp", "histogram", "kl_divergence", "kl_divergence_from_histograms"]
+__all__ = ["mse", "psnr", "bpfp", "robust_scale", "histogram", "kl_divergence", "kl_divergence_from_histograms"]
 
 
 def _values(x: Any, name: str, allow_int: bool = False) -> np.ndarray:
@@ -97,6 +99,21 @@ def psnr(reference: Any, reconstruction: Any, *, peak: float | None = None) -> f
     if m == 0.0:
         return math.inf
     return 10.0 * math.log10(float(peak) ** 2 / m)
+
+
+def robust_scale(x: Any) -> float:
+    """1.4826 times the median absolute deviation of ``x`` (the standard deviation, for a
+    Gaussian), a spread that outliers and massive activations do not set: a natural unit
+    for ``featcodec.encode(x, max_error=...)``.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([0.0, 1.0, 2.0, 3.0, 1e4], np.float32)  # one massive value
+        >>> round(robust_scale(x), 4), round(float(np.std(x)))
+        (1.4826, 3999)
+    """
+    a = _values(x, "x").ravel()
+    return float(1.4826 * np.median(np.abs(a - np.median(a))))
 
 
 def _nbytes(s: Any) -> int:

@@ -111,3 +111,16 @@ def test_kl_errors():
     with pytest.raises(featcodec.InputError):
         metrics.kl_divergence(np.arange(4, dtype=np.uint8), np.ones(4))
     assert metrics.kl_divergence_from_histograms([1, 0], [0, 1], eps=0) == math.inf
+
+
+def test_robust_scale_matches_scipy_and_ignores_massive_values():
+    from scipy.stats import median_abs_deviation
+
+    x = np.random.default_rng(3).standard_t(3, 10_001).astype(np.float32)
+    want = float(median_abs_deviation(x.astype(np.float64), scale="normal"))
+    assert metrics.robust_scale(x) == pytest.approx(want, rel=1e-5)  # 1.4826 vs 1/Phi^-1(3/4)
+    x[:5] = 2e4  # a few massive activations barely move it, unlike the standard deviation
+    assert metrics.robust_scale(x) == pytest.approx(want, rel=0.01) and np.std(x) > 100 * want
+    assert metrics.robust_scale(torch.from_numpy(x).to(torch.bfloat16)) == pytest.approx(want, rel=0.02)
+    with pytest.raises(featcodec.InputError):
+        metrics.robust_scale(np.array([1.0, np.nan]))
