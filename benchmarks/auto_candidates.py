@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import featcodec  # noqa: E402
 from featcodec import pipeline, ratecontrol  # noqa: E402
+from featcodec.codecs.learned.codec import learned_codecs  # noqa: E402
 from featcodec.stages import DEFAULT_STAGES  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def candidates(x: np.ndarray, target: float) -> dict[str, bytes]:
     if fin is not None:
         out["index max_error (finest)"] = fin[0]
     t8 = featcodec.fit_transform(x, bits=8, method="fast")
-    for name in ratecontrol._learned_codecs():
+    for name in learned_codecs():
         out[f"{name} (highest quality)"] = pipeline.encode(x, name, {"transform": t8}, {"target_bpfp": target})
     k = int(min(256, max(8, x.size >> 12)))  # a handful per token or channel, not a share
     out["outliers + index"] = most_bits({"transform": "auto", "outliers": k}, ["outliers", *DEFAULT_STAGES])

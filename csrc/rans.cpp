@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "histogram.h"
 #include "module.h"
 #include "rans.h"
 
@@ -194,15 +195,7 @@ void register_rans(py::module_& m) {
           std::vector<uint64_t> hist(size_t(groups) * 1024, 0);
           for (size_t i = 0; i < n; ++i) {
             uint64_t* h = hist.data() + size_t(g[i]) * 1024;
-            const uint8_t* row = u + i * m;
-            size_t j = 0;
-            for (; j + 4 <= m; j += 4) {
-              ++h[row[j]];
-              ++h[256 + row[j + 1]];
-              ++h[512 + row[j + 2]];
-              ++h[768 + row[j + 3]];
-            }
-            for (; j < m; ++j) ++h[row[j]];
+            count_bytes4(u + i * m, m, h);
           }
           for (int64_t k = 0; k < groups; ++k) {
             const uint64_t* h = hist.data() + size_t(k) * 1024;

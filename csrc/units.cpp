@@ -20,6 +20,7 @@
 #include <tuple>
 #include <vector>
 
+#include "histogram.h"
 #include "module.h"
 #include "parallel.h"
 
@@ -39,15 +40,11 @@ T kth(const T* row, size_t m, size_t k, std::vector<uint32_t>& hist, std::vector
     const size_t tables = m >= 128 ? 4 : 1;
     uint32_t* h = hist.data();
     std::fill(h, h + 256 * tables, 0u);
-    size_t j = 0;
-    if (tables == 4)
-      for (; j + 4 <= m; j += 4) {
-        ++h[row[j]];
-        ++h[256 + row[j + 1]];
-        ++h[512 + row[j + 2]];
-        ++h[768 + row[j + 3]];
-      }
-    for (; j < m; ++j) ++h[row[j]];
+    if (tables == 4) {
+      count_bytes4(reinterpret_cast<const uint8_t*>(row), m, h);
+    } else {
+      for (size_t j = 0; j < m; ++j) ++h[row[j]];
+    }
     size_t seen = 0;
     for (size_t v = 0; v < 256; ++v) {
       seen += h[v];

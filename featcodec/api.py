@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 from . import pipeline
 from .bounded import check_quality as quality_check
-from .bounded import encode_bounded, learned_codecs
+from .bounded import encode_bounded
+from .codecs.learned.codec import learned_codecs
 from .errors import InputError
 from .stages import DEFAULT_STAGES, VALUE_STAGES
 from .transform import Transform

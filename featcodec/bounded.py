@@ -41,14 +41,7 @@ from ._arrays import is_torch
 from .errors import InputError, QualityWarning
 from .stages import DEFAULT_STAGES
 
-__all__ = ["encode_bounded", "check_quality", "learned_codecs"]
-
-
-def learned_codecs() -> list[str]:
-    """The registered learned codecs with shipped weights (``"elic"``, ``"hyperprior"``)."""
-    from .ratecontrol import _learned_codecs
-
-    return _learned_codecs()
+__all__ = ["encode_bounded", "check_quality"]
 
 
 def encode_bounded(x: Any, codec: str, codec_params: dict[str, Any], max_error: float,

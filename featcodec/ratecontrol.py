@@ -49,20 +49,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import pipeline
+from .codecs.learned.codec import learned_codecs
 from ._arrays import is_torch
 from .errors import InputError
 
 __all__ = ["encode_within"]
-
-
-def _learned_codecs() -> list[str]:
-    from .codecs import available_codecs
-
-    try:
-        from .codecs.learned.codec import manifest
-    except ImportError:  # pragma: no cover - the learned codecs' dependencies are missing
-        return []
-    return sorted({m["codec"] for m in manifest()["models"]} & set(available_codecs()))
 
 
 def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
@@ -98,7 +89,7 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
             streams.append(finest)
     base = at_bits(8) if fitted else streams[0]  # the 8-bit transform the learned codecs code
     if base[1].bits == 8:
-        for name in _learned_codecs():
+        for name in learned_codecs():
             streams.append(encode(name, {"target_bpfp": target_bpfp}, transform=base[1]))
     fitting = [s for s in streams if len(s[0]) <= budget]
     if not fitting:

@@ -41,7 +41,7 @@ from ...errors import ChecksumError, FormatError, InputError
 from ...stages.outliers import decode_positions, encode_positions
 from . import rans_backend
 
-__all__ = ["LearnedModel", "LearnedCodec", "HyperpriorCodec", "ElicCodec", "load_model",
+__all__ = ["LearnedModel", "LearnedCodec", "HyperpriorCodec", "ElicCodec", "load_model", "learned_codecs",
            "available_qualities", "frame", "WEIGHTS_DIR", "manifest"]
 
 #: Shipped weights; ``FEATCODEC_LEARNED_WEIGHTS`` points at another export (own training).
@@ -453,6 +453,20 @@ class ElicCodec(LearnedCodec):
     checkerboard and channel-group context in fixed point (:mod:`.latents`)."""
 
     name = "elic"
+
+
+def learned_codecs() -> list[str]:
+    """The registered codecs whose pretrained weights ship with featcodec, sorted
+    (``"elic"``, ``"hyperprior"``).
+
+    Example:
+        >>> import featcodec
+        >>> set(learned_codecs()) <= set(featcodec.available_codecs())
+        True
+    """
+    from featcodec.codecs import available_codecs
+
+    return sorted({m["codec"] for m in manifest()["models"]} & set(available_codecs()))
 
 
 def register() -> list[str]:
