@@ -23,7 +23,7 @@ from .bounded import check_quality as quality_check
 from .bounded import encode_bounded
 from .codecs.learned.codec import learned_codecs
 from .errors import InputError
-from .stages import DEFAULT_STAGES, VALUE_STAGES
+from .stages import with_value_stages
 from .transform import Transform
 from .transform.registry import register_transform, registered_transforms
 
@@ -120,14 +120,7 @@ def encode(
                 or (quality is not None and not learned)):
             raise InputError("max_error picks the transform and its bits itself; omit transform, bits, "
                              "target_bpfp (and quality, except for a learned codec).")
-    asked = {n: v for n, v in (("outliers", outliers), ("rotation", rotation), ("scales", scales))
-             if v is not None and v is not False}
-    if asked:
-        stages = [n for n in VALUE_STAGES if n in asked] + list(DEFAULT_STAGES) if stages is None else stages
-        for n, v in asked.items():
-            if isinstance(stages, (str, bytes)) or n not in stages:
-                raise InputError(f"{n}={v!r:.40} needs the {n!r} stage in stages={stages!r:.80}; "
-                                 "omit stages, or name it before 'transform'.")
+    stages = with_value_stages(stages, {"outliers": outliers, "rotation": rotation, "scales": scales})
     options = {"transform": transform, "bits": bits, "max_error": max_error, "layout": layout,
                "embed_transform": embed_transform, "outliers": outliers, "rotation": rotation, "scales": scales}
     if codec == "auto":

@@ -36,7 +36,7 @@ from .errors import FeatcodecError, FormatError, InputError
 from .stages import DEFAULT_STAGES, DecodeContext, EncodeContext, Stage, chain
 from .stream import container
 
-__all__ = ["encode", "encode_context", "decode", "read_header", "stages_of"]
+__all__ = ["encode", "encode_context", "values_for_transform", "decode", "read_header", "stages_of"]
 
 _DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -99,6 +99,21 @@ def encode_context(x: Any, codec: str, options: dict[str, Any], codec_params: di
                   container.STAGES_VERSION if "stages" in head else 1,
                   *(st.format_version(head) for st in steps))
     return container.write_stream(head, [bytes(payload), *ctx.sections.values()], version), ctx
+
+
+def values_for_transform(x: Any, options: dict[str, Any], stages: Sequence[str] | None = None) -> Any:
+    """What the value transform of an encode of ``x`` sees: ``x`` after the values ->
+    values stages in front of it (``outliers``, ``rotation``, ``scales``, ...), run with
+    these ``options``. A transform fitted once for many encodes through those stages
+    should be fitted on this."""
+    steps = chain(DEFAULT_STAGES if stages is None else stages, InputError)
+    ctx = EncodeContext(x, options)
+    data = x
+    for st in steps:
+        if st.gives != "values":
+            break
+        data = st.encode(data, ctx)
+    return data
 
 
 def _reconstruct(steps: Sequence[Stage], head: dict[str, Any], ctx: EncodeContext, codec_obj: Any,

@@ -23,7 +23,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from . import pipeline
+from .codecs.learned.codec import learned_codecs
 from .errors import InputError
+from .stages import with_value_stages
 from .transform import Transform, fit_transform
 from .transform.registry import lookup, register_transform
 
@@ -44,7 +46,15 @@ class Encoder:
         embed_transform: store the levels in every stream (default ``False``: streams
             carry the id, and a decoding process needs the transform registered or passed
             as ``featcodec.decode(blob, transform=...)``; save it with ``transform.save``).
+        outliers, rotation, scales: the value stages, as :func:`featcodec.encode` takes them
+            (``outliers=k``, ``rotation=True``, ``scales="token"|"channel"``). With
+            ``samples`` the transform is fitted on the samples after these stages (what it
+            will see); a ``transform`` given should have been fitted the same way
+            (:func:`featcodec.pipeline.values_for_transform`).
         stages: the pipeline's stages (default ``["transform", "pack"]``).
+        check_quality: with a learned codec, measure the first tensor's stream against the
+            index codec and warn (:class:`featcodec.QualityWarning`) if the index codec does
+            better at the same size (once per session; ``False`` skips it).
         **codec_params: codec parameters, e.g. ``tables="single"`` for the index codec's
             fastest encode (one rANS table per stream, no search among grouped tables:
             the lowest latency for small tensors, a few percent more bytes on
@@ -57,11 +67,18 @@ class Encoder:
 
     def __init__(self, transform: Transform | str | None = None, *, samples: Any = None, bits: int = 8,
                  codec: str = "index", layout: str = "auto", embed_transform: bool = False,
-                 stages: Sequence[str] | None = None, **codec_params: Any) -> None:
+                 outliers: int | None = None, rotation: bool | int | None = None, scales: str | None = None,
+                 stages: Sequence[str] | None = None, check_quality: bool = True,
+                 **codec_params: Any) -> None:
         if (transform is None) == (samples is None):
             raise InputError("Encoder needs either transform= (a fitted Transform or a registered id) or "
                              "samples= (tensors to fit one on), not both or neither.")
+        values = {"outliers": outliers, "rotation": rotation, "scales": scales}
+        chosen = with_value_stages(stages, values)
         if samples is not None:
+            if chosen is not None:  # fit on what the transform will see: the samples after the value stages
+                samples = [pipeline.values_for_transform(s, values, chosen)
+                           for s in ([samples] if hasattr(samples, "shape") else samples)]
             transform = fit_transform(samples, bits=bits)
         elif isinstance(transform, str):
             found = lookup(transform)
@@ -76,13 +93,20 @@ class Encoder:
         self.transform: Transform = transform
         self.codec = codec
         self._options = {"transform": transform, "bits": None, "max_error": None, "layout": layout,
-                         "embed_transform": bool(embed_transform), "outliers": None}
+                         "embed_transform": bool(embed_transform), **values}
         self._params = dict(codec_params)
-        self._stages = None if stages is None else list(stages)
+        self._stages = None if chosen is None else list(chosen)
+        self._check = check_quality and codec in learned_codecs()  # until the first tensor
 
     def encode(self, x: Any) -> bytes:
         """One stream of ``x`` (torch or numpy, as :func:`featcodec.encode` takes)."""
-        return pipeline.encode(x, self.codec, self._options, self._params, self._stages)
+        blob = pipeline.encode(x, self.codec, self._options, self._params, self._stages)
+        if self._check:
+            from .bounded import check_quality
+
+            self._check = False
+            check_quality(x, blob, self.transform, self._options, self._stages)
+        return blob
 
     __call__ = encode
 

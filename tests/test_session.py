@@ -89,3 +89,36 @@ def test_bad_tables_option():
     enc = featcodec.Encoder(samples=SAMPLES, bits=4, tables="many")
     with pytest.raises(featcodec.InputError, match="tables must be"):
         enc.encode(X)
+
+
+def test_session_with_value_stages_fits_on_what_the_transform_sees():
+    """outliers=k in a session: the transform is fitted without the massive values (its
+    levels stay in the bulk), the streams are those of featcodec.encode with the same
+    transform and stage, and the massive values come back exactly."""
+    x = np.load(Path(__file__).parent / "data" / "features" / "llm__hidden15.npy")  # a 2e4 activation
+    enc = featcodec.Encoder(samples=[x], bits=6, outliers=8)
+    assert float(np.abs(enc.transform.levels).max()) < 0.1 * float(np.abs(x).max())
+    blob = enc.encode(x)
+    assert blob == featcodec.encode(x, transform=enc.transform, embed_transform=False, outliers=8)
+    assert featcodec.header(blob)["stages"] == ["outliers", "transform", "pack"]
+    y = featcodec.decode(blob)
+    top = np.argsort(np.abs(x).ravel())[-8:]
+    np.testing.assert_array_equal(y.ravel()[top], x.ravel()[top])
+    with pytest.raises(featcodec.InputError, match="needs the 'rotation' stage"):
+        featcodec.Encoder(samples=[x], rotation=True, stages=["transform", "pack"])
+
+
+def test_session_with_a_learned_codec_checks_the_first_tensor_only():
+    noise = np.random.default_rng(1).standard_t(3, (1, 64, 96)).astype(np.float32)  # far outside the corpus
+    enc = featcodec.Encoder(samples=noise, codec="hyperprior", quality=6)
+    with pytest.warns(featcodec.QualityWarning):
+        enc.encode(noise)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", featcodec.QualityWarning)
+        enc.encode(noise)  # measured once per session
+    quiet = featcodec.Encoder(enc.transform, codec="hyperprior", quality=6, check_quality=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", featcodec.QualityWarning)
+        quiet.encode(noise)

@@ -44,6 +44,7 @@ from ..stream.container import COMMON_FIELDS as _COMMON
 from .base import DEFAULT_STAGES, KINDS, DecodeContext, EncodeContext, Stage
 
 __all__ = ["Stage", "EncodeContext", "DecodeContext", "register_stage", "get_stage", "available_stages",
+           "with_value_stages",
            "chain", "DEFAULT_STAGES", "KINDS", "VALUE_STAGES"]
 
 #: the built-in values -> values stages in the order :func:`featcodec.encode` puts those it
@@ -53,6 +54,29 @@ VALUE_STAGES = ("outliers", "rotation", "scales")
 
 _STAGES: dict[str, Stage] = {}
 _LOCK = threading.Lock()
+
+
+def with_value_stages(stages: Any, values: dict[str, Any]) -> Any:
+    """The stage names of an encode given its value-stage options ``values`` (name ->
+    option, e.g. ``{"outliers": 8, "rotation": None}``; ``None`` and ``False`` are not
+    asked for): ``stages`` as given, or, when it is ``None`` and some are asked for, those
+    in the order of :data:`VALUE_STAGES` before :data:`DEFAULT_STAGES`.
+    :class:`featcodec.InputError` when a given ``stages`` lacks one asked for.
+
+    Example:
+        >>> with_value_stages(None, {"rotation": True, "outliers": 8, "scales": None})
+        ['outliers', 'rotation', 'transform', 'pack']
+    """
+    asked = {n: v for n, v in values.items() if v is not None and v is not False}
+    if not asked:
+        return stages
+    if stages is None:
+        return [n for n in VALUE_STAGES if n in asked] + list(DEFAULT_STAGES)
+    for n, v in asked.items():
+        if isinstance(stages, (str, bytes)) or n not in stages:
+            raise InputError(f"{n}={v!r:.40} needs the {n!r} stage in stages={stages!r:.80}; "
+                             "omit stages, or name it before 'transform'.")
+    return stages
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
