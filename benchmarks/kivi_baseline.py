@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import featcodec  # noqa: E402
+from featcodec.metrics import mse  # noqa: E402
 
 
 def kivi(x: np.ndarray, bits: int, group: int, per: str) -> tuple[float, np.ndarray]:
@@ -61,10 +62,6 @@ def kivi(x: np.ndarray, bits: int, group: int, per: str) -> tuple[float, np.ndar
     payload = zstandard.ZstdCompressor(level=19).compress(q.tobytes())
     nbytes = len(payload) + 4 * lo.size  # float16 zero and scale per group
     return 8 * nbytes / x.size, y[None].astype(np.float32)
-
-
-def mse(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean((np.asarray(y, np.float64) - x) ** 2))
 
 
 def featcodec_curves(x: np.ndarray, per: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -51,7 +51,7 @@ import numpy as np
 from .._arrays import float_view
 from ..errors import FormatError, InputError
 from ..stream.container import RESIDUAL_VERSION
-from ..transform.fit import _as_float64, _half_spacing
+from ..transform.fit import STEP_MARGIN, as_float64, bound_targets, half_spacing
 from .alignment import PackInfo, pack, unpack
 from .base import DecodeContext, EncodeContext, Stage
 
@@ -59,7 +59,6 @@ __all__ = ["Residual", "cast_like"]
 
 _KEYS = {"max_error", "step", "low", "bits", "index"}
 _MAX_BITS = 16  # the index codec's widest alphabet
-_STEP_MARGIN = 1 + 2.0**-12  # the step is 2 * target / this, as for max_error's levels
 
 
 def cast_like(v: np.ndarray, dtype: str, framework: str, device: Any = None) -> Any:
@@ -107,22 +106,20 @@ class Residual(Stage):
         x = ctx.state[self.name]
         e = float(ctx.options["residual"])
         _, origin = float_view(x)
-        ref = _as_float64(x)
-        pred = _as_float64(predict())
+        ref = as_float64(x)
+        pred = as_float64(predict())
         info = PackInfo.from_dict(ctx.header["pack"])
         diff = ref - pred
-        half = _half_spacing(float(np.abs(ref).max()), origin.dtype)
-        for target in (e, e - half, e - 2 * half, e - 4 * half, e / 2, e / 4):
-            if target <= 0:
-                continue
-            step = 2 * target / _STEP_MARGIN
+        half = half_spacing(float(np.abs(ref).max()), origin.dtype)
+        for target in bound_targets(e, half, halvings=2):
+            step = 2 * target / STEP_MARGIN
             k = np.rint(diff / step)
             low, high = float(k.min()), float(k.max())
             bits = max(1, math.ceil(math.log2(high - low + 1)))
             if bits > _MAX_BITS:
                 break
             y = pred + step * k
-            out = _as_float64(cast_like(y, origin.dtype, origin.framework))
+            out = as_float64(cast_like(y, origin.dtype, origin.framework))
             if np.abs(y - ref).max() <= e and np.abs(out - ref).max() <= e:
                 break
         else:
@@ -176,5 +173,5 @@ class Residual(Stage):
 
     def decode(self, pred: Any, ctx: DecodeContext) -> Any:
         k, dtype, device = ctx.state[self.name]
-        y = _as_float64(pred) + ctx.header[self.name]["step"] * k
+        y = as_float64(pred) + ctx.header[self.name]["step"] * k
         return cast_like(y, dtype, ctx.header["framework"], device)

@@ -32,7 +32,8 @@ try:
 except Exception:  # pragma: no cover
     torch = None  # type: ignore[assignment]
 
-__all__ = ["fit_transform", "fit_uniform", "uniform_transform", "fit_max_error", "MaxErrorFitter"]
+__all__ = ["fit_transform", "fit_uniform", "uniform_transform", "fit_max_error", "MaxErrorFitter", "bound_targets",
+           "half_spacing", "as_float64", "STEP_MARGIN"]
 
 
 def _samples(samples: Any) -> list[Any]:
@@ -343,7 +344,7 @@ class MaxErrorFitter:
         if a.size == 0:
             raise InputError("x is empty; featcodec needs at least one value.")
         self._x, self._dtype = x, origin.dtype
-        self._ref = _as_float64(x)
+        self._ref = as_float64(x)
         if not np.all(np.isfinite(self._ref)):
             raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
         self.lo, self.hi = float(self._ref.min()), float(self._ref.max())
@@ -367,14 +368,10 @@ class MaxErrorFitter:
         if not (math.isfinite(e) and e > 0):
             raise InputError(f"max_error must be a positive finite number, not {e}.")
         lo, hi = self.lo, self.hi
-        # Rounding the levels and thresholds to float32 and the decoded values to x's dtype
-        # can push the error past the bound by about a step of that dtype: try the bound
-        # itself first, then with room for one, two and four half steps, then halved bounds.
-        half = _half_spacing(max(abs(lo), abs(hi)), self._dtype)
-        for target in (e, e - half, e - 2 * half, e - 4 * half, e / 2, e / 4, e / 8):
-            if target <= 0:
-                continue
-            step = 2 * target / (1 + 2.0**-12)  # the level spacing
+        # the levels and thresholds are rounded to float32, the decoded values to x's dtype
+        half = half_spacing(max(abs(lo), abs(hi)), self._dtype)
+        for target in bound_targets(e, half, halvings=3):
+            step = 2 * target / STEP_MARGIN  # the level spacing
             bits = max(1, math.ceil(math.log2((hi - lo) / step + 1)))
             if bits > MAX_BITS:
                 break
@@ -383,7 +380,7 @@ class MaxErrorFitter:
             # stream can store them exactly
             t = uniform_transform(_f32(low, -np.inf), _f32(low + step * (2**bits - 1), np.inf), bits)
             idx = t.forward(self._x)
-            y = _as_float64(t.inverse(idx, dtype=self._dtype))
+            y = as_float64(t.inverse(idx, dtype=self._dtype))
             y -= self._ref
             if max(float(y.max()), -float(y.min())) <= e:
                 return t, idx
@@ -415,14 +412,29 @@ def _f32(v: float, toward: float) -> float:
     return float(r)
 
 
-def _half_spacing(m: float, dtype: str) -> float:
+#: an error bound ``e`` is kept with uniform steps of ``2 * e / STEP_MARGIN`` (strictly under
+#: ``2 e``, so that rounding the step does not reach the bound)
+STEP_MARGIN = 1 + 2.0**-12
+
+
+def bound_targets(e: float, half: float, halvings: int) -> list[float]:
+    """The bounds to aim at, in turn, for a promise of ``e`` on values whose dtype is
+    ``half`` (:func:`half_spacing`) apart at their largest: rounding the levels and the
+    decoded values to the dtype can push the error past the bound by about a step of it,
+    so ``e`` itself, then with room for one, two and four half steps, then ``e`` halved
+    ``halvings`` times; the positive ones only."""
+    out = [e, e - half, e - 2 * half, e - 4 * half] + [e / 2**k for k in range(1, halvings + 1)]
+    return [t for t in out if t > 0]
+
+
+def half_spacing(m: float, dtype: str) -> float:
     """Half the gap between neighbouring numbers of ``dtype`` at magnitude ``m``."""
     if dtype == "bfloat16":
         return 2.0 ** (math.floor(math.log2(m)) - 8) if m > 0 else 0.0
     return float(np.spacing(getattr(np, dtype)(m))) / 2
 
 
-def _as_float64(a: Any) -> np.ndarray:
+def as_float64(a: Any) -> np.ndarray:
     """A float64 numpy copy of a float tensor or array (bfloat16 included)."""
     if is_torch(a):
         return a.detach().to("cpu", torch.float64).numpy()
