@@ -208,22 +208,24 @@ struct Scratch {
   }
 };
 
-// out = the ascending keys (lloydmax.key32, -0.0 as +0.0) of the n values: an LSD radix
-// sort in three passes of 11, 11 and 10 bits (tmp: its other buffer).
-void sorted_keys(const float* x, int64_t n, std::vector<uint32_t>& out, std::vector<uint32_t>& tmp) {
-  const size_t N = static_cast<size_t>(n);
-  if (out.size() < N + 1) out.resize(N + 1);
-  if (tmp.size() < N + 1) tmp.resize(N + 1);
-  if (N == 0) return;
-  uint32_t* a = out.data();
-  uint32_t* b = tmp.data();
+// The key (lloydmax.key32) of a float32 value, -0.0 on the key of +0.0; ~0u for NaN and
+// +-Inf, which sort above every finite key (no finite value has it).
+inline uint32_t value_key(const float* x) {
+  uint32_t u;
+  std::memcpy(&u, x, 4);
+  if ((u & 0x7F800000u) == 0x7F800000u) return ~0u;
+  u ^= (u >> 31) ? 0xFFFFFFFFu : 0x80000000u;
+  return u == 0x7FFFFFFFu ? 0x80000000u : u;
+}
+
+// Sorts the n keys in a ascending: an LSD radix sort in three passes of 11, 11 and 10
+// bits through b (room for n); the result ends in a.
+void radix_sort(uint32_t* a, uint32_t* b, size_t n) {
+  if (n == 0) return;
+  uint32_t* const out = a;
   uint32_t count[3][2048] = {};
-  for (size_t i = 0; i < N; ++i) {
-    uint32_t u;
-    std::memcpy(&u, x + i, 4);
-    u ^= (u >> 31) ? 0xFFFFFFFFu : 0x80000000u;
-    if (u == 0x7FFFFFFFu) u = 0x80000000u;  // -0.0 sorts as +0.0
-    a[i] = u;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t u = a[i];
     ++count[0][u & 2047];
     ++count[1][(u >> 11) & 2047];
     ++count[2][u >> 22];
@@ -231,27 +233,104 @@ void sorted_keys(const float* x, int64_t n, std::vector<uint32_t>& out, std::vec
   for (int pass = 0; pass < 3; ++pass) {
     const int shift = 11 * pass;
     uint32_t* c = count[pass];
-    if (c[(a[0] >> shift) & 2047] == N) continue;  // one digit everywhere: already in order
+    if (c[(a[0] >> shift) & 2047] == n) continue;  // one digit everywhere: already in order
     uint32_t sum = 0;
     for (int d = 0; d < 2048; ++d) {
       const uint32_t t = c[d];
       c[d] = sum;
       sum += t;
     }
-    for (size_t i = 0; i < N; ++i) b[c[(a[i] >> shift) & 2047]++] = a[i];
+    for (size_t i = 0; i < n; ++i) b[c[(a[i] >> shift) & 2047]++] = a[i];
     std::swap(a, b);
   }
-  if (a != out.data()) std::memcpy(out.data(), a, N * 4);
+  if (a != out) std::memcpy(out, a, n * 4);
 }
+
+// out = the ascending keys (value_key) of n values, the i-th at x[i * stride] (tmp: the
+// sort's other buffer). Returns false when a value is not finite.
+bool sorted_keys(const float* x, int64_t n, std::vector<uint32_t>& out, std::vector<uint32_t>& tmp,
+                 int64_t stride = 1) {
+  const size_t N = static_cast<size_t>(n);
+  if (out.size() < N + 1) out.resize(N + 1);
+  if (tmp.size() < N + 1) tmp.resize(N + 1);
+  uint32_t bad = 0;
+  for (size_t i = 0; i < N; ++i) {
+    const uint32_t u = value_key(x + i * stride);
+    bad |= u == ~0u;
+    out[i] = u;
+  }
+  if (bad) return false;
+  radix_sort(out.data(), tmp.data(), N);
+  return true;
+}
+
+// The summary of n > `sample` values that the fast fit sees (lloydmax.FAST_SAMPLE): the
+// stride sample x[::ceil(n / sample)] (s values), its keys sorted; with t = s / tail_div,
+// lo and hi its t-th smallest and t-th largest; the bulk = the sample's values in [lo, hi]
+// (a run of the sorted keys), each of weight (n - tails) / bulk; the tails = every value of
+// x below lo or above hi, exactly, each of weight 1. Deterministic, O(n) on x.
+struct Summary {
+  const uint32_t* bulk = nullptr;
+  int64_t nbulk = 0, ntails = 0;
+  double weight = 1.0;
+  bool finite = true;
+
+  Summary(const float* x, int64_t n, int64_t sample, int64_t tail_div, Scratch& sc) {
+    const int64_t stride = (n + sample - 1) / sample, s = (n + stride - 1) / stride, t = s / tail_div;
+    finite = sorted_keys(x, s, sc.keys, sc.tmp, stride);
+    if (!finite) return;
+    const uint32_t* keys = sc.keys.data();
+    const uint32_t lo = keys[t], hi = keys[s - 1 - t];
+    const int64_t first = std::lower_bound(keys, keys + s, lo) - keys;
+    const int64_t last = std::upper_bound(keys, keys + s, hi) - keys;
+    bulk = keys + first;
+    nbulk = last - first;
+    std::vector<uint32_t>& tails = sc.exact;
+    if (tails.size() < 1024) tails.resize(1024);
+    // blocks of 16 tested branch-free first (vectorised): most hold no tail value; in the
+    // others each key is stored and kept by advancing the count, without a branch
+    constexpr int64_t kBlock = 16;
+    const uint32_t span = hi - lo;
+    auto key_of = [](const float* v) {
+      uint32_t u;
+      std::memcpy(&u, v, 4);
+      const uint32_t key = u ^ (static_cast<uint32_t>(static_cast<int32_t>(u) >> 31) | 0x80000000u);
+      return key + (key == 0x7FFFFFFFu);  // -0.0 as +0.0
+    };
+    uint32_t bad = 0;
+    for (int64_t start = 0; start < n; start += kBlock) {
+      const int64_t end = std::min(start + kBlock, n);
+      uint32_t any = 0;
+      for (int64_t i = start; i < end; ++i) any |= static_cast<uint32_t>(key_of(x + i) - lo > span);
+      if (!any) continue;
+      if (tails.size() < static_cast<size_t>(ntails + kBlock)) tails.resize(2 * tails.size());
+      for (int64_t i = start; i < end; ++i) {
+        const uint32_t key = key_of(x + i);
+        const uint32_t out = key - lo > span;
+        bad |= out & static_cast<uint32_t>(key >= 0xFF800000u || key <= 0x007FFFFFu);  // NaN, +-Inf
+        tails[ntails] = key;
+        ntails += out;
+      }
+    }
+    if (bad) {
+      finite = false;
+      return;
+    }
+    weight = static_cast<double>(n - ntails) / static_cast<double>(nbulk);
+    if (sc.tmp.size() < static_cast<size_t>(ntails)) sc.tmp.resize(ntails);
+    radix_sort(tails.data(), sc.tmp.data(), static_cast<size_t>(ntails));
+  }
+};
 
 // Sorted distinct values and prefix sums of their counts, and of value and value^2
 // relative to the weighted median, summed outward from it (as lloydmax._Prefix does).
 struct Points {
-  const double *v, *W, *S, *S2;  // M distinct values (float32 numbers); M + 1 prefix sums
+  const double *v = nullptr, *W = nullptr, *S = nullptr, *S2 = nullptr;  // M distinct values; M + 1 prefix sums
   int64_t M = 0;
   double mu = 0.0;
   int64_t size() const { return M; }
 
+  Points() = default;
   // a (na keys, each of weight wa) and b (nb keys, each of weight 1): lloydmax.key32 of the
   // values, -0.0 on the key of +0.0, each sorted; equal keys of both make one point
   Points(const uint32_t* a, int64_t na, double wa, const uint32_t* b, int64_t nb, Scratch& sc) {
@@ -574,36 +653,43 @@ std::vector<int64_t> group_atoms(const Points& p, const Compander& comp, const s
 // (status, values): status 0: `values` are the k fitted levels (float64, ascending);
 // 1: x has at most k distinct values, `values` are they (for lloydmax.fill_levels);
 // 2: not served (the atoms merged below 2 k, or cells stayed empty): use the exact fit.
+// Above `sample` values (0: never) the fit sees their Summary.
 py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t k, int64_t atoms_per_level,
-                          int64_t max_iter, int64_t band, int64_t passes,
-                          py::array_t<float, py::array::c_style> exact, double weight) {
-  if (values.ndim() != 1 || values.shape(0) < 1 || exact.ndim() != 1)
-    throw std::invalid_argument("fit_levels_fast: values must be 1-D, not empty; exact 1-D");
-  if (!(weight >= 1.0 && weight <= 1e15))
-    throw std::invalid_argument("fit_levels_fast: weight must be in [1, 1e15]");
+                          int64_t max_iter, int64_t band, int64_t passes, int64_t sample, int64_t tail_div) {
+  if (values.ndim() != 1 || values.shape(0) < 1)
+    throw std::invalid_argument("fit_levels_fast: values must be 1-D, not empty");
   if (k < 2 || k > 4096 || atoms_per_level < 1 || atoms_per_level > 64 || max_iter < 0 || band < 0 ||
-      band > 1024 || passes < 0)
+      band > 1024 || passes < 0 || sample < 0 || (sample > 0 && sample < 1024) || tail_div < 4)
     throw std::invalid_argument(
         "fit_levels_fast: need 2 <= k <= 4096, 1 <= atoms_per_level <= 64, 0 <= band <= 1024, "
-        "max_iter >= 0, passes >= 0");
+        "max_iter >= 0, passes >= 0, sample 0 or >= 1024, tail_div >= 4");
   const float* vals = values.data();
   const int64_t n = values.shape(0);
-  const float* ex = exact.data();
-  const int64_t ne = exact.shape(0);
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(vals[i])) throw std::invalid_argument("fit_levels_fast: values must be finite");
-  for (int64_t i = 0; i < ne; ++i)
-    if (!std::isfinite(ex[i])) throw std::invalid_argument("fit_levels_fast: values must be finite");
   int status = 0;
+  bool finite = true;
   std::vector<double> levels;
   {
     py::gil_scoped_release release;
     thread_local Scratch scratch;
-    sorted_keys(vals, n, scratch.keys, scratch.tmp);
-    sorted_keys(ex, ne, scratch.exact, scratch.tmp);
-    const Points p(scratch.keys.data(), n, weight, scratch.exact.data(), ne, scratch);
+    const uint32_t *a = scratch.keys.data(), *b = nullptr;
+    int64_t na = n, nb = 0;
+    double wa = 1.0;
+    if (sample > 0 && n > sample) {
+      const Summary sum(vals, n, sample, tail_div, scratch);
+      finite = sum.finite;
+      a = sum.bulk;
+      na = sum.nbulk;
+      wa = sum.weight;
+      b = scratch.exact.data();
+      nb = sum.ntails;
+    } else {
+      finite = sorted_keys(vals, n, scratch.keys, scratch.tmp);
+      a = scratch.keys.data();
+    }
+    const Points p = finite ? Points(a, na, wa, b, nb, scratch) : Points();
     const int64_t M = p.size();
-    if (M <= k) {
+    if (!finite) {
+    } else if (M <= k) {
       status = 1;
       levels.assign(p.v, p.v + M);
     } else {
@@ -631,9 +717,27 @@ py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t
     }
     scratch.release();
   }
+  if (!finite) throw std::invalid_argument("fit_levels_fast: values must be finite");
   py::array_t<double> out(static_cast<py::ssize_t>(levels.size()));
   std::copy(levels.begin(), levels.end(), out.mutable_data());
   return py::make_tuple(status, out);
+}
+
+// (bulk, tails, weight) of the Summary, each sorted (float32; -0.0 as +0.0): what the fast
+// fit sees of n > sample values (for tests).
+py::tuple fast_fit_summary(py::array_t<float, py::array::c_style> values, int64_t sample, int64_t tail_div) {
+  if (values.ndim() != 1 || sample < 1024 || tail_div < 4 || values.shape(0) <= sample)
+    throw std::invalid_argument("fast_fit_summary: need 1-D values, more than sample >= 1024; tail_div >= 4");
+  Scratch scratch;
+  const Summary sum(values.data(), values.shape(0), sample, tail_div, scratch);
+  if (!sum.finite) throw std::invalid_argument("fast_fit_summary: values must be finite");
+  auto floats = [](const uint32_t* keys, int64_t n) {
+    py::array_t<float> out(static_cast<py::ssize_t>(n));
+    float* o = out.mutable_data();
+    for (int64_t i = 0; i < n; ++i) o[i] = key_value(keys[i]);
+    return out;
+  };
+  return py::make_tuple(floats(sum.bulk, sum.nbulk), floats(scratch.exact.data(), sum.ntails), sum.weight);
 }
 
 }  // namespace
@@ -643,14 +747,17 @@ void register_lloydmax(py::module_& m) {
         "Optimal partition of M weighted atoms (prefix sums W, S, S2 of length M+1) into k "
         "contiguous cells minimising the squared error; returns k+1 atom bounds.");
   m.def("fit_levels_fast", &fit_levels_fast, py::arg("values"), py::arg("k"), py::arg("atoms_per_level"),
-        py::arg("max_iter"), py::arg("band") = 0, py::arg("passes") = 30,
-        py::arg("exact") = py::array_t<float>(0), py::arg("weight") = 1.0,
+        py::arg("max_iter"), py::arg("band") = 0, py::arg("passes") = 30, py::arg("sample") = 0,
+        py::arg("tail_div") = 256,
         "Lloyd-Max levels of finite float32 values (1-D) in one call: their keys (lloydmax.key32, "
-        "-0.0 as +0.0) radix-sorted, each of weight `weight`, with the values `exact` of weight 1 "
-        "(a sample of the bulk and every value of the tails), atoms at equal steps of the cube-root-density compander, their optimal "
+        "-0.0 as +0.0) radix-sorted (above `sample` values: a stride sample of about `sample` "
+        "values inside its 1/tail_div quantiles, weighted, and every value outside them exactly), "
+        "atoms at equal steps of the cube-root-density compander, their optimal "
         "grouping (the full DP with band=0, else passes of a DP in windows of +-band atoms), "
         "bounded Lloyd iterations, empty cells re-seated. Returns (status, values): 0 levels; "
         "1 the <= k distinct values; 2 not served (use the exact fit).");
+  m.def("fast_fit_summary", &fast_fit_summary, py::arg("values"), py::arg("sample"), py::arg("tail_div") = 256,
+        "(bulk, tails, weight): what fit_levels_fast sees of more than `sample` values, each sorted.");
 }
 
 }  // namespace featcodec

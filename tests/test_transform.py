@@ -276,10 +276,14 @@ def test_fast_fit_summary_of_large_inputs_keeps_the_tails_exact():
     rng = np.random.default_rng(3)
     x = rng.standard_t(3, 600_000).astype(np.float32)  # above lloydmax.FAST_SAMPLE
     x[rng.choice(x.size, 5, replace=False)] = [300.0, -250.0, 900.0, 1200.0, -4000.0]
-    bulk, tails, weight = lloydmax._summary(x)
-    lo, hi = bulk.min(), bulk.max()
-    np.testing.assert_array_equal(np.sort(tails), np.sort(x[(x < lo) | (x > hi)]))
-    assert bulk.size * weight + tails.size == pytest.approx(x.size, rel=1e-12)
+    bulk, tails, weight = lloydmax.fast_summary(x)
+    # numpy's own account: the stride sample, its 1/256 quantiles, what lies outside them
+    sample = x[:: -(-x.size // lloydmax.FAST_SAMPLE)]
+    t = sample.size // 256
+    lo, hi = np.partition(sample, (t, sample.size - 1 - t))[[t, sample.size - 1 - t]]
+    np.testing.assert_array_equal(bulk, np.sort(sample[(sample >= lo) & (sample <= hi)]))
+    np.testing.assert_array_equal(tails, np.sort(x[(x < lo) | (x > hi)]))
+    assert weight == (x.size - tails.size) / bulk.size
     assert bulk.size <= lloydmax.FAST_SAMPLE
     fast = featcodec.fit_transform(x, bits=6, method="fast")
     exact = featcodec.fit_transform(x, bits=6)
@@ -287,6 +291,25 @@ def test_fast_fit_summary_of_large_inputs_keeps_the_tails_exact():
     # the massive values keep levels of their own: every decoded one within 1% of itself
     big = x[np.abs(x) >= 250]
     np.testing.assert_allclose(fast.inverse(fast.forward(big)), big, rtol=0.01)
+
+
+def test_fast_fit_summary_finds_the_tails_in_every_block_and_rejects_non_finite_values():
+    # tails at the block edges and a -0.0 / +0.0 pair: every value outside the quantiles, once
+    x = np.zeros(300_000, np.float32)
+    x[::7] = np.float32(-0.0)
+    x[1::5] = 1.0
+    edges = [0, 15, 16, 17, 299_983, 299_999]
+    x[edges] = np.arange(1, len(edges) + 1, dtype=np.float32) * 100
+    bulk, tails, weight = lloydmax.fast_summary(x)
+    np.testing.assert_array_equal(tails, np.sort(x[edges]))
+    assert set(bulk.tolist()) == {0.0, 1.0} and not np.signbit(bulk).any()
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[123_457] = bad
+        with pytest.raises(ValueError, match="finite"):
+            lloydmax.fast_summary(y)
+        with pytest.raises(ValueError, match="finite"):
+            lloydmax.fit_levels_fast(y, 16)
 
 
 @pytest.mark.parametrize("values", [[1.5], [0.0, 2.0, 2.0, 7.0], [-0.0, 0.0, 1.0]])

@@ -484,30 +484,30 @@ FAST_MAX_LEVELS = 1024
 #: Lloyd iterations of the fast fit (it stops earlier when the partition is stable).
 FAST_MAX_ITER = 30
 _FAST_FULL_DP = 1 << 19  # cost evaluations up to which the fast fit runs the full DP
-#: Above this many values the fast fit summarises a channel (:func:`_summary`).
+#: Above this many values the fast fit summarises a channel (:func:`fast_summary`).
 FAST_SAMPLE = 1 << 18
 #: ... keeping every value below the sample's ``FAST_TAIL`` quantile and above its
 #: ``1 - FAST_TAIL`` quantile exactly.
 FAST_TAIL = 1 / 256
+_TAIL_DIV = round(1 / FAST_TAIL)
 
 
-def _summary(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(bulk, tails, weight)`` standing for the 1-D float32 ``x`` (more than
-    :data:`FAST_SAMPLE` values) in the fast fit: an even stride of about
-    :data:`FAST_SAMPLE` values inside the sample's ``[FAST_TAIL, 1 - FAST_TAIL]``
-    quantiles, each of ``weight`` (so that the weights add up to ``x.size``), and every
-    value of ``x`` outside them, each of weight 1. A bulk of hundreds of thousands of
-    values pins the central levels; the tails, where the few massive activations of a
-    model live and where each value moves a level, stay exact. Deterministic: ``O(n)``
-    on ``x``."""
-    sample = x[:: -(-x.size // FAST_SAMPLE)]
-    t = int(sample.size * FAST_TAIL)
-    part = np.partition(sample, (t, sample.size - 1 - t))
-    lo, hi = part[t], part[sample.size - 1 - t]
-    outside = (x < lo) | (x > hi)
-    tails = x[outside]
-    bulk = sample[(sample >= lo) & (sample <= hi)]
-    return np.ascontiguousarray(bulk), np.ascontiguousarray(tails), (x.size - tails.size) / bulk.size
+def fast_summary(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(bulk, tails, weight)``: what the fast fit sees of the 1-D float32 ``x`` (more than
+    :data:`FAST_SAMPLE` values), each sorted (``featcodec._core.fast_fit_summary``, the same
+    code the fit runs). The bulk: the stride sample ``x[::ceil(x.size / FAST_SAMPLE)]``
+    inside its ``[FAST_TAIL, 1 - FAST_TAIL]`` quantiles, each of ``weight`` (so that the
+    weights add up to ``x.size``); the tails: every value of ``x`` outside them, each of
+    weight 1. A bulk of hundreds of thousands of values pins the central levels; the
+    tails, where the few massive activations of a model live and where each value moves a
+    level, stay exact. Deterministic, ``O(n)`` on ``x``.
+
+    >>> x = np.random.default_rng(0).standard_normal(1_000_000).astype(np.float32)
+    >>> bulk, tails, weight = fast_summary(x)
+    >>> bulk.size, tails.size, round(weight, 3)
+    (248048, 7681, 4.001)
+    """
+    return _core.fast_fit_summary(np.ascontiguousarray(x, np.float32).reshape(-1), FAST_SAMPLE, _TAIL_DIV)
 
 
 def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
@@ -517,7 +517,7 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
 
     The same exact sorted points as :func:`fit_levels` (radix-sorted in the compiled
     core; above :data:`FAST_SAMPLE` values, a weighted sample of the bulk and the exact
-    tails: :func:`_summary`), a cheaper route to the optimum:
+    tails: :func:`fast_summary`), a cheaper route to the optimum:
 
     1. **Atoms from the compander** of high-resolution theory (level density proportional
        to the cube root of the data's density, estimated on ``16 k`` groups of equal
@@ -549,15 +549,13 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
     if not 2 <= k <= FAST_MAX_LEVELS:
         return None
     x = np.ascontiguousarray(x, np.float32).reshape(-1)
-    summarised = x.size > FAST_SAMPLE
-    bulk, tails, weight = _summary(x) if summarised else (x, np.empty(0, np.float32), 1.0)
     per = 16 if k <= 16 else 8 if k <= 128 else 6
     m = per * k
     band = 0 if k * m * math.log2(m) <= _FAST_FULL_DP else 4 * per
-    status, values = _core.fit_levels_fast(bulk, k, per, FAST_MAX_ITER, band, 30, tails, weight)
+    status, values = _core.fit_levels_fast(x, k, per, FAST_MAX_ITER, band, 30, FAST_SAMPLE, _TAIL_DIV)
     if status == 0:
         return values
-    if status == 1 and not summarised:  # (a sample's few distinct values may not be all of x's)
+    if status == 1 and x.size <= FAST_SAMPLE:  # (a sample's few distinct values may not be all of x's)
         return fill_levels(values.astype(np.float32), k)
     return None
 
