@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <tuple>
 #include <vector>
@@ -175,9 +176,86 @@ py::array_t<T> transpose(const py::array_t<T, py::array::c_style>& a) {
   return out;
 }
 
+// Copies n bytes, n small and known only at run time, in a few word moves (overlapping
+// at the end) instead of a call to memcpy: tile rows are 4-128 bytes.
+inline void copy_bytes(uint8_t* d, const uint8_t* s, size_t n) {
+  if (n >= 8) {
+    size_t o = 0;
+    for (; o + 8 <= n; o += 8) std::memcpy(d + o, s + o, 8);
+    if (o < n) std::memcpy(d + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, s, 4);
+    std::memcpy(&b, s + n - 4, 4);
+    std::memcpy(d, &a, 4);
+    std::memcpy(d + n - 4, &b, 4);
+  } else {
+    for (size_t i = 0; i < n; ++i) d[i] = s[i];
+  }
+}
+
+// Tiles of an (R, C) plane, h x w each, R % h == C % w == 0, as rows: tile (I, J) (row I
+// of tiles, column J) is row I * (C / w) + J of the (R / h * C / w, h * w) units, its
+// values row-major; to_units=false is the inverse. Both sides are C-contiguous; a band of
+// tiles (I fixed) is the same h * C values on both sides, so the copies stay in cache.
+template <class T>
+void retile(const T* src, T* dst, size_t R, size_t C, size_t h, size_t w, bool to_units) {
+  const size_t tiles = C / w, bytes = w * sizeof(T);
+  for (size_t I = 0; I < R / h; ++I) {
+    const T* s = src + I * h * C;
+    T* d = dst + I * h * C;
+    for (size_t J = 0; J < tiles; ++J)
+      for (size_t i = 0; i < h; ++i) {
+        const size_t plane_at = i * C + J * w, unit_at = J * h * w + i * w;
+        if (to_units)
+          copy_bytes(reinterpret_cast<uint8_t*>(d + unit_at), reinterpret_cast<const uint8_t*>(s + plane_at), bytes);
+        else
+          copy_bytes(reinterpret_cast<uint8_t*>(d + plane_at), reinterpret_cast<const uint8_t*>(s + unit_at), bytes);
+      }
+  }
+}
+
+// plane (R, C) -> units (R / h * C / w, h * w)
+template <class T>
+py::array_t<T> tiles_of(const py::array_t<T, py::array::c_style>& plane, int64_t h, int64_t w) {
+  if (plane.ndim() != 2 || h < 1 || w < 1 || plane.shape(0) % h || plane.shape(1) % w)
+    throw std::invalid_argument("tiles_of takes a 2-D plane whose sides are multiples of h and w");
+  const size_t R = size_t(plane.shape(0)), C = size_t(plane.shape(1));
+  py::array_t<T> out({py::ssize_t(R / h * (C / w)), py::ssize_t(h * w)});
+  const T* src = plane.data();
+  T* dst = out.mutable_data();
+  py::gil_scoped_release release;
+  retile(src, dst, R, C, size_t(h), size_t(w), true);
+  return out;
+}
+
+// units (R / h * C / w, h * w) -> plane (R, C)
+template <class T>
+py::array_t<T> plane_of_tiles(const py::array_t<T, py::array::c_style>& units, int64_t R, int64_t C, int64_t h,
+                              int64_t w) {
+  if (units.ndim() != 2 || h < 1 || w < 1 || R < 1 || C < 1 || R % h || C % w ||
+      units.shape(0) != R / h * (C / w) || units.shape(1) != h * w)
+    throw std::invalid_argument("plane_of_tiles: units must be (R/h * C/w, h*w) with R % h == C % w == 0");
+  py::array_t<T> out({py::ssize_t(R), py::ssize_t(C)});
+  const T* src = units.data();
+  T* dst = out.mutable_data();
+  py::gil_scoped_release release;
+  retile(src, dst, size_t(R), size_t(C), size_t(h), size_t(w), false);
+  return out;
+}
+
 }  // namespace
 
 void register_units(py::module_& m) {
+  m.def("tiles_of", &tiles_of<uint8_t>, py::arg("plane"), py::arg("h"), py::arg("w"));
+  m.def("tiles_of", &tiles_of<uint16_t>, py::arg("plane"), py::arg("h"), py::arg("w"),
+        "The h x w tiles of a C-contiguous (R, C) uint8/uint16 plane as the rows of a new "
+        "(R/h * C/w, h*w) array, row by row of tiles, each tile row-major (numpy: "
+        "plane.reshape(R//h, h, C//w, w).transpose(0, 2, 1, 3).reshape(-1, h*w)).");
+  m.def("plane_of_tiles", &plane_of_tiles<uint8_t>, py::arg("units"), py::arg("R"), py::arg("C"), py::arg("h"),
+        py::arg("w"));
+  m.def("plane_of_tiles", &plane_of_tiles<uint16_t>, py::arg("units"), py::arg("R"), py::arg("C"), py::arg("h"),
+        py::arg("w"), "The inverse of tiles_of: the (R, C) plane of these tiles.");
   m.def("transpose", &transpose<uint8_t>, py::arg("a"));
   m.def("transpose", &transpose<uint16_t>, py::arg("a"),
         "The transpose of a C-contiguous 2-D uint8/uint16 array, as a new C-contiguous array "

@@ -196,3 +196,30 @@ def test_unpack_errors():
         pad_plane(np.zeros((2, 2)), 0)
     with pytest.raises(featcodec.InputError):
         crop_plane(np.zeros((2, 2)), (3, 2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 5), cols=st.integers(1, 5), h=st.integers(1, 17), w=st.integers(1, 33),
+       dtype=st.sampled_from(["uint8", "uint16", "float32"]))
+def test_tiles_of_index_planes_match_numpy_and_invert(rows, cols, h, w, dtype):
+    # the compiled tile copy (uint8/uint16, any row width: word moves and their overlapping
+    # tails) against numpy's own reshape/transpose; float32 takes numpy's path
+    from featcodec._tiles import plane_of_tiles, tiles_of
+
+    R, C = rows * h, cols * w
+    plane = np.random.default_rng(R * 131 + C).integers(0, 60000, (R, C)).astype(dtype)
+    ref = plane.reshape(rows, h, cols, w).transpose(0, 2, 1, 3).reshape(-1, h * w)
+    units = tiles_of(plane, h, w)
+    np.testing.assert_array_equal(units, ref)
+    np.testing.assert_array_equal(plane_of_tiles(units, (R, C), h, w), plane)
+    t = tiles_of(torch.from_numpy(plane.astype(np.float32)), h, w)
+    np.testing.assert_array_equal(t.numpy(), ref.astype(np.float32))
+
+
+def test_compiled_tiles_reject_planes_that_do_not_divide():
+    from featcodec import _core
+
+    with pytest.raises(ValueError, match="multiples"):
+        _core.tiles_of(np.zeros((5, 6), np.uint8), 2, 3)
+    with pytest.raises(ValueError):
+        _core.plane_of_tiles(np.zeros((4, 5), np.uint8), 4, 6, 2, 3)  # rows of 6 needed

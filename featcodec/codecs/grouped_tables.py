@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import FormatError
+from .._tiles import plane_of_tiles, tiles_of
 
 #: at most this many groups (and the group ids are uint8)
 MAX_GROUPS = 64
@@ -202,16 +203,14 @@ def units_of(plane: np.ndarray, tile: tuple[int, int] | None) -> np.ndarray:
     by row of tiles, each tile's values row-major)."""
     if tile is None:
         return _transpose(plane)
-    (R, C), (h, w) = plane.shape, tile
-    return np.ascontiguousarray(plane.reshape(R // h, h, C // w, w).transpose(0, 2, 1, 3).reshape(-1, h * w))
+    return tiles_of(plane, *tile)
 
 
 def plane_of(units: np.ndarray, shape: tuple[int, int], tile: tuple[int, int] | None) -> np.ndarray:
     """The inverse of :func:`units_of`."""
     if tile is None:
         return _transpose(units)
-    (R, C), (h, w) = shape, tile
-    return np.ascontiguousarray(units.reshape(R // h, C // w, h, w).transpose(0, 2, 1, 3).reshape(R, C))
+    return plane_of_tiles(units, shape, *tile)
 
 
 def decode(payload: bytes, n: int, m: int, bits: int, lags: tuple[int, ...] = ()) -> np.ndarray:

@@ -54,6 +54,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .._tiles import plane_of_tiles, tiles_of
 from ..errors import FormatError, InputError
 from ..limits import MAX_DIM, MAX_ELEMENTS, MAX_NDIM
 from .base import DecodeContext, EncodeContext, Stage
@@ -283,11 +284,13 @@ def pack(x: Any, layout: str = "auto") -> tuple[Any, PackInfo]:
 def _mosaic(x: Any, grid: tuple[int, int]) -> Any:
     n, c, h, w = x.shape
     a, b = grid
-    tiles = _empty_like(x, (n, a * b, h, w))
-    tiles[:, :c] = x
     if a * b > c:  # edge continuation of the last real tile's last column
+        tiles = _empty_like(x, (n, a * b, h, w))
+        tiles[:, :c] = x
         tiles[:, c:] = x[:, c - 1 : c, :, w - 1 : w]
-    return _permute(tiles.reshape(n, a, b, h, w), (0, 1, 3, 2, 4)).reshape(n * a * h, b * w)
+    else:
+        tiles = x
+    return plane_of_tiles(tiles.reshape(n * a * b, h * w), (n * a * h, b * w), h, w)
 
 
 def unpack(plane: Any, info: PackInfo) -> Any:
@@ -317,7 +320,7 @@ def unpack(plane: Any, info: PackInfo) -> Any:
         return _contiguous(_permute(plane.reshape(s[0], s[2], s[1], s[3]), (0, 2, 1, 3)))
     n, c, h, w = _nchw(s)
     a, b = info.grid  # type: ignore[misc]
-    tiles = _permute(plane.reshape(n, a, h, b, w), (0, 1, 3, 2, 4)).reshape(n, a * b, h, w)
+    tiles = tiles_of(plane, h, w).reshape(n, a * b, h, w)
     return _contiguous(tiles[:, :c].reshape(s))
 
 
