@@ -134,6 +134,27 @@ py::tuple residuals(const py::array_t<T, py::array::c_style>& units, int bits, c
   return py::make_tuple(med, res, sums, modes, base);
 }
 
+// Mode 0's residuals of every row, whatever its chosen mode: (row - med) mod 2**bits.
+template <class T>
+py::array_t<T> minus_median(const py::array_t<T, py::array::c_style>& units, const py::array_t<T, py::array::c_style>& med,
+                            int bits) {
+  if (units.ndim() != 2 || med.ndim() != 1 || med.shape(0) != units.shape(0))
+    throw std::invalid_argument("units must be (n, m) and med (n,)");
+  if (bits < 1 || bits > int(8 * sizeof(T))) throw std::invalid_argument("bits out of range for the dtype");
+  const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
+  py::array_t<T> out({py::ssize_t(n), py::ssize_t(m)});
+  const T* u = units.data();
+  const T* pm = med.data();
+  T* o = out.mutable_data();
+  const T mask = T((uint32_t(1) << bits) - 1);
+  py::gil_scoped_release release;
+  for (size_t i = 0; i < n; ++i) {
+    const T md = pm[i];
+    for (size_t j = 0; j < m; ++j) o[i * m + j] = T(T(u[i * m + j] - md) & mask);
+  }
+  return out;
+}
+
 // Inverse of a mode-k row, in place: r[j] += median for j < L, then r[j] += r[j - L], all
 // modulo 2**bits (the decoder's side of a prediction).
 template <class T>
@@ -270,6 +291,10 @@ void register_units(py::module_& m) {
         "value lags[k-1] places earlier, the first lags[k-1] minus the median), and that "
         "mode's sum of min(r, 2**bits - r) (the last output: mode 0's). Use featcodec.codecs.columns, which validates "
         "its arguments.");
+  m.def("minus_median", &minus_median<uint8_t>, py::arg("units"), py::arg("med"), py::arg("bits"));
+  m.def("minus_median", &minus_median<uint16_t>, py::arg("units"), py::arg("med"), py::arg("bits"),
+        "(units - med[:, None]) mod 2**bits, a new array: mode 0's residuals of every row of a "
+        "C-contiguous (n, m) uint8/uint16 array, med (n,) of the same dtype.");
   m.def("undo_prediction", &undo_prediction<uint8_t>, py::arg("r").noconvert(), py::arg("med").noconvert(),
         py::arg("lag"), py::arg("bits"));
   m.def("undo_prediction", &undo_prediction<uint16_t>, py::arg("r").noconvert(), py::arg("med").noconvert(),

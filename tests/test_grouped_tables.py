@@ -79,6 +79,8 @@ def test_unit_statistics_match_numpy(bits, m):
         assert (mode[0::2] > 0).mean() > 0.8 and (mode[1::2] == 0).mean() > 0.8
     with pytest.raises(ValueError):
         _core.unit_residuals(units, bits, [m], 1)  # a lag must be shorter than the unit
+    # mode 0's residuals of every unit, whatever its mode (the plan without predictions)
+    assert np.array_equal(_core.minus_median(units, med, bits), cands[0])
 
 
 def test_predictions_shrink_image_like_units_and_round_trip():

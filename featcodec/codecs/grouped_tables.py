@@ -160,8 +160,9 @@ class Candidate:
 
     def _without(self, med: np.ndarray, plain: np.ndarray, modes: np.ndarray) -> _Plan:
         """Every unit on its median (mode 0's residuals)."""
-        mask = self.units.dtype.type((1 << self.bits) - 1)
-        return _plan(med, (self.units - med[:, None]) & mask, plain, np.zeros_like(modes))
+        from .. import _core
+
+        return _plan(med, _core.minus_median(self.units, med, self.bits), plain, np.zeros_like(modes))
 
     def code(self, limit: int | None = None) -> tuple[bytes, tuple[int, ...]] | None:
         """``(payload, lags used)``; with ``limit`` (the caller keeps the payload only if it
