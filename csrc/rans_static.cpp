@@ -18,6 +18,7 @@
 // are coded independently of the other chunks, so threads can share the work while
 // the bytes stay the same for any thread count.
 #include <algorithm>
+#include <atomic>
 #include <queue>
 #include <tuple>
 #include <type_traits>
@@ -107,7 +108,7 @@ std::vector<uint32_t> normalize(const std::vector<uint64_t>& c, uint64_t n, int 
 
 // floor(log2(v) * 2**32) for v >= 1, approximately (truncating squarings): integer
 // arithmetic only, so the same on every platform.
-uint64_t log2_fx(uint64_t v) {
+uint64_t log2_fx_computed(uint64_t v) {
   int e = 63;
   while (!(v >> e)) --e;
   uint64_t m = v << (63 - e);  // v / 2**e in [1, 2), with 63 fraction bits
@@ -120,6 +121,23 @@ uint64_t log2_fx(uint64_t v) {
     } else {
       m = (hi << 1) | (lo >> 63);
     }
+  }
+  return r;
+}
+
+// log2_fx, remembered for v <= 2**16 (every frequency, and the counts of short streams):
+// the 32 dependent squarings cost about 60 ns, and choosing the precision of one table
+// takes two logs per symbol (half of a 16k-symbol encode before). Entries are written
+// once with the one value they can hold, so concurrent callers need only relaxed atomics.
+constexpr uint64_t kLogMemo = 1u << 16;
+std::atomic<uint64_t> log_memo[kLogMemo + 1];  // 0: not yet computed (log2_fx(1) is 0 too)
+
+uint64_t log2_fx(uint64_t v) {
+  if (v > kLogMemo || v == 1) return log2_fx_computed(v);
+  uint64_t r = log_memo[v].load(std::memory_order_relaxed);
+  if (r == 0) {
+    r = log2_fx_computed(v);
+    log_memo[v].store(r, std::memory_order_relaxed);
   }
   return r;
 }
