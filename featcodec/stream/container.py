@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -97,8 +98,10 @@ class Stream:
     sections: list[memoryview]
 
 
+@functools.lru_cache(maxsize=64)
 def _compress_header(js: bytes) -> bytes:
-    """Replace :data:`HEADER_TOKENS` in ASCII JSON by their bytes (greedy longest match)."""
+    """Replace :data:`HEADER_TOKENS` in ASCII JSON by their bytes (greedy longest match);
+    remembered, as the streams of one session repeat their header."""
     return _TOKEN_RE.sub(lambda m: _TOKEN_CODE[m.group(0)], js)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from .._arrays import dtype_name
 from ..errors import InputError
 from ..threads import get_num_threads, set_num_threads
 from .kernel_args import (
@@ -136,7 +137,7 @@ def quantize(
             )
         kind = "bfloat16"
     else:
-        kind = _X_KINDS.get(a.dtype.name)
+        kind = _X_KINDS.get(dtype_name(a.dtype))
         if kind is None:
             hint = (
                 " For raw bfloat16 bits pass bfloat16=True." if a.dtype == np.uint16 else ""
