@@ -89,37 +89,46 @@ def planes_of(corpus: str, family: str, n: int) -> tuple[list[np.ndarray], list[
     return [np.rint(u * 255).astype(np.int64) for u in units], units
 
 
+def net_point(net, units: list[np.ndarray]) -> tuple[float, float]:
+    """(estimated bits per value, index RMSE) of a hyperprior network on these unit planes
+    (edge-padded to multiples of 64, rounded output)."""
+    import torch
+
+    net.eval()
+    bits = sq = n = 0.0
+    for u in units:
+        H, W = u.shape
+        padded = np.pad(u, ((0, -H % 64), (0, -W % 64)), mode="edge")
+        with torch.no_grad():
+            res = net(torch.from_numpy(padded.astype(np.float32))[None, None])
+        got = np.clip(np.rint(res["x_hat"][0, 0, :H, :W].numpy() * 255), 0, 255)
+        sq += float(((got - np.rint(u * 255)) ** 2).sum())
+        n += u.size
+        bits += sum(float(-torch.log2(l).sum()) for l in res["likelihoods"].values()) * u.size / padded.size
+    return bits / n, (sq / n) ** 0.5
+
+
+def shipped(quality: int):
+    """The shipped hyperprior network at ``quality``."""
+    from featcodec.codecs.learned import codec as lc
+
+    return lc.load_model("hyperprior", quality).net
+
+
 def learned_points(units: list[np.ndarray]) -> list[tuple[int, float, float]]:
     """(quality, estimated bits per value, index RMSE) of the shipped hyperprior."""
-    import torch
-
     from featcodec.codecs.learned import codec as lc
 
-    out = []
-    for q in sorted(e["quality"] for e in lc.manifest()["models"] if e["codec"] == "hyperprior"):
-        net = lc.load_model("hyperprior", q).net.eval()
-        bits = sq = n = 0.0
-        for u in units:
-            H, W = u.shape
-            padded = np.pad(u, ((0, -H % 64), (0, -W % 64)), mode="edge")
-            with torch.no_grad():
-                res = net(torch.from_numpy(padded.astype(np.float32))[None, None])
-            got = np.clip(np.rint(res["x_hat"][0, 0, :H, :W].numpy() * 255), 0, 255)
-            sq += float(((got - np.rint(u * 255)) ** 2).sum())
-            n += u.size
-            bits += sum(float(-torch.log2(l).sum()) for l in res["likelihoods"].values()) * u.size / padded.size
-        out.append((q, bits / n, (sq / n) ** 0.5))
-    return out
+    qualities = sorted(e["quality"] for e in lc.manifest()["models"] if e["codec"] == "hyperprior")
+    return [(q, *net_point(shipped(q), units)) for q in qualities]
 
 
-def autoencoder_floor(units: list[np.ndarray], quality: int) -> tuple[float, float]:
-    """Index RMSE of the shipped hyperprior at ``quality`` with no quantization at all,
-    ``g_s(g_a(x))``, and with rounded latents only, ``g_s(round(g_a(x)))``."""
+def autoencoder_floor(net, units: list[np.ndarray]) -> tuple[float, float]:
+    """Index RMSE of a hyperprior network with no quantization at all, ``g_s(g_a(x))``, and
+    with rounded latents only, ``g_s(round(g_a(x)))``."""
     import torch
 
-    from featcodec.codecs.learned import codec as lc
-
-    net = lc.load_model("hyperprior", quality).net.eval()
+    net.eval()
     sq = [0.0, 0.0]
     n = 0
     for u in units:
@@ -171,7 +180,7 @@ def main() -> None:
         for fam in TAPS:
             units = planes_of(a.corpus, fam, a.n)[1]
             for q in (3, 6):
-                free, rounded = autoencoder_floor(units, q)
+                free, rounded = autoencoder_floor(shipped(q), units)
                 print(f"| {fam} | {q} | {free:.2f} | {rounded:.2f} |", flush=True)
         return
     red, rd = [], []

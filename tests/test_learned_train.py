@@ -193,3 +193,15 @@ def test_export_int8_and_float16_load_as_the_trained_elic(corpus, tmp_path):
     assert sizes["float16"] - sizes["int8"] > 0.9 * n_conv  # ~1 byte saved per conv weight
     again = export_checkpoint(tmp_path / "run" / "ckpt.pt", tmp_path / "again", "elic", 1, "int8")
     assert (tmp_path / "again" / again["file"]).read_bytes() == f.read_bytes()  # reproducible
+
+
+def test_hyperprior_with_8x_downsampling_keeps_twice_the_latent_resolution():
+    from featcodec.codecs.learned.models import build_model
+
+    x = torch.rand(1, 1, 64, 96)
+    for down, side in ((4, (4, 6)), (3, (8, 12))):
+        out = build_model({"arch": "hyperprior", "N": 8, "M": 16, "down": down})(x)
+        assert out["x_hat"].shape == x.shape
+        assert tuple(out["likelihoods"]["y"].shape[2:]) == side
+    with pytest.raises(ValueError, match="down"):
+        build_model({"arch": "hyperprior", "N": 8, "M": 16, "down": 2})

@@ -38,14 +38,24 @@ def _import_compressai() -> None:
             import compressai.models  # noqa: F401
 
 
-def _hyperprior(N: int, M: int) -> nn.Module:
+def _hyperprior(N: int, M: int, down: int = 4) -> nn.Module:
+    """CompressAI's ScaleHyperprior with one input and output channel; ``down = 3`` makes
+    its third analysis stage (and the matching synthesis stage) keep the resolution: 8x
+    instead of 16x downsampling, M latents per 8 x 8 values instead of per 16 x 16
+    (docs/learned.md: the shipped 16x networks cannot carry the near-white index planes
+    even without quantization)."""
     _import_compressai()
     from compressai.models import ScaleHyperprior
     from compressai.models.utils import conv, deconv
 
+    if down not in (3, 4):
+        raise ValueError(f"down must be 3 or 4, not {down!r}")
     net = ScaleHyperprior(N, M)
     net.g_a[0] = conv(1, N)
     net.g_s[-1] = deconv(N, 1)
+    if down == 3:
+        net.g_a[4] = conv(N, N, stride=1)
+        net.g_s[2] = deconv(N, N, stride=1)
     return net
 
 
@@ -77,10 +87,11 @@ def _elic(N: int, M: int) -> nn.Module:
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
-    """Build an untrained network from a config dict ``{"arch", "N", "M"}``."""
+    """Build an untrained network from a config dict ``{"arch", "N", "M"}`` (a hyperprior
+    also takes ``"down"``, 4 by default: see :func:`_hyperprior`)."""
     arch = config["arch"]
     if arch == "hyperprior":
-        return _hyperprior(int(config["N"]), int(config["M"]))
+        return _hyperprior(int(config["N"]), int(config["M"]), int(config.get("down", 4)))
     if arch == "elic":
         return _elic(int(config["N"]), int(config["M"]))
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")

@@ -103,12 +103,14 @@ def train(corpus: str, out: str, *, lmbda: float = 0.004, steps: int = 20000,
           families: Sequence[str] = ("llm", "vit", "cnn", "latent"),
           init: str | None = None, save_every: int = 250, log_every: int = 25,
           max_per_tap: int | None = None, progress: bool = True,
-          refresh_every: int = 0, distortion: str = "index") -> dict:
+          refresh_every: int = 0, distortion: str = "index", down: int = 4) -> dict:
     """Train (or resume, or fine-tune from ``init``) one model; returns the last losses.
 
     ``distortion``: ``"index"`` (:func:`rd_loss`, MSE of the [0, 1] index plane) or
     ``"feature"`` (:func:`feature_rd_loss`, MSE after the inverse transform, in units of
     each tensor's variance; DT-UFC input only).
+
+    ``down``: the hyperprior's downsampling stages (4: 16x, the shipped networks; 3: 8x).
 
     ``refresh_every > 0`` re-reads the corpus manifest every that many steps and adds
     taps/features that appeared meanwhile (for training while the corpus is extracted;
@@ -127,7 +129,7 @@ def train(corpus: str, out: str, *, lmbda: float = 0.004, steps: int = 20000,
     _seed_all(seed)
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
-    config = {"arch": arch, "N": N, "M": M, "input": input, "lmbda": lmbda, "distortion": distortion,
+    config = {"arch": arch, "N": N, "M": M, **({"down": down} if down != 4 else {}), "input": input, "lmbda": lmbda, "distortion": distortion,
               "batch": batch, "crop": crop, "lr": lr, "aux_lr": aux_lr, "seed": seed,
               "families": list(families), "steps": steps, "lr_drop_at": lr_drop_at,
               "init": init}
