@@ -23,7 +23,10 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#include <algorithm>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -551,6 +554,85 @@ uint32_t choose_bits(size_t n, size_t C, size_t entry_bytes, const float* thr, u
   return b;
 }
 
+// Table plans remembered across calls for thresholds that come back (a registered
+// transform coding tensor after tensor): a call's table is otherwise built for that call
+// only, and below about 4096 values a channel none is built (the tree's search is cheaper
+// than a table used once). The second call with the same thresholds builds the plan (with
+// tables of up to 2**16 entries) and keeps it; later calls use it at any size. Keyed by
+// the thresholds' bytes (a hash, then an exact comparison); a few plans of at most
+// kMaxBytes each, the least recently used dropped. Inputs large enough for a finer table
+// than kBits build their own, as before. The plan only changes the route: every
+// route gives np.searchsorted's answer, so results do not depend on what is remembered.
+template <class Out>
+class PlanCache {
+ public:
+  static constexpr size_t kEntries = 8, kSeen = 32, kMaxBytes = size_t{1} << 21;
+  static constexpr uint32_t kBits = 16;  // the remembered tables' bits
+
+  // the remembered plan for thr, building it if these thresholds were seen before; null
+  // when there is none to use (first sight, or a table that would not pay)
+  std::shared_ptr<const Plan<Out>> get(const float* thr, uint32_t C, uint32_t T, int threads) {
+    const size_t bytes = size_t(C) * T * 4;
+    const uint64_t h = hash(thr, bytes) ^ (uint64_t(C) << 32) ^ T;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (size_t i = 0; i < entries_.size(); ++i)
+        if (entries_[i].hash == h && entries_[i].thr.size() * 4 == bytes &&
+            std::memcmp(entries_[i].thr.data(), thr, bytes) == 0) {
+          std::rotate(entries_.begin(), entries_.begin() + i, entries_.begin() + i + 1);
+          return entries_[0].plan;
+        }
+      if (std::find(seen_.begin(), seen_.end(), h) == seen_.end()) {
+        seen_.insert(seen_.begin(), h);
+        if (seen_.size() > kSeen) seen_.pop_back();
+        return nullptr;
+      }
+    }
+    // built outside the lock; a table with more than 4 thresholds in a bucket loses to the tree
+    if (size_t(C) * (size_t{1} << kBits) * sizeof(Out) > kMaxBytes || Plan<Out>::occupancy(thr, C, T, kBits) > 4)
+      return nullptr;
+    auto plan = std::make_shared<const Plan<Out>>(thr, C, T, kBits, threads);
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_.insert(entries_.begin(), Entry{h, std::vector<float>(thr, thr + size_t(C) * T), plan});
+    if (entries_.size() > kEntries) entries_.pop_back();
+    seen_.erase(std::remove(seen_.begin(), seen_.end(), h), seen_.end());
+    return plan;
+  }
+
+ private:
+  struct Entry {
+    uint64_t hash;
+    std::vector<float> thr;
+    std::shared_ptr<const Plan<Out>> plan;
+  };
+  static uint64_t hash(const float* thr, size_t bytes) {
+    const auto* p = reinterpret_cast<const unsigned char*>(thr);
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+  }
+  std::mutex mu_;
+  std::vector<Entry> entries_;
+  std::vector<uint64_t> seen_;
+};
+
+template <class Out>
+PlanCache<Out>& plan_cache() {
+  static PlanCache<Out> cache;
+  return cache;
+}
+
+template <class Out>
+void quantize_by_table(const RunLayout& L, const char* xb, char* ob, Kind kind, const Plan<Out>& plan,
+                       int threads, std::vector<size_t>& first_bad) {
+  switch (kind) {
+    case Kind::F32: quantize_table<InF32, Out>(L, xb, ob, plan, threads, first_bad); break;
+    case Kind::F16: quantize_table<InF16, Out>(L, xb, ob, plan, threads, first_bad); break;
+    case Kind::BF16: quantize_table<InBF16, Out>(L, xb, ob, plan, threads, first_bad); break;
+    case Kind::F64: quantize_table<InF64, Out>(L, xb, ob, plan, threads, first_bad); break;
+  }
+}
+
 template <class Out>
 size_t quantize_impl(const py::array& x, Kind kind, const float* thr, uint32_t C, uint32_t T,
                      py::array& out, int channel_axis, int threads) {
@@ -577,14 +659,13 @@ size_t quantize_impl(const py::array& x, Kind kind, const float* thr, uint32_t C
       for_all_runs<InBF16>(L, xb, ob, threads, first_bad, run);
     else
       for_all_runs<InF16>(L, xb, ob, threads, first_bad, run);
-  } else if (const uint32_t bits = chan_varies ? 0 : choose_bits<Out>(L.size, C, sizeof(Out), thr, T)) {
-    const Plan<Out> plan(thr, C, T, bits, threads);
-    switch (kind) {
-      case Kind::F32: quantize_table<InF32, Out>(L, xb, ob, plan, threads, first_bad); break;
-      case Kind::F16: quantize_table<InF16, Out>(L, xb, ob, plan, threads, first_bad); break;
-      case Kind::BF16: quantize_table<InBF16, Out>(L, xb, ob, plan, threads, first_bad); break;
-      case Kind::F64: quantize_table<InF64, Out>(L, xb, ob, plan, threads, first_bad); break;
-    }
+  } else if (const uint32_t bits = chan_varies ? 0 : choose_bits<Out>(L.size, C, sizeof(Out), thr, T);
+             bits > PlanCache<Out>::kBits) {  // large inputs: a finer table of their own pays
+    quantize_by_table<Out>(L, xb, ob, kind, Plan<Out>(thr, C, T, bits, threads), threads, first_bad);
+  } else if (const auto kept = chan_varies ? nullptr : plan_cache<Out>().get(thr, C, T, threads)) {
+    quantize_by_table<Out>(L, xb, ob, kind, *kept, threads, first_bad);
+  } else if (bits) {
+    quantize_by_table<Out>(L, xb, ob, kind, Plan<Out>(thr, C, T, bits, threads), threads, first_bad);
   } else if (const Affine aff(thr, C, T); aff.ok) {
     switch (kind) {
       case Kind::F32: quantize_with<InF32, Out>(L, xb, ob, aff, threads, first_bad); break;

@@ -407,6 +407,24 @@ def test_non_finite_input_raises_with_position(bad, dtype, n):
         kernels.quantize(x.reshape(-1, 1), np.float32([[0.0]]), bfloat16=dtype == "bfloat16", channel_axis=1)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_thresholds_that_come_back_give_the_same_indices(dtype):
+    # the second call with the same thresholds builds a table plan and keeps it; the calls
+    # after it use it at any size: each against np.searchsorted, and it still finds NaN/Inf
+    rng = np.random.default_rng(7)
+    t = np.sort(rng.standard_t(3, 255)).astype(np.float32)
+    for n in (5, 300, 4_000, 20_000, 70_000, 20_000, 7):
+        x = (rng.standard_t(3, n) * 1.3).astype(dtype)
+        x[: min(n, 3)] = t[:3]  # values on thresholds
+        want = np.searchsorted(t.astype(np.float64), x.astype(np.float64), side="right")  # exact for all three
+        np.testing.assert_array_equal(kernels.quantize(x, t), want)
+        np.testing.assert_array_equal(kernels.quantize(x[::-1], t), want[::-1])  # strided input
+    x = np.zeros(20_000, dtype)
+    x[12_345] = np.nan
+    with pytest.raises(featcodec.InputError, match=r"first at index \(12345,\)"):
+        kernels.quantize(x, t)
+
+
 @pytest.mark.parametrize(
     "thresholds, kwargs, match",
     [
