@@ -237,6 +237,21 @@ def test_a_stage_that_writes_what_it_does_not_own_is_caught_on_encode():
         featcodec.encode(x, stages=["sloppy-demo", "twin-demo", "transform", "pack"])
 
 
+def test_a_replaced_stage_takes_effect_in_chains_already_used():
+    class First(Stage):
+        name = "replaceable-demo"
+
+    class Second(Stage):
+        name = "replaceable-demo"
+
+    names = ("replaceable-demo", "transform", "pack")
+    register_stage(First(), replace=True)
+    assert type(chain(names, featcodec.InputError)[0]) is First
+    assert type(chain(names, featcodec.InputError)[0]) is First  # remembered
+    register_stage(Second(), replace=True)
+    assert type(chain(names, featcodec.InputError)[0]) is Second
+
+
 if __name__ == "__main__":  # write the golden stream (only when the format changes on purpose)
     _register_example()
     GOLDEN.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,8 @@ VALUE_STAGES = ("outliers", "rotation", "scales")
 
 _STAGES: dict[str, Stage] = {}
 _LOCK = threading.Lock()
+_CHAINS: dict[tuple, tuple[Stage, ...]] = {}  # chain() of valid name tuples; cleared on registration
+_VERSION = [0]  # registrations so far (a chain computed before one is not remembered)
 
 
 def with_value_stages(stages: Any, values: dict[str, Any]) -> Any:
@@ -100,6 +102,8 @@ def register_stage(stage: Stage, *, replace: bool = False) -> None:
         if old is not None and not replace and type(old) is not type(stage):
             raise InputError(f"stage {stage.name!r} is already registered; pass replace=True to override it.")
         _STAGES[stage.name] = stage
+        _CHAINS.clear()
+        _VERSION[0] += 1
 
 
 def get_stage(name: str) -> Stage:
@@ -126,7 +130,22 @@ def available_stages() -> list[str]:
 def chain(names: Any, err: type[Exception]) -> tuple[Stage, ...]:
     """The stages named by ``names``, checked to form a chain from ``"values"`` to
     ``"plane"`` with no name twice; ``err`` (InputError for encode's argument,
-    FormatError for a stream's header) otherwise."""
+    FormatError for a stream's header) otherwise. Valid tuples of names are remembered
+    (every encode and decode asks for one) until a stage is registered."""
+    if type(names) is tuple:
+        found = _CHAINS.get(names)
+        if found is not None:
+            return found
+        version = _VERSION[0]
+        stages = _chain(names, err)
+        with _LOCK:
+            if version == _VERSION[0] and len(_CHAINS) < 256:
+                _CHAINS[names] = stages
+        return stages
+    return _chain(names, err)
+
+
+def _chain(names: Any, err: type[Exception]) -> tuple[Stage, ...]:
     if isinstance(names, (str, bytes)) or not hasattr(names, "__iter__"):
         raise err(f"stages must be a list of stage names, not {names!r:.80}.")
     names = list(names)
