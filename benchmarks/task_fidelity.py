@@ -722,8 +722,9 @@ def compare_kivi(args: argparse.Namespace) -> None:
     lines = [f"LLM hidden15, {n} test sequences common to every setting below; next-token agreement "
              f"[95% bootstrap CI over sequences, {N_BOOT} resamples, seed {SEED}]. featcodec BPFP at the KIVI "
              "point's agreement: log(BPFP) linear in log(1 - agreement) between the two bracketing points of "
-             "each featcodec curve; `best` is the lowest of the curves, its ratio's CI from the same resamples "
-             "(each resample: both agreements and rates recomputed, the curve re-interpolated).", "",
+             "each featcodec curve (`<=`: the curve's lowest-rate point already reaches it, so that rate is an upper "
+             "bound; `-`: the curve never reaches it); `best` is the lowest of the curves, its ratio's CI from the "
+             "same resamples (each resample: both agreements and rates recomputed, the curve re-interpolated).", "",
              "featcodec curves (setting: bits or k -> BPFP / agreement):", ""]
     for name, ks in curves.items():
         lines.append(f"- {name}: " + "; ".join(f"{k[1]} -> {st[k]['rate']:.3f} / {st[k]['agree']:.4f}" for k in ks))
@@ -734,25 +735,29 @@ def compare_kivi(args: argparse.Namespace) -> None:
         s = st[k]
         _, kper, g = k[0].split("-")
         agree_iv = bootstrap_ratio(*_agree_pair(per[k], ids))
-        need, need_b = {}, {}
+        need, need_b, bound = {}, {}, {}
         for name, ks in curves.items():
-            rate = np.array([st[c]["rate"] for c in ks])
-            agree = np.array([st[c]["agree"] for c in ks])
-            need[name] = float(bpfp_at(rate, agree, np.array(s["agree"])))
-            need_b[name] = bpfp_at(np.stack([st[c]["rate_b"] for c in ks]), np.stack([st[c]["agree_b"] for c in ks]),
-                                   s["agree_b"])
+            rate, rate_b = np.array([st[c]["rate"] for c in ks]), np.stack([st[c]["rate_b"] for c in ks])
+            agree, agree_b = np.array([st[c]["agree"] for c in ks]), np.stack([st[c]["agree_b"] for c in ks])
+            # a target the curve's first (lowest-rate) point already meets: that rate, an upper bound
+            bound[name] = bool(agree[0] >= s["agree"])
+            need[name] = float(rate[0]) if bound[name] else float(bpfp_at(rate, agree, np.array(s["agree"])))
+            nb = bpfp_at(rate_b, agree_b, s["agree_b"])
+            need_b[name] = np.where(np.isnan(nb) & (agree_b[0] >= s["agree_b"]), rate_b[0], nb)
         fin = {c: v for c, v in need.items() if math.isfinite(v)}
+        fmt = lambda c: ("<= " if bound[c] else "") + f"{need[c]:.3f}"
         if fin:
             best = min(fin, key=fin.get)
             ratio_b = need_b[best] / s["rate_b"]
             miss = float(np.mean(~np.isfinite(ratio_b)))
             lo, hi = np.nanquantile(ratio_b, [0.025, 0.975])
-            best_txt = f"{best} {fin[best]:.3f}"
-            ratio_txt = f"{fin[best] / s['rate']:.3f} [{lo:.3f}, {hi:.3f}]" + (f" ({miss:.1%} of resamples outside the curve)" if miss else "")
+            best_txt = f"{best} {fmt(best)}"
+            ratio_txt = (f"{'<= ' if bound[best] else ''}{fin[best] / s['rate']:.3f} [{lo:.3f}, {hi:.3f}]"
+                         + (f" ({miss:.1%} of resamples outside the curve)" if miss else ""))
         else:
             best_txt, ratio_txt = "outside every curve", "-"
         lines.append(f"| per {kper} | {k[1]} | {g} | {s['rate']:.3f} | {agree_iv.fmt()} | "
-                     + " | ".join(f"{need[c]:.3f}" if math.isfinite(need[c]) else "-" for c in curves)
+                     + " | ".join(fmt(c) if math.isfinite(need[c]) else "-" for c in curves)
                      + f" | {best_txt} | {ratio_txt} |")
     text = "\n".join(lines) + "\n"
     if args.tables_kivi:
