@@ -647,8 +647,9 @@ def llm_outlier(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- KIVI comparison
-#: featcodec settings whose curves ``compare-kivi`` reads, each a curve over its bits / k
-KIVI_RIVALS = ("max-error", "scales-token", "scales-channel", "auto", "outliers-8", "outliers-64")
+#: featcodec settings whose curves ``compare-kivi`` reads by default (``--rivals``), each a
+#: curve over its bits / k
+KIVI_RIVALS = ("max-error", "scales-token", "scales-channel")
 
 
 def bpfp_at(rate: np.ndarray, agree: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -696,7 +697,7 @@ def compare_kivi(args: argparse.Namespace) -> None:
         per.setdefault((r["setting"], r["bits"]), {}).setdefault(int(r["input_id"]), r)
     kivi_keys = sorted((k for k in per if k[0] in KIVI_SETTINGS),
                        key=lambda k: (int(k[1]), k[0].split("-")[1], int(k[0].split("-")[2])))
-    rival_keys = [k for k in per if k[0] in KIVI_RIVALS]
+    rival_keys = [k for k in per if k[0] in (args.rivals or KIVI_RIVALS)]
     keys = kivi_keys + rival_keys
     ids = sorted(set.intersection(*(set(per[k]) for k in keys))) if keys else []
     if not kivi_keys or not ids:
@@ -787,6 +788,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tables", default=str(ROOT / "benchmarks" / "results" / "task_fidelity_tables.md"))
     p.add_argument("--plot", default=str(ROOT / "docs" / "img" / "task_fidelity.png"))
     p.add_argument("--tables-kivi", help="compare-kivi: also write its Markdown here")
+    p.add_argument("--rivals", nargs="+", help=f"compare-kivi: the featcodec settings (default {' '.join(KIVI_RIVALS)})")
     args = p.parse_args(argv)
     {"run": run, "report": report, "reference": reference, "llm-outlier": llm_outlier,
      "compare-kivi": compare_kivi}[args.command](args)
