@@ -59,6 +59,8 @@ Usage (the commands of the 2026-12-07 run: docs/fidelity.md)::
     PYTHONPATH=$PWD python benchmarks/task_fidelity.py run --families llm --n-inputs 256 \
         --settings max-error:0,1 auto:3,4 outliers-64:2,3 --out benchmarks/results/task_fidelity_ci.csv
     PYTHONPATH=$PWD python benchmarks/task_fidelity.py report
+    PYTHONPATH=$PWD python benchmarks/task_fidelity.py compare-kivi \
+        --csv benchmarks/results/task_fidelity_kivi.csv.gz      # KIVI-style vs featcodec (llm)
 """
 
 from __future__ import annotations
