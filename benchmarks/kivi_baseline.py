@@ -38,14 +38,27 @@ import featcodec  # noqa: E402
 from featcodec.metrics import mse  # noqa: E402
 
 
-def kivi(x: np.ndarray, bits: int, group: int, per: str) -> tuple[float, np.ndarray]:
-    """(bits per value, reconstruction) of KIVI-style quantization of ``x`` (1, H, T, D):
-    ``per="channel"`` groups ``group`` tokens of one channel, ``per="token"`` groups
-    ``group`` channels of one token."""
+def kivi_quantize(x: np.ndarray, bits: int, group: int, per: str) -> tuple[int, int, np.ndarray]:
+    """KIVI-style quantization of ``x`` (..., tokens, channels): ``(payload_bytes,
+    param_bytes, reconstruction)``.
+
+    ``per="channel"`` (KIVI's keys) groups ``group`` tokens of one channel, ``per="token"``
+    (KIVI's values) groups ``group`` channels of one token; ``group`` is capped at that axis
+    and its last group is padded with copies of the axis's last value (coded, counted, then
+    dropped). Each group: asymmetric uniform ``bits``-bit levels from its minimum to its
+    maximum, zero point and scale as float16 (``param_bytes`` = 4 a group). The indices,
+    one byte each, are compressed with zstd-19 (``payload_bytes``, the whole zstd frame).
+    The reconstruction ``zero + scale * q`` is float32. Leading axes (a KV cache's batch and
+    heads) are independent matrices.
+    """
     import zstandard
 
-    a = x[0].astype(np.float64)  # (H, T, D)
-    rows = a.transpose(0, 2, 1) if per == "channel" else a  # (H, D, T) or (H, T, D): groups along the last axis
+    if per not in ("channel", "token"):
+        raise ValueError(f"per must be 'channel' or 'token', got {per!r}")
+    if not 1 <= bits <= 8:
+        raise ValueError(f"bits must be 1..8, got {bits}")
+    a = np.asarray(x, np.float64)
+    rows = np.swapaxes(a, -1, -2) if per == "channel" else a  # groups along the last axis
     n = rows.shape[-1]
     g = min(group, n)
     pad = (-n) % g
@@ -58,10 +71,15 @@ def kivi(x: np.ndarray, bits: int, group: int, per: str) -> tuple[float, np.ndar
     safe = np.where(scale > 0, scale, 1.0)
     q = np.clip(np.rint((grp - lo) / safe), 0, levels).astype(np.uint8)
     y = (lo + safe * q).reshape(padded.shape)[..., :n]
-    y = y.transpose(0, 2, 1) if per == "channel" else y
+    y = np.swapaxes(y, -1, -2) if per == "channel" else y
     payload = zstandard.ZstdCompressor(level=19).compress(q.tobytes())
-    nbytes = len(payload) + 4 * lo.size  # float16 zero and scale per group
-    return 8 * nbytes / x.size, y[None].astype(np.float32)
+    return len(payload), 4 * lo.size, np.ascontiguousarray(y, np.float32)
+
+
+def kivi(x: np.ndarray, bits: int, group: int, per: str) -> tuple[float, np.ndarray]:
+    """(bits per value, reconstruction) of :func:`kivi_quantize` on ``x`` (1, H, T, D)."""
+    payload, params, y = kivi_quantize(x, bits, group, per)
+    return 8 * (payload + params) / x.size, y
 
 
 def featcodec_curves(x: np.ndarray, per: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -34,6 +34,16 @@ Rate settings (``index`` codec, bits 1..8):
   for k = -2..5 (k in the ``bits`` column); uniform levels, embedded as their two ends;
 - ``outliers-K`` (K in ``OUTLIER_KS``): dense + sparse, ``encode(x, bits=b, outliers=K)``:
   the K values of largest magnitude travel exactly, the rest is coded like ``auto``;
+- ``scales-token`` / ``scales-channel`` (token-layout families: llm, vit):
+  ``encode(x, bits=b, scales="token" | "channel")``, featcodec's per-token / per-channel
+  scales stage (docs/scales_rotation.md) before the ``auto`` Lloyd-Max transform;
+- ``kivi-channel-G`` / ``kivi-token-G`` (G in ``KIVI_GROUPS``; llm only; default bits
+  ``KIVI_BITS``): not featcodec but the KIVI-style baseline of benchmarks/kivi_baseline.py
+  on the tapped (tokens x channels) tensor: asymmetric uniform ``b``-bit levels with a
+  float16 zero point and scale per group of G tokens of one channel (KIVI's keys) or of G
+  channels of one token (KIVI's values), G capped at the axis; the rate is the uint8
+  indices compressed with zstd-19 (``payload_bytes``) plus 4 bytes a group
+  (``stream_bytes`` = both; no header), the reconstruction float32;
 - ``hyperprior`` and ``elic`` at their qualities, on the 8-bit ``trained`` transform (id
   only), when that codec is available.
 
@@ -49,6 +59,8 @@ Usage (the commands of the 2026-12-07 run: docs/fidelity.md)::
     PYTHONPATH=$PWD python benchmarks/task_fidelity.py run --families llm --n-inputs 256 \
         --settings max-error:0,1 auto:3,4 outliers-64:2,3 --out benchmarks/results/task_fidelity_ci.csv
     PYTHONPATH=$PWD python benchmarks/task_fidelity.py report
+    PYTHONPATH=$PWD python benchmarks/task_fidelity.py compare-kivi \
+        --csv benchmarks/results/task_fidelity_kivi.csv.gz      # KIVI-style vs featcodec (llm)
 """
 
 from __future__ import annotations
@@ -81,6 +93,7 @@ def _load_sibling(name: str) -> Any:
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != _HERE]
 _stats = _load_sibling("fidelity_stats")
+_kivi = _load_sibling("kivi_baseline")
 N_BOOT, SEED, bootstrap_ratio, clopper_pearson = _stats.N_BOOT, _stats.SEED, _stats.bootstrap_ratio, _stats.clopper_pearson
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,8 +106,14 @@ BITS = tuple(range(1, 9))
 #: ``outliers-K`` settings: K values of largest magnitude sent exactly (featcodec.stages.outliers)
 OUTLIER_KS = (8, 64)
 OUTLIER_SETTINGS = tuple(f"outliers-{k}" for k in OUTLIER_KS)
+#: featcodec's per-token / per-channel scales stage (token-layout families only)
+SCALES_SETTINGS = ("scales-token", "scales-channel")
+#: KIVI-style baselines (benchmarks/kivi_baseline.py), llm only: group sizes and default bits
+KIVI_GROUPS = (32, 64, 128)
+KIVI_BITS = (2, 3, 4)
+KIVI_SETTINGS = tuple(f"kivi-{per}-{g}" for per in ("channel", "token") for g in KIVI_GROUPS)
 SETTINGS = ("auto", "uniform", "trained", "trained-clip", "trained-uniform-clip", "trained-ch", "auto-ch",
-            "max-error") + OUTLIER_SETTINGS
+            "max-error") + OUTLIER_SETTINGS + SCALES_SETTINGS + KIVI_SETTINGS
 #: ``max-error`` rows: bound = the tensor's robust scale * 2**-k for these k (in the bits column)
 BOUND_KS = tuple(range(-2, 6))
 LEARNED = ("hyperprior", "elic")  # learned codecs, at each shipped quality
@@ -198,6 +217,23 @@ class Encoders:
             self._fits[key] = t
         return self._fits[key]
 
+    def codec(self, setting: str, bits: int, quality: Any = None) -> Callable[[np.ndarray], tuple[int, int, np.ndarray]]:
+        """``x -> (stream_bytes, payload_bytes, decoded)`` of a setting: featcodec's whole
+        stream and its first section, or a KIVI-style baseline's counted bytes."""
+        if setting in KIVI_SETTINGS:
+            _, per, group = setting.split("-")
+            return lambda x: (lambda p, q, y: (p + q, p, y))(*_kivi.kivi_quantize(x, bits, int(group), per))
+        import featcodec
+        from featcodec.stream.container import read_stream
+
+        encode = self.encoder(setting, bits, quality)
+
+        def run(x: np.ndarray) -> tuple[int, int, np.ndarray]:
+            blob = encode(x)
+            return len(blob), len(read_stream(blob).sections[0]), featcodec.decode(blob)
+
+        return run
+
     def encoder(self, setting: str, bits: int, quality: Any = None) -> Callable[[np.ndarray], bytes]:
         import featcodec
 
@@ -212,6 +248,9 @@ class Encoders:
         if setting in OUTLIER_SETTINGS:
             k = int(setting.split("-")[1])
             return lambda x: featcodec.encode(x, bits=bits, outliers=k)
+        if setting in SCALES_SETTINGS:
+            per = setting.split("-")[1]
+            return lambda x: featcodec.encode(x, bits=bits, scales=per)
         if setting == "auto-ch":
             ax = CHANNEL_AXIS[self.family]
             return lambda x: featcodec.encode(x, transform=featcodec.fit_transform(x, bits=bits, channel_axis=ax))
@@ -238,14 +277,17 @@ def settings_for(family: str, names: list[str], bits: list[int] | None = None) -
     out = []
     for spec in names:
         s, _, own = spec.partition(":")
-        if s == "auto-ch" and family != "llm":
+        if (s == "auto-ch" or s in KIVI_SETTINGS) and family != "llm":
+            continue
+        if s in SCALES_SETTINGS and CHANNEL_AXIS[family] != -1:  # not a token layout
             continue
         if s in LEARNED:
             continue
         if own:
-            out += [(s, "index", _number(v), "") for v in own.split(",")]
+            out += [(s, "kivi" if s in KIVI_SETTINGS else "index", _number(v), "") for v in own.split(",")]
         else:
-            out += [(s, "index", b, "") for b in (BOUND_KS if s == "max-error" else BITS)
+            default = BOUND_KS if s == "max-error" else KIVI_BITS if s in KIVI_SETTINGS else BITS
+            out += [(s, "kivi" if s in KIVI_SETTINGS else "index", b, "") for b in default
                     if bits is None or b in bits]
     for c in LEARNED:
         if c in names and c in featcodec.available_codecs():
@@ -277,7 +319,6 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     import featcodec
-    from featcodec.stream.container import read_stream
     from featcodec.features.extract import load_manifest
     from featcodec.features.models import load_model
 
@@ -320,13 +361,11 @@ def run(args: argparse.Namespace) -> None:
                    "bits": bits, "quality": quality, "numel": x.size, "error": ""}
             t0 = time.perf_counter()
             try:
-                blob = enc.encoder(setting, bits, quality)(x)
-                y = featcodec.decode(blob)
+                nbytes, payload, y = enc.codec(setting, bits, quality)(x)
                 if y.shape != x.shape:
                     raise RuntimeError(f"decoded shape {y.shape} != {x.shape}")
-                payload = len(read_stream(blob).sections[0])
                 m1, m2, m3 = task.metrics(y)
-                row.update(stream_bytes=len(blob), payload_bytes=payload, bpfp=len(blob) * 8 / x.size,
+                row.update(stream_bytes=nbytes, payload_bytes=payload, bpfp=nbytes * 8 / x.size,
                            mse=float(np.mean((y.astype(np.float64) - x) ** 2)), metric=m1, metric2=m2, metric3=m3)
             except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                 row["error"] = f"{type(exc).__name__}: {exc}"[:300]
@@ -609,9 +648,135 @@ def llm_outlier(args: argparse.Namespace) -> None:
             print(f"| {setting} | {b} | {m[0]:.3f} | {m[1]:.4g} | {m[2]:.4g} | {big}{' (input 0)' if setting == 'auto' else ''} | {m[3]:.4f} |")
 
 
+# ----------------------------------------------------------------------------- KIVI comparison
+#: featcodec settings whose curves ``compare-kivi`` reads by default (``--rivals``), each a
+#: curve over its bits / k
+KIVI_RIVALS = ("max-error", "scales-token", "scales-channel")
+
+
+def bpfp_at(rate: np.ndarray, agree: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The rate at which a curve first reaches agreement ``target``.
+
+    ``rate`` and ``agree`` are ``(points, ...)``: the curve's points in ascending rate order
+    (trailing axes: bootstrap resamples, broadcast with ``target``). Between the first pair
+    of neighbouring points with ``agree[j] < target <= agree[j + 1]``, ``log(rate)`` is
+    interpolated linearly in ``log(1 - agreement)`` (disagreement falls about geometrically
+    with the rate); a target the first point already meets gives NaN (below the curve's
+    range), as does one no point reaches.
+
+    >>> round(float(bpfp_at(np.array([1.0, 4.0]), np.array([0.9, 0.99]), np.array(1 - 0.1**1.5))), 9)
+    2.0
+    """
+    rate, agree = np.asarray(rate, np.float64), np.asarray(agree, np.float64)
+    target = np.asarray(target, np.float64)
+    shape = np.broadcast_shapes(rate.shape[1:], target.shape)
+    out = np.full(shape, np.nan)
+    done = np.zeros(shape, bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j in range(rate.shape[0] - 1):
+            a0, a1, r0, r1 = agree[j], agree[j + 1], rate[j], rate[j + 1]
+            hit = ~done & (a0 < target) & (target <= a1)
+            d0, d1, dt = np.log1p(-np.minimum(a0, 1.0)), np.log1p(-np.minimum(a1, 1.0)), np.log1p(-np.minimum(target, 1.0))
+            f = np.where(np.isfinite(d1), (dt - d0) / (d1 - d0), 1.0)  # agreement 1: the upper point
+            val = np.exp(np.log(r0) + np.clip(f, 0, 1) * (np.log(r1) - np.log(r0)))
+            out = np.where(hit, val, out)
+            done |= hit
+    return out
+
+
+def compare_kivi(args: argparse.Namespace) -> None:
+    """For each KIVI-style point of the llm rows: its BPFP and next-token agreement [95% CI],
+    and the BPFP each featcodec curve (``KIVI_RIVALS``, every bits / k measured) needs for
+    the same agreement (:func:`bpfp_at`), the best of them and the ratio featcodec / KIVI
+    with a 95% interval from the same bootstrap over sequences (every setting's agreement
+    and rate recomputed on each resample of the inputs all settings share, the
+    interpolation redone)."""
+    rows = [r for path in (args.csv or [args.out]) for r in load_rows(Path(path))]
+    per: dict = {}
+    for r in rows:
+        if r["family"] != "llm" or r["error"]:
+            continue
+        per.setdefault((r["setting"], r["bits"]), {}).setdefault(int(r["input_id"]), r)
+    kivi_keys = sorted((k for k in per if k[0] in KIVI_SETTINGS),
+                       key=lambda k: (int(k[1]), k[0].split("-")[1], int(k[0].split("-")[2])))
+    rival_keys = [k for k in per if k[0] in (args.rivals or KIVI_RIVALS)]
+    keys = kivi_keys + rival_keys
+    ids = sorted(set.intersection(*(set(per[k]) for k in keys))) if keys else []
+    if not kivi_keys or not ids:
+        raise SystemExit("no KIVI rows with featcodec rows on common inputs")
+    n = len(ids)
+    idx = np.random.default_rng(SEED).integers(0, n, size=(N_BOOT, n))
+
+    def stats(key: tuple) -> dict:
+        rs = [per[key][i] for i in ids]
+        numel = np.array([int(r["numel"]) for r in rs], np.float64)
+        T = numel / 576
+        agree = np.round(np.array([r["metric"] for r in rs]) * T)
+        bits = np.array([r["bpfp"] for r in rs]) * numel
+        return {"agree": agree.sum() / T.sum(), "rate": bits.sum() / numel.sum(),
+                "agree_b": agree[idx].sum(1) / T[idx].sum(1), "rate_b": bits[idx].sum(1) / numel[idx].sum(1)}
+
+    st = {k: stats(k) for k in keys}
+    curves: dict = {}
+    for k in rival_keys:
+        curves.setdefault(k[0], []).append(k)
+    for name in curves:
+        curves[name].sort(key=lambda k: st[k]["rate"])
+    lines = [f"LLM hidden15, {n} test sequences common to every setting below; next-token agreement "
+             f"[95% bootstrap CI over sequences, {N_BOOT} resamples, seed {SEED}]. featcodec BPFP at the KIVI "
+             "point's agreement: log(BPFP) linear in log(1 - agreement) between the two bracketing points of "
+             "each featcodec curve (`<=`: the curve's lowest-rate point already reaches it, so that rate is an upper "
+             "bound; `-`: the curve never reaches it); `best` is the lowest of the curves, its ratio's CI from the "
+             "same resamples (each resample: both agreements and rates recomputed, the curve re-interpolated).", "",
+             "featcodec curves (setting: bits or k -> BPFP / agreement):", ""]
+    for name, ks in curves.items():
+        lines.append(f"- {name}: " + "; ".join(f"{k[1]} -> {st[k]['rate']:.3f} / {st[k]['agree']:.4f}" for k in ks))
+    lines += ["", "| KIVI | bits | G | BPFP | agreement [95% CI] | "
+              + " | ".join(f"{c} BPFP" for c in curves) + " | best featcodec | featcodec / KIVI [95% CI] |",
+              "|---|---:|---:|---:|---|" + "---:|" * len(curves) + "---|---|"]
+    for k in kivi_keys:
+        s = st[k]
+        _, kper, g = k[0].split("-")
+        agree_iv = bootstrap_ratio(*_agree_pair(per[k], ids))
+        need, need_b, bound = {}, {}, {}
+        for name, ks in curves.items():
+            rate, rate_b = np.array([st[c]["rate"] for c in ks]), np.stack([st[c]["rate_b"] for c in ks])
+            agree, agree_b = np.array([st[c]["agree"] for c in ks]), np.stack([st[c]["agree_b"] for c in ks])
+            # a target the curve's first (lowest-rate) point already meets: that rate, an upper bound
+            bound[name] = bool(agree[0] >= s["agree"])
+            need[name] = float(rate[0]) if bound[name] else float(bpfp_at(rate, agree, np.array(s["agree"])))
+            nb = bpfp_at(rate_b, agree_b, s["agree_b"])
+            need_b[name] = np.where(np.isnan(nb) & (agree_b[0] >= s["agree_b"]), rate_b[0], nb)
+        fin = {c: v for c, v in need.items() if math.isfinite(v)}
+        fmt = lambda c: ("<= " if bound[c] else "") + f"{need[c]:.3f}"
+        if fin:
+            best = min(fin, key=fin.get)
+            ratio_b = need_b[best] / s["rate_b"]
+            miss = float(np.mean(~np.isfinite(ratio_b)))
+            lo, hi = np.nanquantile(ratio_b, [0.025, 0.975])
+            best_txt = f"{best} {fmt(best)}"
+            ratio_txt = (f"{'<= ' if bound[best] else ''}{fin[best] / s['rate']:.3f} [{lo:.3f}, {hi:.3f}]"
+                         + (f" ({miss:.1%} of resamples outside the curve)" if miss else ""))
+        else:
+            best_txt, ratio_txt = "outside every curve", "-"
+        lines.append(f"| per {kper} | {k[1]} | {g} | {s['rate']:.3f} | {agree_iv.fmt()} | "
+                     + " | ".join(fmt(c) if math.isfinite(need[c]) else "-" for c in curves)
+                     + f" | {best_txt} | {ratio_txt} |")
+    text = "\n".join(lines) + "\n"
+    if args.tables_kivi:
+        Path(args.tables_kivi).write_text(text)
+    print(text)
+
+
+def _agree_pair(by_id: dict, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(agreeing positions, positions) per sequence, in ``ids`` order."""
+    T = np.array([int(by_id[i]["numel"]) / 576 for i in ids])
+    return np.round(np.array([by_id[i]["metric"] for i in ids]) * T), T
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=("run", "report", "reference", "llm-outlier"))
+    p.add_argument("command", choices=("run", "report", "reference", "llm-outlier", "compare-kivi"))
     p.add_argument("--families", nargs="+", default=list(TAPS), choices=list(TAPS))
     p.add_argument("--settings", nargs="+", default=list(SETTINGS + LEARNED))
     p.add_argument("--n-inputs", type=int, default=24, help="test inputs per family (default 24)")
@@ -624,8 +789,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reference", default=str(ROOT / "benchmarks" / "results" / "task_fidelity_reference.json"))
     p.add_argument("--tables", default=str(ROOT / "benchmarks" / "results" / "task_fidelity_tables.md"))
     p.add_argument("--plot", default=str(ROOT / "docs" / "img" / "task_fidelity.png"))
+    p.add_argument("--tables-kivi", help="compare-kivi: also write its Markdown here")
+    p.add_argument("--rivals", nargs="+", help=f"compare-kivi: the featcodec settings (default {' '.join(KIVI_RIVALS)})")
     args = p.parse_args(argv)
-    {"run": run, "report": report, "reference": reference, "llm-outlier": llm_outlier}[args.command](args)
+    {"run": run, "report": report, "reference": reference, "llm-outlier": llm_outlier,
+     "compare-kivi": compare_kivi}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -121,3 +121,48 @@ def test_settings_spec_with_own_bits() -> None:
                    ("outliers-8", "index", 2, "")]
     assert [b for _, _, b, _ in tf.settings_for("cnn", ["max-error"], bits=[0, 1, 9])] == [0, 1]
     assert tf.settings_for("vit", ["max-error:1.5,2"]) == [("max-error", "index", 1.5, ""), ("max-error", "index", 2, "")]
+
+
+def test_settings_kivi_and_scales() -> None:
+    got = tf.settings_for("llm", ["kivi-channel-32", "kivi-token-128:3", "scales-token:4"])
+    assert got == [("kivi-channel-32", "kivi", 2, ""), ("kivi-channel-32", "kivi", 3, ""),
+                   ("kivi-channel-32", "kivi", 4, ""), ("kivi-token-128", "kivi", 3, ""),
+                   ("scales-token", "index", 4, "")]
+    assert tf.settings_for("cnn", ["kivi-token-32:3", "scales-token:3"]) == []  # llm / token layouts only
+    assert tf.settings_for("vit", ["scales-channel:3"]) == [("scales-channel", "index", 3, "")]
+
+
+@pytest.mark.parametrize("per", ["channel", "token"])
+def test_kivi_codec_counts_groups_and_bounds_error(per: str) -> None:
+    """The harness's KIVI setting: tokens x channels, groups along the chosen axis (capped,
+    the last one padded), 4 bytes a group, every value within half a step of its group."""
+    pytest.importorskip("zstandard")
+    x = np.random.default_rng(0).standard_normal((1, 70, 48)).astype(np.float32)
+    x[0, 0, 5] = 2e4  # a massive activation: only its own groups coarsen
+    nbytes, payload, y = tf.Encoders("llm", "hidden15", 1).codec("kivi-" + per + "-32", 3)(x)
+    groups = 48 * 3 if per == "channel" else 70 * 2  # 70 tokens -> 3 groups of 32; 48 channels -> 2
+    assert nbytes - payload == 4 * groups and y.shape == x.shape and y.dtype == np.float32
+    ax = 1 if per == "channel" else 2
+    grp = np.arange(x.shape[ax]) // 32
+    err = np.abs(y.astype(np.float64) - x)
+    for g in np.unique(grp):
+        sl = [slice(None)] * 3
+        sl[ax] = grp == g
+        xs = x[tuple(sl)]
+        width = xs.max(axis=ax) - xs.min(axis=ax)  # per group of the other axis
+        tol = width / 7 * (0.5 + 1e-3) + np.abs(xs).max(axis=ax) * 2e-3  # half a step, float16 slack
+        assert np.all(err[tuple(sl)].max(axis=ax) <= tol)
+    hit = np.zeros(x.shape, bool)  # the outlier's own group: tokens 0..31 of channel 5, or channels 0..31 of token 0
+    hit[(0, slice(0, 32), 5) if per == "channel" else (0, 0, slice(0, 32))] = True
+    assert err[~hit].max() < 1.0  # elsewhere the steps stay fine
+
+
+def test_bpfp_at_interpolates_log_rate_in_log_disagreement() -> None:
+    rate, agree = np.array([1.0, 2.0, 4.0]), np.array([0.5, 0.9, 0.99])
+    assert float(tf.bpfp_at(rate, agree, np.array(0.9))) == pytest.approx(2.0)
+    assert float(tf.bpfp_at(rate, agree, np.array(1 - np.sqrt(0.1 * 0.01)))) == pytest.approx(np.sqrt(8))
+    assert np.isnan(tf.bpfp_at(rate, agree, np.array(0.4)))  # below the curve's first point
+    assert np.isnan(tf.bpfp_at(rate, agree, np.array(0.995)))  # never reached
+    # resamples along a trailing axis
+    got = tf.bpfp_at(np.stack([rate, rate], 1), np.stack([agree, agree], 1), np.array([0.9, 0.99]))
+    assert got == pytest.approx([2.0, 4.0])
