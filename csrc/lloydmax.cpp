@@ -456,6 +456,11 @@ struct Compander {
   }
 
   // atom bounds (point indices, strictly ascending, 0 .. M) at `atoms` equal steps
+  // Then every atom is split where two of its neighbouring points lie further apart than
+  // its group's atom spacing (the group's range over its atoms): a group whose share of
+  // the levels is below its number of points places its atoms by value, and a few isolated
+  // tail values (two massive activations, say) could otherwise share an atom, which no
+  // grouping and no Lloyd iteration can split (at most doubles the atoms).
   std::vector<int64_t> atoms(int64_t count) const {
     std::vector<int64_t> out{0};
     for (int64_t j = 1; j < count; ++j) {
@@ -463,7 +468,22 @@ struct Compander {
       if (pos > out.back() && pos < p.size()) out.push_back(pos);
     }
     out.push_back(p.size());
-    return out;
+    const size_t G = lo.size();
+    std::vector<double> spacing(G);
+    for (size_t g = 0; g < G; ++g) {
+      const double in_group = (cum[g + 1] - cum[g]) / cum[G] * static_cast<double>(count);
+      spacing[g] = (hi[g] - lo[g]) / std::max(1.0, in_group);
+    }
+    std::vector<int64_t> split{0};
+    size_t g = 0;
+    for (size_t t = 1; t < out.size(); ++t) {
+      for (int64_t i = out[t - 1] + 1; i < out[t]; ++i) {
+        while (edges[g + 1] <= i) ++g;  // the group of point i
+        if (p.v[i] - p.v[i - 1] > spacing[g]) split.push_back(i);
+      }
+      split.push_back(out[t]);
+    }
+    return split;
   }
 };
 
