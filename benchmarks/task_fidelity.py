@@ -37,6 +37,9 @@ Rate settings (``index`` codec, bits 1..8):
 - ``scales-token`` / ``scales-channel`` (token-layout families: llm, vit):
   ``encode(x, bits=b, scales="token" | "channel")``, featcodec's per-token / per-channel
   scales stage (docs/scales_rotation.md) before the ``auto`` Lloyd-Max transform;
+- ``rotation`` (token-layout families: llm, vit): ``encode(x, bits=b, rotation=True)``,
+  the seeded randomised Hadamard rotation along the hidden axis before the ``auto``
+  Lloyd-Max transform (docs/scales_rotation.md);
 - ``kivi-channel-G`` / ``kivi-token-G`` (G in ``KIVI_GROUPS``; llm only; default bits
   ``KIVI_BITS``): not featcodec but the KIVI-style baseline of benchmarks/kivi_baseline.py
   on the tapped (tokens x channels) tensor: asymmetric uniform ``b``-bit levels with a
@@ -108,12 +111,14 @@ OUTLIER_KS = (8, 64)
 OUTLIER_SETTINGS = tuple(f"outliers-{k}" for k in OUTLIER_KS)
 #: featcodec's per-token / per-channel scales stage (token-layout families only)
 SCALES_SETTINGS = ("scales-token", "scales-channel")
+#: token-layout stages without a parameter of their own: ``rotation``
+TOKEN_SETTINGS = SCALES_SETTINGS + ("rotation",)
 #: KIVI-style baselines (benchmarks/kivi_baseline.py), llm only: group sizes and default bits
 KIVI_GROUPS = (32, 64, 128)
 KIVI_BITS = (2, 3, 4)
 KIVI_SETTINGS = tuple(f"kivi-{per}-{g}" for per in ("channel", "token") for g in KIVI_GROUPS)
 SETTINGS = ("auto", "uniform", "trained", "trained-clip", "trained-uniform-clip", "trained-ch", "auto-ch",
-            "max-error") + OUTLIER_SETTINGS + SCALES_SETTINGS + KIVI_SETTINGS
+            "max-error") + OUTLIER_SETTINGS + TOKEN_SETTINGS + KIVI_SETTINGS
 #: ``max-error`` rows: bound = the tensor's robust scale * 2**-k for these k (in the bits column)
 BOUND_KS = tuple(range(-2, 6))
 LEARNED = ("hyperprior", "elic")  # learned codecs, at each shipped quality
@@ -251,6 +256,8 @@ class Encoders:
         if setting in SCALES_SETTINGS:
             per = setting.split("-")[1]
             return lambda x: featcodec.encode(x, bits=bits, scales=per)
+        if setting == "rotation":
+            return lambda x: featcodec.encode(x, bits=bits, rotation=True)
         if setting == "auto-ch":
             ax = CHANNEL_AXIS[self.family]
             return lambda x: featcodec.encode(x, transform=featcodec.fit_transform(x, bits=bits, channel_axis=ax))
@@ -279,7 +286,7 @@ def settings_for(family: str, names: list[str], bits: list[int] | None = None) -
         s, _, own = spec.partition(":")
         if (s == "auto-ch" or s in KIVI_SETTINGS) and family != "llm":
             continue
-        if s in SCALES_SETTINGS and CHANNEL_AXIS[family] != -1:  # not a token layout
+        if s in TOKEN_SETTINGS and CHANNEL_AXIS[family] != -1:  # not a token layout
             continue
         if s in LEARNED:
             continue
