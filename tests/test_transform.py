@@ -242,8 +242,8 @@ def test_histogram_path_for_large_inputs(monkeypatch):
 FEATURES = sorted((Path(__file__).parent / "data" / "features").glob("*.npy"))
 
 
-@pytest.mark.parametrize("path", FEATURES[::3], ids=lambda p: p.stem)
-@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("path", FEATURES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("bits", range(2, 9))  # every bits: 7 was 5.8% off on llm__value15 until the atom fix
 def test_fast_fit_is_within_2_percent_of_the_exact_fit_on_real_features(path, bits):
     x = np.load(path).astype(np.float32)
     fast = featcodec.fit_transform(x, bits=bits, method="fast")
