@@ -34,12 +34,13 @@ Rate settings (``index`` codec, bits 1..8):
   for k = -2..5 (k in the ``bits`` column); uniform levels, embedded as their two ends;
 - ``outliers-K`` (K in ``OUTLIER_KS``): dense + sparse, ``encode(x, bits=b, outliers=K)``:
   the K values of largest magnitude travel exactly, the rest is coded like ``auto``;
-- ``scales-token`` / ``scales-channel`` (token-layout families: llm, vit):
-  ``encode(x, bits=b, scales="token" | "channel")``, featcodec's per-token / per-channel
-  scales stage (docs/scales_rotation.md) before the ``auto`` Lloyd-Max transform;
-- ``rotation`` (token-layout families: llm, vit): ``encode(x, bits=b, rotation=True)``,
-  the seeded randomised Hadamard rotation along the hidden axis before the ``auto``
-  Lloyd-Max transform (docs/scales_rotation.md);
+- ``scales-token`` / ``scales-channel``: ``encode(x, bits=b, scales="token" |
+  "channel")``, featcodec's per-token / per-channel scales stage (docs/scales_rotation.md)
+  before the ``auto`` Lloyd-Max transform;
+- ``rotation``: ``encode(x, bits=b, rotation=True)``, the seeded randomised Hadamard
+  rotation along the hidden axis before the ``auto`` Lloyd-Max transform;
+- these three work along the last axis: CNN maps and latents (channels first) are moved
+  channels last for them (a "token" is then a pixel) and back after decoding;
 - ``kivi-channel-G`` / ``kivi-token-G`` (G in ``KIVI_GROUPS``; llm only; default bits
   ``KIVI_BITS``): not featcodec but the KIVI-style baseline of benchmarks/kivi_baseline.py
   on the tapped (tokens x channels) tensor: asymmetric uniform ``b``-bit levels with a
@@ -232,10 +233,14 @@ class Encoders:
         from featcodec.stream.container import read_stream
 
         encode = self.encoder(setting, bits, quality)
+        # the token-layout stages work along the last axis: channels-first maps (CNN,
+        # latent) go channels last for them and come back after decoding
+        last = setting in TOKEN_SETTINGS and CHANNEL_AXIS[self.family] == 1
 
         def run(x: np.ndarray) -> tuple[int, int, np.ndarray]:
-            blob = encode(x)
-            return len(blob), len(read_stream(blob).sections[0]), featcodec.decode(blob)
+            blob = encode(np.ascontiguousarray(np.moveaxis(x, 1, -1)) if last else x)
+            y = featcodec.decode(blob)
+            return len(blob), len(read_stream(blob).sections[0]), np.moveaxis(y, -1, 1) if last else y
 
         return run
 
@@ -285,8 +290,6 @@ def settings_for(family: str, names: list[str], bits: list[int] | None = None) -
     for spec in names:
         s, _, own = spec.partition(":")
         if (s == "auto-ch" or s in KIVI_SETTINGS) and family != "llm":
-            continue
-        if s in TOKEN_SETTINGS and CHANNEL_AXIS[family] != -1:  # not a token layout
             continue
         if s in LEARNED:
             continue

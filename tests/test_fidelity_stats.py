@@ -128,8 +128,19 @@ def test_settings_kivi_and_scales() -> None:
     assert got == [("kivi-channel-32", "kivi", 2, ""), ("kivi-channel-32", "kivi", 3, ""),
                    ("kivi-channel-32", "kivi", 4, ""), ("kivi-token-128", "kivi", 3, ""),
                    ("scales-token", "index", 4, "")]
-    assert tf.settings_for("cnn", ["kivi-token-32:3", "scales-token:3"]) == []  # llm / token layouts only
+    assert tf.settings_for("cnn", ["kivi-token-32:3"]) == []  # llm only
+    assert tf.settings_for("cnn", ["scales-token:3"]) == [("scales-token", "index", 3, "")]  # channels last
     assert tf.settings_for("vit", ["scales-channel:3"]) == [("scales-channel", "index", 3, "")]
+
+
+def test_token_stages_run_channels_first_maps_channels_last() -> None:
+    # a CNN map: rotation and scales along the channels (moved last and back), so the
+    # decoded map has the input's layout and is close to it at 6 bits
+    x = np.random.default_rng(1).standard_normal((1, 64, 5, 7)).astype(np.float32)
+    for setting in ("rotation", "scales-channel"):
+        _, _, y = tf.Encoders("cnn", "features13", 1).codec(setting, 6)(x)
+        assert y.shape == x.shape
+        assert float(np.mean((y - x) ** 2)) < 0.01 * float(np.var(x))
 
 
 @pytest.mark.parametrize("per", ["channel", "token"])
