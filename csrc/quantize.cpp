@@ -572,6 +572,8 @@ class PlanCache {
   // the remembered plan for thr, building it if these thresholds were seen before; null
   // when there is none to use (first sight, or a table that would not pay)
   std::shared_ptr<const Plan<Out>> get(const float* thr, uint32_t C, uint32_t T, int threads) {
+    // too many channels for a kept table: not worth hashing their thresholds on every call
+    if (size_t(C) * (size_t{1} << kBits) * sizeof(Out) > kMaxBytes) return nullptr;
     const size_t bytes = size_t(C) * T * 4;
     const uint64_t h = hash(thr, bytes) ^ (uint64_t(C) << 32) ^ T;
     {
@@ -589,8 +591,7 @@ class PlanCache {
       }
     }
     // built outside the lock; a table with more than 4 thresholds in a bucket loses to the tree
-    if (size_t(C) * (size_t{1} << kBits) * sizeof(Out) > kMaxBytes || Plan<Out>::occupancy(thr, C, T, kBits) > 4)
-      return nullptr;
+    if (Plan<Out>::occupancy(thr, C, T, kBits) > 4) return nullptr;
     auto plan = std::make_shared<const Plan<Out>>(thr, C, T, kBits, threads);
     std::lock_guard<std::mutex> lock(mu_);
     entries_.insert(entries_.begin(), Entry{h, std::vector<float>(thr, thr + size_t(C) * T), plan});

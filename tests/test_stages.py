@@ -237,6 +237,13 @@ def test_a_stage_that_writes_what_it_does_not_own_is_caught_on_encode():
         featcodec.encode(x, stages=["sloppy-demo", "twin-demo", "transform", "pack"])
 
 
+def test_stage_names_that_are_not_strings_are_an_input_error():
+    x = np.ones((4, 4), np.float32)
+    for stages in (("transform", ["pack"]), ("transform", 7), ["transform", ("pack",)]):
+        with pytest.raises(featcodec.InputError, match="stage names"):
+            featcodec.encode(x, stages=stages)
+
+
 def test_a_replaced_stage_takes_effect_in_chains_already_used():
     class First(Stage):
         name = "replaceable-demo"

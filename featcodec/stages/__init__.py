@@ -132,7 +132,7 @@ def chain(names: Any, err: type[Exception]) -> tuple[Stage, ...]:
     ``"plane"`` with no name twice; ``err`` (InputError for encode's argument,
     FormatError for a stream's header) otherwise. Valid tuples of names are remembered
     (every encode and decode asks for one) until a stage is registered."""
-    if type(names) is tuple:
+    if type(names) is tuple and all(type(n) is str for n in names):  # hashable, and a key
         found = _CHAINS.get(names)
         if found is not None:
             return found
