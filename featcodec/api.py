@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 from . import pipeline
 from .bounded import check_quality as quality_check
 from .bounded import encode_bounded
 from .codecs.learned.codec import learned_codecs
 from .errors import InputError
 from .stages import with_value_stages
+from .stages.outliers import count_for_bound
 from .transform import Transform
 from .transform.registry import register_transform, registered_transforms
 
@@ -68,7 +71,11 @@ def encode(
             replaces ``transform`` and ``bits``. With a learned codec (``quality`` allowed):
             its reconstruction plus a quantized residual (:mod:`featcodec.stages.residual`),
             or the index codec's ``max_error`` stream when that is smaller
-            (:func:`featcodec.bounded.encode_bounded`).
+            (:func:`featcodec.bounded.encode_bounded`). Where 16-bit indices cannot
+            span ``x``'s range at this bound (massive activations), the fewest values of
+            largest magnitude travel exactly in the outliers section, as with
+            ``outliers=``, unless ``outliers`` or ``stages`` is given
+            (:func:`featcodec.stages.outliers.count_for_bound`).
         outliers: move this many values of largest magnitude out of the tensor before the
             transform and store them exactly in a sparse section (dense + sparse,
             :mod:`featcodec.stages.outliers`); adds the ``"outliers"`` stage.
@@ -120,6 +127,9 @@ def encode(
                 or (quality is not None and not learned)):
             raise InputError("max_error picks the transform and its bits itself; omit transform, bits, "
                              "target_bpfp (and quality, except for a learned codec).")
+    if max_error is not None and outliers is None and stages is None and _positive(max_error):
+        # massive values the 16-bit indices cannot span at this bound travel exactly instead
+        outliers = count_for_bound(x, max_error) or None
     stages = with_value_stages(stages, {"outliers": outliers, "rotation": rotation, "scales": scales})
     options = {"transform": transform, "bits": bits, "max_error": max_error, "layout": layout,
                "embed_transform": embed_transform, "outliers": outliers, "rotation": rotation, "scales": scales}
@@ -139,6 +149,11 @@ def encode(
     if learned and check_quality:
         quality_check(x, blob, ctx.state["transform"], options, stages)
     return blob
+
+
+def _positive(v: Any) -> bool:
+    """``v`` is a positive finite number (else the fit says what is wrong with it)."""
+    return not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) and 0 < v < np.inf
 
 
 def header(blob: Any) -> dict[str, Any]:

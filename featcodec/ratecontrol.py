@@ -11,7 +11,8 @@ lowest mean squared error in the feature domain:
   bits (``transform="auto"`` or ``"uniform"``), or at the given (or registered) transform's bits;
 * with a fitted transform, also ``index`` on evenly spaced levels at the finest spacing
   that fits (error-bounded coding, ``encode(x, max_error=e)``, the bound found by
-  bisection): entropy-coded uniform steps beat Lloyd-Max levels at high rates, and their
+  bisection, the massive values moved out exactly where 16 bits cannot span the range, as
+  there): entropy-coded uniform steps beat Lloyd-Max levels at high rates, and their
   spacing is not tied to a power of two;
 * every shipped learned codec at its highest fitting quality, on the 8-bit transform.
 
@@ -52,6 +53,8 @@ from . import pipeline
 from .codecs.learned.codec import learned_codecs
 from ._arrays import is_torch
 from .errors import InputError
+from .stages import with_value_stages
+from .stages.outliers import count_for_bound
 
 __all__ = ["encode_within"]
 
@@ -74,8 +77,15 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
     shared = {**options, "bits": None, "max_error": None, "fit_cache": {}}
 
     def encode(codec: str = "index", codec_params: dict | None = None, **opts: Any) -> tuple[bytes, Any]:
-        blob, ctx = pipeline.encode_context(x, codec, {**shared, **opts}, codec_params, stages)
+        steps = stages
+        if opts.get("outliers"):  # error-bounded, with the massive values moved out exactly
+            steps = with_value_stages(None, {"outliers": opts["outliers"]})
+        blob, ctx = pipeline.encode_context(x, codec, {**shared, **opts}, codec_params, steps)
         return blob, ctx.state["transform"]
+
+    def bounded(e: float) -> tuple[bytes, Any]:  # as encode(x, max_error=e) does
+        k = count_for_bound(x, e) if options.get("outliers") is None and stages is None else 0
+        return encode(transform="auto", max_error=e, **({"outliers": k} if k else {}))
 
     at_bits = functools.lru_cache(maxsize=None)(lambda bits: encode(bits=bits))
 
@@ -84,7 +94,7 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
         streams.append(encode())
     else:
         streams.append(_most_bits_within(budget, at_bits))
-        finest = _finest_bound_within(x, budget, lambda e: encode(transform="auto", max_error=e))
+        finest = _finest_bound_within(x, budget, bounded)
         if finest is not None:
             streams.append(finest)
     base = at_bits(8) if fitted else streams[0]  # the 8-bit transform the learned codecs code
@@ -131,7 +141,9 @@ def _finest_bound_within(x: Any, budget: float, encode_at: Callable[[float], tup
             return None
         return found if len(found[0]) <= budget else None
 
-    hi_e, lo_e = span, span / (2 * (2**16 - 1))  # one level apart / the 16-bit floor
+    # one level apart / below the 16-bit floor over the whole range (a few massive values
+    # moved out exactly let finer bounds through)
+    hi_e, lo_e = span, span / (2 * (2**16 - 1)) / 2**10
     best = fits(hi_e)
     if best is None:
         return None

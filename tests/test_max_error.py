@@ -109,9 +109,16 @@ def test_float32_rounding_of_fine_levels_does_not_refuse_a_reachable_bound():
 
 
 def test_a_bound_that_cannot_be_met_says_what_to_do():
-    x = np.array([0.0, 1.0e4], np.float32)
+    # spread out: no count of outliers up to 1% leaves a rest that 16 bits span at 1e-3
+    x = np.linspace(0.0, 1.0e4, 100_001, dtype=np.float32)
     with pytest.raises(featcodec.InputError, match="Raise max_error"):
         featcodec.encode(x, max_error=1e-3)
+    # one massive value: it travels exactly unless the outliers are fixed by the caller
+    x = np.array([0.0, 0.5, 1.0e4], np.float32)
+    with pytest.raises(featcodec.InputError, match="Raise max_error"):
+        featcodec.encode(x, max_error=1e-3, stages=["transform", "pack"])
+    y = featcodec.decode(featcodec.encode(x, max_error=1e-3))
+    assert np.abs(y - x).max() <= 1e-3 and y[2] == x[2]
     # where the dtype is coarser than the bound, decoded values round back to x itself
     x16 = (3.0e4 + 16 * np.arange(-50, 50)).astype(np.float16)
     y = featcodec.decode(featcodec.encode(x16, max_error=1.0))

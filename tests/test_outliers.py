@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import featcodec
-from featcodec.stages.outliers import decode_positions, encode_positions
+from featcodec.stages.outliers import count_for_bound, decode_positions, encode_positions
 from featcodec.stream.container import read_stream, write_stream
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden_stages"
@@ -114,6 +114,66 @@ def test_with_an_error_bound_and_with_rate_control():
     assert np.abs(y - x).max() <= 0.05
     blob = featcodec.encode(x, codec="auto", target_bpfp=2.0, outliers=8)
     assert featcodec.header(blob)["stages"][0] == "outliers" and 8 * len(blob) / x.size <= 2.0
+
+
+def _fewest_explicit(x, e) -> int:
+    """The reference for count_for_bound: the smallest explicit ``outliers=k`` (0: none)
+    with which the error-bounded encode succeeds, by trying them in turn."""
+    for k in range(0, 64):
+        try:
+            featcodec.encode(x, max_error=e, **({"outliers": k} if k else {"stages": ["transform", "pack"]}))
+            return k
+        except featcodec.InputError:
+            continue
+    raise AssertionError("no count up to 63 served")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_bound_16_bits_cannot_span_moves_the_fewest_massive_values(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_t(4, size=(1, 24, 40)).astype(np.float32)
+    n = int(rng.integers(1, 6))
+    big = rng.uniform(3e3, 3e4, size=n) * rng.choice([-1, 1], size=n)
+    big[: n // 2] = np.abs(big[n - 1])  # ties of magnitude, and of either sign
+    if n > 1:
+        big[0] = -big[0]
+    x.reshape(-1)[rng.choice(x.size, n, replace=False)] = big
+    e = float(rng.choice([0.02, 0.05, 0.2]))
+    k = count_for_bound(x, e)
+    assert k == _fewest_explicit(x, e)
+    blob = featcodec.encode(x, max_error=e)
+    y = featcodec.decode(blob)
+    assert np.abs(y.astype(np.float64) - x).max() <= e
+    assert featcodec.header(blob).get("outliers", {}).get("count", 0) == k
+    if k:  # the same stream as asking for that count
+        assert blob == featcodec.encode(x, max_error=e, outliers=k)
+        assert np.array_equal(y.reshape(-1)[np.abs(x.reshape(-1)) >= np.sort(np.abs(x).reshape(-1))[-k]],
+                              x.reshape(-1)[np.abs(x.reshape(-1)) >= np.sort(np.abs(x).reshape(-1))[-k]])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+def test_fine_bounds_on_a_real_llm_hidden_state(dtype):
+    """SmolLM2's massive activation (2.4e4 where the robust scale is 2.8) made every bound
+    below about 0.2 an InputError; now it travels exactly and the bound holds."""
+    a = np.load(Path(__file__).resolve().parent / "data" / "features" / "llm__hidden15.npy")
+    x = torch.from_numpy(a).to(torch.bfloat16) if dtype == "bfloat16" else a.astype(dtype)
+    e = {"float16": 1.5, "bfloat16": 8.0, "float64": 0.05}[dtype]  # bounds the dtype resolves
+    blob = featcodec.encode(x, max_error=e)
+    y = featcodec.decode(blob)
+    f64 = (lambda t: t.double().numpy()) if dtype == "bfloat16" else (lambda t: t.astype(np.float64))
+    assert np.abs(f64(y) - f64(x)).max() <= e
+    assert featcodec.header(blob)["outliers"]["count"] == count_for_bound(x, e) > 0
+    if dtype == "float64":
+        with pytest.raises(featcodec.InputError, match="outliers"):
+            featcodec.encode(x, max_error=e, stages=["transform", "pack"])
+
+
+def test_with_a_learned_codec_the_massive_values_also_travel_exactly():
+    x = _llm_like()[:, :32, :64]
+    blob = featcodec.encode(x, codec="hyperprior", max_error=0.02)
+    h = featcodec.header(blob)
+    assert h["stages"][:2] in (["outliers", "transform"], ["residual", "outliers"])
+    assert np.abs(featcodec.decode(blob).astype(np.float64) - x).max() <= 0.02
 
 
 def test_streams_are_the_same_for_any_thread_count_and_in_another_process(run_python, tmp_path):

@@ -3,6 +3,8 @@ index-codec bits and learned-codec quality."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,17 @@ def test_auto_finds_the_finest_error_bound_that_fits(target):
     blob = featcodec.encode(x, codec="auto", target_bpfp=target)
     assert len(blob) <= budget
     assert _mse(blob, x) <= min(_mse(b, x) for b in fitting) * 1.03
+
+
+def test_auto_reaches_bounds_finer_than_16_bits_span_over_massive_values():
+    """A real SmolLM2 hidden state (a 2.4e4 activation, robust scale 2.8): at 7 bits per
+    value the finest bound over the whole range stops at 5.6; with the massive value moved
+    out exactly (as encode(x, max_error=e) does), auto spends the budget, at a lower MSE
+    than any explicit fine bound over the whole range or Lloyd-Max at 8 bits."""
+    x = np.load(Path(__file__).resolve().parent / "data" / "features" / "llm__hidden15.npy")
+    budget = 7.0 * x.size / 8
+    blob = featcodec.encode(x, codec="auto", target_bpfp=7.0)
+    assert len(blob) <= budget and featcodec.header(blob)["stages"][0] == "outliers"
+    floor = float(x.max() - x.min()) / (2 * 65535) * 1.01
+    whole = featcodec.encode(x, max_error=floor, stages=["transform", "pack"])
+    assert len(whole) <= budget and _mse(blob, x) < 0.5 * min(_mse(whole, x), _mse(featcodec.encode(x), x))

@@ -38,7 +38,7 @@ from .._arrays import float_view, is_torch, to_float32
 from ..errors import FormatError, InputError
 from .base import DecodeContext, EncodeContext, Stage
 
-__all__ = ["Outliers", "encode_positions", "decode_positions"]
+__all__ = ["Outliers", "encode_positions", "decode_positions", "count_for_bound"]
 
 _ITEM = {"float16": ("<f2", 2), "bfloat16": ("<u2", 2), "float32": ("<f4", 4), "float64": ("<f8", 8)}
 _MAX_VARINT = 5  # positions are below 2**31 (featcodec.limits.MAX_ELEMENTS): 5 bytes of 7 bits
@@ -83,6 +83,58 @@ def decode_positions(raw: bytes, count: int, size: int) -> np.ndarray:
     if pos[-1] >= size:
         raise bad
     return pos
+
+
+def count_for_bound(x: Any, max_error: float) -> int:
+    """The fewest values of largest magnitude that must leave ``x`` (as ``outliers=k`` takes
+    them) for error-bounded coding at ``max_error`` to span the rest with 16-bit indices
+    (:func:`featcodec.transform.fit_max_error`); 0 when it spans all of ``x``, or when
+    more than 1% of the values (at least one) would have to go: then the bound is too fine
+    for the tensor, not for a few of its values, and the fit says what bound can be met.
+
+    ``featcodec.encode(x, max_error=e)`` moves this many when it is not 0: a few massive
+    activations (SmolLM2's reach 2e4 where the robust scale is 2.8) would otherwise need
+    more than 2**16 levels at fine bounds. The count is computed for the bound less four
+    half-steps of the dtype at the rest's largest magnitude (the fit's own margin for
+    rounding), so the fit that follows finds the rest within reach.
+
+    Example:
+        >>> x = np.zeros(1000, np.float32); x[:3] = [5e4, -3e4, 1.0]
+        >>> count_for_bound(x, 0.01), count_for_bound(x, 1.0)
+        (2, 0)
+    """
+    from ..transform.fit import STEP_MARGIN, half_spacing
+    from ..transform.table import MAX_BITS
+
+    a, origin = float_view(x)
+    flat = np.asarray(to_float32(a, origin.dtype) if origin.dtype == "bfloat16" else a).reshape(-1)
+    if flat.size < 2:
+        return 0
+    lo, hi = float(flat.min()), float(flat.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return 0  # the encode's own checks say what is wrong
+
+    def reach(m: Any) -> Any:  # the widest span 16 bits serve, the rest's magnitude at most m
+        target = float(max_error) - 4 * half_spacing(m, origin.dtype)
+        return np.maximum(target, 0) * (2**MAX_BITS - 1) * 2 / STEP_MARGIN * (1 - 2.0**-20)
+
+    if hi - lo <= reach(max(abs(lo), abs(hi))):
+        return 0
+    flat = flat.astype(np.float64)
+    mag = np.abs(flat)
+    kmax = min(flat.size - 1, max(1, flat.size // 100))
+    cut = np.partition(mag, flat.size - kmax)[flat.size - kmax]
+    cand = np.flatnonzero(mag >= cut)
+    cand = cand[np.lexsort((cand, -mag[cand]))]  # as the stage takes them: largest first, ties by position
+    rest = flat[mag < cut]
+    v = flat[cand]
+    # the rest's ends once the first k candidates are gone: the later candidates and the bulk
+    r_hi = np.append(np.maximum.accumulate(v[::-1])[::-1], -np.inf)[: kmax + 1]
+    r_lo = np.append(np.minimum.accumulate(v[::-1])[::-1], np.inf)[: kmax + 1]
+    if rest.size:
+        r_hi, r_lo = np.maximum(r_hi, rest.max()), np.minimum(r_lo, rest.min())
+    ok = np.flatnonzero(r_hi - r_lo <= reach(np.maximum(np.abs(r_hi), np.abs(r_lo))))
+    return int(ok[0]) if ok.size else 0
 
 
 def _count(k: Any, size: int) -> int:

@@ -388,7 +388,8 @@ class MaxErrorFitter:
         raise InputError(
             f"max_error={e:g} cannot be met over this tensor's range [{lo:g}, {hi:g}]: {MAX_BITS}-bit "
             f"indices reach about {finest:g}, and {self._dtype} steps by {2 * half:g} at its largest "
-            f"values. Raise max_error, or code parts of the tensor with narrower ranges separately."
+            f"values. Raise max_error, or move the values of largest magnitude out exactly: "
+            f"featcodec.encode(x, max_error=...) does that itself unless outliers= or stages= is given."
         )
 
 
@@ -427,8 +428,14 @@ def bound_targets(e: float, half: float, halvings: int) -> list[float]:
     return [t for t in out if t > 0]
 
 
-def half_spacing(m: float, dtype: str) -> float:
-    """Half the gap between neighbouring numbers of ``dtype`` at magnitude ``m``."""
+def half_spacing(m: Any, dtype: str) -> Any:
+    """Half the gap between neighbouring numbers of ``dtype`` at magnitude ``m`` (a float,
+    or a float64 array of them element by element)."""
+    if isinstance(m, np.ndarray):
+        if dtype == "bfloat16":
+            with np.errstate(divide="ignore"):
+                return np.where(m > 0, np.exp2(np.floor(np.log2(np.maximum(m, 1e-300))) - 8), 0.0)
+        return np.spacing(m.astype(dtype)).astype(np.float64) / 2
     if dtype == "bfloat16":
         return 2.0 ** (math.floor(math.log2(m)) - 8) if m > 0 else 0.0
     return float(np.spacing(getattr(np, dtype)(m))) / 2
