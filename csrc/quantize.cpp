@@ -868,7 +868,83 @@ long long py_check_rows(const py::array& a, bool ascending) {
 
 }  // namespace
 
+// max |a[i] - b[i]| over two C-contiguous arrays of one float dtype and size, each
+// difference exact in double (a float32 pair's always is); NaN if any difference is.
+template <class T>
+double max_abs_diff(const py::array_t<T, py::array::c_style>& a, const py::array_t<T, py::array::c_style>& b) {
+  if (a.size() != b.size()) throw std::invalid_argument("max_abs_diff: arrays of different sizes");
+  const T* pa = a.data();
+  const T* pb = b.data();
+  const size_t n = size_t(a.size());
+  py::gil_scoped_release release;
+  double hi = 0.0;
+  bool nan = false;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = std::fabs(double(pa[i]) - double(pb[i]));
+    nan |= d != d;
+    hi = d > hi ? d : hi;
+  }
+  return nan ? std::numeric_limits<double>::quiet_NaN() : hi;
+}
+
+// The (n - 1) / 2-th and n / 2-th smallest of n float32 values (np.partition's two median
+// ranks), exactly, by a radix select on the order-preserving keys of their bits: a count of
+// the high 16 bits, then of the low 16 bits inside the bucket of each rank. -0.0 ranks
+// below +0.0 (equal values either way).
+py::tuple median_pair(const py::array_t<float, py::array::c_style>& x) {
+  const size_t n = size_t(x.size());
+  if (n == 0) throw std::invalid_argument("median_pair: no values");
+  const float* p = x.data();
+  const auto key = [](float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  };
+  uint32_t out[2];
+  {
+    py::gil_scoped_release release;
+    std::vector<uint32_t> hi(65536, 0);
+    for (size_t i = 0; i < n; ++i) ++hi[key(p[i]) >> 16];
+    const size_t rank[2] = {(n - 1) / 2, n / 2};
+    uint32_t bucket[2];
+    size_t below[2];  // values in lower buckets
+    for (int r = 0; r < 2; ++r) {
+      size_t seen = 0;
+      uint32_t b = 0;
+      while (seen + hi[b] <= rank[r]) seen += hi[b++];
+      bucket[r] = b;
+      below[r] = seen;
+    }
+    std::vector<uint32_t> lo0(65536, 0), lo1(bucket[1] != bucket[0] ? 65536 : 0, 0);
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t k = key(p[i]);
+      if ((k >> 16) == bucket[0]) ++lo0[k & 0xFFFF];
+      else if (!lo1.empty() && (k >> 16) == bucket[1]) ++lo1[k & 0xFFFF];
+    }
+    for (int r = 0; r < 2; ++r) {
+      const std::vector<uint32_t>& lo = (r == 1 && !lo1.empty()) ? lo1 : lo0;
+      size_t seen = below[r];
+      uint32_t v = 0;
+      while (seen + lo[v] <= rank[r]) seen += lo[v++];
+      out[r] = (bucket[r] << 16) | v;
+    }
+  }
+  float vals[2];
+  for (int r = 0; r < 2; ++r) {
+    const uint32_t u = (out[r] & 0x80000000u) ? (out[r] & 0x7FFFFFFFu) : ~out[r];
+    std::memcpy(&vals[r], &u, 4);
+  }
+  return py::make_tuple(double(vals[0]), double(vals[1]));
+}
+
 void register_quantize(py::module_& m) {
+  m.def("median_pair", &median_pair, py::arg("x"),
+        "(a, b): the (n-1)//2-th and n//2-th smallest of the float32 values x (C-contiguous, "
+        "finite), exactly (np.partition's median ranks), by a two-pass radix select.");
+  m.def("max_abs_diff", &max_abs_diff<float>, py::arg("a"), py::arg("b"));
+  m.def("max_abs_diff", &max_abs_diff<double>, py::arg("a"), py::arg("b"),
+        "max |a - b| in float64 over two C-contiguous float32 (or float64) arrays of one "
+        "size, without a float64 copy of either (NaN if a difference is NaN).");
   m.def("quantize_into", &py_quantize_into, py::arg("x"), py::arg("kind"),
         py::arg("thresholds"), py::arg("out"), py::arg("channel_axis"), py::arg("threads"),
         "Write np.searchsorted(thresholds[c], x, side='right') into out (uint8/uint16). "

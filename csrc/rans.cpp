@@ -183,11 +183,41 @@ void register_rans(py::module_& m) {
   m.def(
       "group_information",
       [](const py::array& units, const py::array& gid, int64_t groups) {
-        const auto* u = contiguous<uint8_t>(units, "units", 2);
-        const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
+        const bool wide = py::isinstance<py::array_t<uint16_t>>(units);
+        const size_t n = size_t(units.shape(0)), m = units.ndim() == 2 ? size_t(units.shape(1)) : 0;
         const uint8_t* g = group_ids(gid, n, groups);
         py::array_t<double> out(static_cast<py::ssize_t>(groups));
         double* o = out.mutable_data();
+        // sum over a group's symbols of -log2(frequency), from its histogram h of `size`
+        const auto information = [](const auto* h, size_t size, size_t stride) {
+          uint64_t total = 0;
+          double sum = 0.0;
+          for (size_t a = 0; a < size; ++a) {
+            uint64_t c = 0;
+            for (size_t r = 0; r < stride; ++r) c += h[r * size + a];
+            if (c) {
+              total += c;
+              sum += double(c) * std::log2(double(c));
+            }
+          }
+          return total ? double(total) * std::log2(double(total)) - sum : 0.0;
+        };
+        if (wide) {
+          const auto* u = contiguous<uint16_t>(units, "units", 2);
+          py::gil_scoped_release release;
+          // one histogram per group, as wide as the largest symbol needs
+          uint16_t top = 0;
+          for (size_t i = 0; i < n * m; ++i) top = std::max(top, u[i]);
+          const size_t size = size_t(top) + 1;
+          std::vector<uint32_t> hist(size_t(groups) * size, 0);  // n * m < 2**31 values
+          for (size_t i = 0; i < n; ++i) {
+            uint32_t* h = hist.data() + size_t(g[i]) * size;
+            for (size_t j = 0; j < m; ++j) ++h[u[i * m + j]];
+          }
+          for (int64_t k = 0; k < groups; ++k) o[k] = information(hist.data() + size_t(k) * size, size, 1);
+          return out;
+        }
+        const auto* u = contiguous<uint8_t>(units, "units", 2);
         {
           py::gil_scoped_release release;
           // four interleaved histograms per group: runs of one symbol would otherwise wait
@@ -197,26 +227,14 @@ void register_rans(py::module_& m) {
             uint64_t* h = hist.data() + size_t(g[i]) * 1024;
             count_bytes4(u + i * m, m, h);
           }
-          for (int64_t k = 0; k < groups; ++k) {
-            const uint64_t* h = hist.data() + size_t(k) * 1024;
-            uint64_t total = 0;
-            double sum = 0.0;
-            for (int a = 0; a < 256; ++a) {
-              const uint64_t c = h[a] + h[256 + a] + h[512 + a] + h[768 + a];
-              if (c) {
-                total += c;
-                sum += double(c) * std::log2(double(c));
-              }
-            }
-            o[k] = total ? double(total) * std::log2(double(total)) - sum : 0.0;
-          }
+          for (int64_t k = 0; k < groups; ++k) o[k] = information(hist.data() + size_t(k) * 1024, 256, 4);
         }
         return out;
       },
       py::arg("units"), py::arg("gid"), py::arg("groups"),
       "The empirical information (bits: the sum of -log2 of each symbol's frequency in its "
-      "group) of the rows of the C-contiguous (n, m) uint8 units whose gid (n,) is k, for k in "
-      "range(groups): a lower bound on what any static-table coder spends on each group.");
+      "group) of the rows of the C-contiguous (n, m) uint8 or uint16 units whose gid (n,) is k, "
+      "for k in range(groups): a lower bound on what any static-table coder spends on each group.");
 
   m.def(
       "rans_encode_groups",

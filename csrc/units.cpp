@@ -30,9 +30,23 @@ namespace py = pybind11;
 namespace featcodec {
 namespace {
 
-// The k-th smallest of row[0..m): counting for 8-bit rows, selection otherwise.
+// The k-th smallest of row[0..m) (values below 2**bits): counting for 8-bit rows and for
+// 16-bit rows whose alphabet is no wider than 4 m (the 9-12-bit indices of error-bounded
+// coding; `hist` holds 2**bits counters then), selection otherwise.
 template <class T>
-T kth(const T* row, size_t m, size_t k, std::vector<uint32_t>& hist, std::vector<T>& scratch) {
+T kth(const T* row, size_t m, size_t k, int bits, std::vector<uint32_t>& hist, std::vector<T>& scratch) {
+  if (sizeof(T) == 2 && (size_t(1) << bits) <= 4 * m) {
+    const size_t size = size_t(1) << bits;
+    uint32_t* h = hist.data();
+    std::fill(h, h + size, 0u);
+    for (size_t j = 0; j < m; ++j) ++h[row[j]];
+    size_t seen = 0;
+    for (size_t v = 0; v < size; ++v) {
+      seen += h[v];
+      if (seen > k) return T(v);
+    }
+    return T(size - 1);  // unreachable: k < m
+  }
   if (sizeof(T) == 1) {
     // rows of 128 values or more: four interleaved histograms, as runs of one value (ReLU
     // zeros) would otherwise wait on each increment's store (informal timing: 2.7x on
@@ -103,13 +117,19 @@ py::tuple residuals(const py::array_t<T, py::array::c_style>& units, int bits, c
   const size_t k = (m - 1) / 2;
   {
     py::gil_scoped_release release;
+    T top = 0;  // the indices are bits-bit (kth counts them in a table of 2**bits)
+    for (size_t i = 0; i < n * m; ++i) top = std::max(top, u[i]);
+    if (uint32_t(top) > mask) {
+      py::gil_scoped_acquire acquire;
+      throw std::invalid_argument("units hold a value of more than bits bits");
+    }
     parallel_for(n, threads, std::max<size_t>(1, (size_t(1) << 16) / m), [&](size_t b, size_t e, size_t) {
-      std::vector<uint32_t> hist(4 * 256);
+      std::vector<uint32_t> hist(std::max<size_t>(4 * 256, sizeof(T) == 2 ? size_t(1) << bits : 0));
       std::vector<T> scratch;
       for (size_t i = b; i < e; ++i) {
         const T* row = u + i * m;
         T* out = pr + i * m;
-        const T md = kth(row, m, k, hist, scratch);
+        const T md = kth(row, m, k, bits, hist, scratch);
         const T tmask = T(mask);
         const auto median = [md](size_t) { return md; };
         int64_t best = cost(row, median, m, tmask);

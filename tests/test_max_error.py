@@ -94,6 +94,25 @@ def test_a_level_sits_on_the_median_when_the_range_leaves_room():
     assert len(ours) < 0.7 * len(theirs) and mse[0] < mse[1]
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_the_compiled_median_and_error_are_numpys(seed):
+    """The error-bounded fit's centre (a radix select) and its bound check (max |y - x| in
+    float64 without a copy) against numpy: ties, signed zeros, both parities, one value."""
+    from featcodec import _core
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 200_000)) if seed else 1
+    a = [rng.standard_t(2, n), rng.integers(-3, 4, n) * 0.5, np.maximum(rng.normal(size=n), 0) * -1.0][seed % 3]
+    x = a.astype(np.float32)
+    x[rng.random(n) < 0.1] = -0.0
+    mid = np.partition(x, [(n - 1) // 2, n // 2])
+    assert _core.median_pair(x) == (float(mid[(n - 1) // 2]), float(mid[n // 2]))
+    y = (x + rng.normal(size=n).astype(np.float32) * np.float32(1e-3)).astype(np.float32)
+    assert _core.max_abs_diff(y, x) == float(np.abs(y.astype(np.float64) - x).max())
+    x64, y64 = x.astype(np.float64), y.astype(np.float64) + 1e-9
+    assert _core.max_abs_diff(y64, x64) == float(np.abs(y64 - x64).max())
+
+
 def test_float32_rounding_of_fine_levels_does_not_refuse_a_reachable_bound():
     """A SmolLM2 value cache (test input 200000) where, at range / 2**16, rounding the
     levels to float32 near |x| = 4 widens one gap just past 2 * max_error: the fit must

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import featcodec
-from featcodec.stages.outliers import count_for_bound, decode_positions, encode_positions
+from featcodec.stages.outliers import count_for_bound, decode_positions, encode_positions, largest
 from featcodec.stream.container import read_stream, write_stream
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden_stages"
@@ -114,6 +114,20 @@ def test_with_an_error_bound_and_with_rate_control():
     assert np.abs(y - x).max() <= 0.05
     blob = featcodec.encode(x, codec="auto", target_bpfp=2.0, outliers=8)
     assert featcodec.header(blob)["stages"][0] == "outliers" and 8 * len(blob) / x.size <= 2.0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_largest_are_those_a_full_sort_gives(seed):
+    """largest() against a full sort by (magnitude descending, position ascending), on
+    magnitudes with many ties, for counts from 1 to all (its guess from a sample both
+    right and too high)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300_000))
+    mag = np.abs(rng.integers(-50, 50, n) if seed % 2 else rng.standard_t(2, n)).astype(np.float32)
+    order = np.lexsort((np.arange(n), -mag))
+    for k in {1, 2, n // 1000 + 1, n // 100 + 1, n // 3 + 1, n}:
+        k = min(k, n)
+        assert np.array_equal(largest(mag, k), np.sort(order[:k]))
 
 
 def _fewest_explicit(x, e) -> int:

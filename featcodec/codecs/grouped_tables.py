@@ -101,8 +101,7 @@ class _Plan:
 def _plan(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray) -> _Plan:
     """The plan of units with these medians, residuals, costs and modes, and its size
     bound: the groups' empirical information (no static table codes a group in fewer
-    bits) less :data:`_STATE_BYTES` per coded part and chunk (the coder's states);
-    0 for 16-bit residuals (not measured)."""
+    bits) less :data:`_STATE_BYTES` per coded part and chunk (the coder's states)."""
     from .. import _core
 
     gid, group_modes = _groups(sums, resid.shape[1], modes)
@@ -113,11 +112,9 @@ def information_bound(units: np.ndarray, gid: np.ndarray | None = None, groups: 
     """A lower bound on the bytes that static rANS tables spend on the rows of the 2-D
     ``units`` by group (``gid``, default all in one): each group's empirical information
     (no table codes a group in fewer bits) less :data:`_STATE_BYTES` per part and chunk
-    (the coder's states); 0 for 16-bit symbols (not measured)."""
+    (the coder's states)."""
     from .. import _core
 
-    if units.dtype != np.uint8:
-        return 0
     if gid is None:
         gid = np.zeros(units.shape[0], np.uint8)
     info = _core.group_information(np.ascontiguousarray(units), gid, groups)

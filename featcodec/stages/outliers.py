@@ -38,7 +38,7 @@ from .._arrays import float_view, is_torch, to_float32
 from ..errors import FormatError, InputError
 from .base import DecodeContext, EncodeContext, Stage
 
-__all__ = ["Outliers", "encode_positions", "decode_positions", "count_for_bound"]
+__all__ = ["Outliers", "encode_positions", "decode_positions", "count_for_bound", "largest"]
 
 _ITEM = {"float16": ("<f2", 2), "bfloat16": ("<u2", 2), "float32": ("<f4", 4), "float64": ("<f8", 8)}
 _MAX_VARINT = 5  # positions are below 2**31 (featcodec.limits.MAX_ELEMENTS): 5 bytes of 7 bits
@@ -120,21 +120,45 @@ def count_for_bound(x: Any, max_error: float) -> int:
 
     if hi - lo <= reach(max(abs(lo), abs(hi))):
         return 0
-    flat = flat.astype(np.float64)
     mag = np.abs(flat)
     kmax = min(flat.size - 1, max(1, flat.size // 100))
-    cut = np.partition(mag, flat.size - kmax)[flat.size - kmax]
-    cand = np.flatnonzero(mag >= cut)
-    cand = cand[np.lexsort((cand, -mag[cand]))]  # as the stage takes them: largest first, ties by position
-    rest = flat[mag < cut]
-    v = flat[cand]
-    # the rest's ends once the first k candidates are gone: the later candidates and the bulk
-    r_hi = np.append(np.maximum.accumulate(v[::-1])[::-1], -np.inf)[: kmax + 1]
-    r_lo = np.append(np.minimum.accumulate(v[::-1])[::-1], np.inf)[: kmax + 1]
-    if rest.size:
-        r_hi, r_lo = np.maximum(r_hi, rest.max()), np.minimum(r_lo, rest.min())
+    top = largest(mag, kmax)
+    top = top[np.lexsort((top, -mag[top]))]  # in the order the stage takes them
+    rest = np.ones(flat.size, bool)
+    rest[top] = False
+    v = flat[top].astype(np.float64)
+    # the rest's ends once the first k of them are gone: the later ones and the others
+    r_hi = np.append(np.maximum.accumulate(v[::-1])[::-1], -np.inf)
+    r_lo = np.append(np.minimum.accumulate(v[::-1])[::-1], np.inf)
+    r_hi = np.maximum(r_hi, float(flat.max(where=rest, initial=-np.inf)))
+    r_lo = np.minimum(r_lo, float(flat.min(where=rest, initial=np.inf)))
     ok = np.flatnonzero(r_hi - r_lo <= reach(np.maximum(np.abs(r_hi), np.abs(r_lo))))
     return int(ok[0]) if ok.size else 0
+
+
+def largest(mag: np.ndarray, k: int) -> np.ndarray:
+    """The positions (ascending) of the ``k`` largest of the 1-D ``mag``; among equal ones
+    at the ``k``-th largest, the lowest positions: the values ``outliers=k`` takes.
+
+    The k-th largest is selected among the values at or above a guess from a stride
+    sample (one comparison over ``mag``, then a selection over the few candidates), or
+    among all when fewer than ``k`` reach the guess: exact either way.
+
+    >>> largest(np.array([1.0, 5.0, 3.0, 5.0, 0.0]), 2).tolist(), largest(np.array([2.0, 2.0, 2.0]), 2).tolist()
+    ([1, 3], [0, 1])
+    """
+    n = mag.size
+    if k >= n:
+        return np.arange(n)
+    sample = mag[:: max(1, n // 65536)]
+    q = max(0, sample.size - 1 - (2 * k * sample.size) // n - 8)  # a little below the k-th largest's rank
+    cand = np.flatnonzero(mag >= np.partition(sample, q)[q])
+    if cand.size < k:  # the guess was too high
+        cand = np.arange(n)
+    cm = mag[cand]
+    cut = np.partition(cm, cm.size - k)[cm.size - k]  # the k-th largest
+    above = cand[cm > cut]
+    return np.union1d(above, cand[cm == cut][: k - above.size])
 
 
 def _count(k: Any, size: int) -> int:
@@ -156,13 +180,11 @@ class Outliers(Stage):
         k = _count(ctx.options.get("outliers"), flat.size)
         if not np.all(np.isfinite(flat)):
             raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
-        mag = np.abs(flat)
-        cut = np.partition(mag, flat.size - k)[flat.size - k]  # the k-th largest magnitude
-        above = np.flatnonzero(mag > cut)
-        pos = np.union1d(above, np.flatnonzero(mag == cut)[: k - above.size])  # ties: lowest positions
+        pos = largest(np.abs(flat), k)
         rest = np.ones(flat.size, bool)
         rest[pos] = False
-        fill = np.clip(flat[pos], flat[rest].min(), flat[rest].max()) if k < flat.size else np.zeros(k, f.dtype)
+        fill = (np.clip(flat[pos], flat.min(where=rest, initial=np.inf), flat.max(where=rest, initial=-np.inf))
+                if k < flat.size else np.zeros(k, f.dtype))
         raw = a.reshape(-1)[pos].astype(_ITEM[origin.dtype][0])
         positions = encode_positions(pos)
         ctx.header["outliers"] = {"count": k, "position_bytes": len(positions)}

@@ -344,15 +344,23 @@ class MaxErrorFitter:
         if a.size == 0:
             raise InputError("x is empty; featcodec needs at least one value.")
         self._x, self._dtype = x, origin.dtype
-        self._ref = as_float64(x)
-        if not np.all(np.isfinite(self._ref)):
+        # x's own values where they are float32 or float64 (compared without a float64 copy)
+        self._native = np.ascontiguousarray(a) if origin.dtype in ("float32", "float64") else None
+        self._ref = as_float64(x) if self._native is None else self._native
+        self.lo, self.hi = float(self._ref.min()), float(self._ref.max())  # NaN and Inf show here
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
             raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
-        self.lo, self.hi = float(self._ref.min()), float(self._ref.max())
         self.span = self.hi - self.lo  #: the range of ``x``
         # np.median(x) in float64, partitioning x's own (narrower) values (not bfloat16 bits)
         flat = (self._ref if origin.dtype == "bfloat16" else np.asarray(a)).reshape(-1)
-        mid = np.partition(flat, [(flat.size - 1) // 2, flat.size // 2])
-        self._centre = (float(mid[(flat.size - 1) // 2]) + float(mid[flat.size // 2])) / 2
+        if flat.dtype == np.float32:  # compiled radix select, the same two values
+            from .. import _core
+
+            lower, upper = _core.median_pair(np.ascontiguousarray(flat))
+        else:
+            mid = np.partition(flat, [(flat.size - 1) // 2, flat.size // 2])
+            lower, upper = float(mid[(flat.size - 1) // 2]), float(mid[flat.size // 2])
+        self._centre = (lower + upper) / 2
 
     def __call__(self, max_error: float) -> Transform:
         """The transform of :func:`fit_max_error` for this bound."""
@@ -380,9 +388,7 @@ class MaxErrorFitter:
             # stream can store them exactly
             t = uniform_transform(_f32(low, -np.inf), _f32(low + step * (2**bits - 1), np.inf), bits)
             idx = t.forward(self._x)
-            y = as_float64(t.inverse(idx, dtype=self._dtype))
-            y -= self._ref
-            if max(float(y.max()), -float(y.min())) <= e:
+            if self._error(t.inverse(idx, dtype=self._dtype)) <= e:
                 return t, idx
         finest = (hi - lo) / (2 * (2**MAX_BITS - 1))
         raise InputError(
@@ -391,6 +397,19 @@ class MaxErrorFitter:
             f"values. Raise max_error, or move the values of largest magnitude out exactly: "
             f"featcodec.encode(x, max_error=...) does that itself unless outliers= or stages= is given."
         )
+
+
+    def _error(self, y: Any) -> float:
+        """max |y - x| in float64 (``y`` decoded in x's dtype and framework)."""
+        if self._native is not None:
+            from .. import _core
+
+            yn = y.detach().cpu().numpy() if is_torch(y) else y
+            return float(_core.max_abs_diff(np.ascontiguousarray(yn, self._native.dtype).reshape(-1),
+                                            self._native.reshape(-1)))
+        d = as_float64(y)
+        d -= self._ref
+        return max(float(d.max()), -float(d.min()))
 
 
 def _mid_tread_low(lo: float, hi: float, centre: float, step: float, k: int) -> float:
