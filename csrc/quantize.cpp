@@ -903,8 +903,14 @@ py::tuple median_pair(const py::array_t<float, py::array::c_style>& x) {
   uint32_t out[2];
   {
     py::gil_scoped_release release;
-    std::vector<uint32_t> hi(65536, 0);
-    for (size_t i = 0; i < n; ++i) ++hi[key(p[i]) >> 16];
+    // four interleaved counts: runs of one value (a ReLU map's zeros) would otherwise wait
+    // on each increment's store
+    std::vector<uint32_t> hi4(4 * 65536, 0), hi(65536);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+      for (size_t j = 0; j < 4; ++j) ++hi4[j * 65536 + (key(p[i + j]) >> 16)];
+    for (; i < n; ++i) ++hi4[key(p[i]) >> 16];
+    for (size_t b = 0; b < 65536; ++b) hi[b] = hi4[b] + hi4[65536 + b] + hi4[131072 + b] + hi4[196608 + b];
     const size_t rank[2] = {(n - 1) / 2, n / 2};
     uint32_t bucket[2];
     size_t below[2];  // values in lower buckets
@@ -916,7 +922,7 @@ py::tuple median_pair(const py::array_t<float, py::array::c_style>& x) {
       below[r] = seen;
     }
     std::vector<uint32_t> lo0(65536, 0), lo1(bucket[1] != bucket[0] ? 65536 : 0, 0);
-    for (size_t i = 0; i < n; ++i) {
+    for (i = 0; i < n; ++i) {
       const uint32_t k = key(p[i]);
       if ((k >> 16) == bucket[0]) ++lo0[k & 0xFFFF];
       else if (!lo1.empty() && (k >> 16) == bucket[1]) ++lo1[k & 0xFFFF];
