@@ -142,8 +142,10 @@ def markdown(summ: list[dict], command: str) -> str:
               "codec (one table, and one per group of columns). featcodec's levels are mid-tread "
               "(one on the tensor's median): at the coarse bounds most values sit on that one level, "
               "which is what makes those streams so small, and what the task metric pays for."]
-    lines += ["", "Rows missing for a bound: 16-bit indices cannot span that tensor's range at it "
-              "(the LLM's massive activation, ~2e4, sets a floor of about 0.19)."]
+    lines += ["", "Where 16-bit indices cannot span a tensor's range at the bound (the LLM's massive "
+              "activation, ~2e4, below about 0.19), featcodec moves the fewest values of largest "
+              "magnitude into its exact outliers section (docs/outliers.md); a row would be missing "
+              "only where that took more than 1% of the values."]
     lines += ["", "Task metrics (against the uncompressed feature's output): "
               + "; ".join(f"{f}: {METRIC_NAMES[f][0]}" for f in fams) + "."]
     return "\n".join(lines) + "\n"

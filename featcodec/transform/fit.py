@@ -353,7 +353,7 @@ class MaxErrorFitter:
         self.span = self.hi - self.lo  #: the range of ``x``
         # np.median(x) in float64, partitioning x's own (narrower) values (not bfloat16 bits)
         flat = (self._ref if origin.dtype == "bfloat16" else np.asarray(a)).reshape(-1)
-        if flat.dtype == np.float32:  # compiled radix select, the same two values
+        if flat.dtype == np.float32 and flat.size >= 1 << 15:  # compiled radix select, the same two values
             from .. import _core
 
             lower, upper = _core.median_pair(np.ascontiguousarray(flat))
