@@ -445,7 +445,46 @@ struct SymLookup {
   }
 };
 
-// Decodes one chunk with lookup lk (SlotLookup or SymLookup).
+// 16-bit alphabets: per slot the rank of its symbol among the k present (2 bytes), then
+// that rank's frequency, start and symbol from arrays of k entries. At the precision the
+// encoder picks for long wide streams (up to 20 bits) the lookup on the state's chain
+// reads 2 MiB instead of DecTables' 8 MiB of packed words (informal timing on 11-14-bit
+// indices: docs/entropy.md).
+struct WideSymTables {
+  std::vector<uint16_t> lut;  // slot -> rank
+  std::vector<uint64_t> fs;   // freq[k], then start[k]
+  std::vector<uint16_t> sym;  // rank -> symbol
+  WideSymTables(int bits, const std::vector<uint32_t>& present, const std::vector<uint32_t>& freq)
+      : lut(size_t(1) << bits), fs(2 * present.size()), sym(present.size()) {
+    const size_t k = present.size();
+    uint32_t start = 0;
+    for (size_t i = 0; i < k; ++i) {
+      std::fill(lut.begin() + start, lut.begin() + start + freq[i], uint16_t(i));
+      fs[i] = freq[i];
+      fs[k + i] = start;
+      sym[i] = uint16_t(present[i]);
+      start += freq[i];
+    }
+  }
+};
+
+template <int Bits>
+struct WideSymLookup {
+  const uint16_t* lut;
+  const uint64_t* freq;
+  const uint64_t* start;
+  const uint16_t* sym;
+  explicit WideSymLookup(const WideSymTables& d)
+      : lut(d.lut.data()), freq(d.fs.data()), start(d.fs.data() + d.sym.size()), sym(d.sym.data()) {}
+  uint64_t step(uint64_t x, uint16_t& o) const {
+    const size_t slot = size_t(x & ((1ull << Bits) - 1));
+    const size_t i = lut[slot];
+    o = sym[i];
+    return freq[i] * (x >> Bits) + slot - start[i];
+  }
+};
+
+// Decodes one chunk with lookup lk (SlotLookup, SymLookup or WideSymLookup).
 template <int K, class Sym, class Lookup>
 void decode_chunk(const uint8_t* p, size_t size, Sym* out, uint64_t len, const Lookup& lk) {
   const uint8_t* const end = p + size;
@@ -532,7 +571,7 @@ void decode_chunks(const StaticHeader& h, int bits, const std::vector<uint32_t>&
     });
   };
   // Long streams (8 lanes) have the precision as a compile-time constant: 12 to 16 for
-  // 8-bit alphabets (what the encoder picks for >= 2**16 symbols), 16 for 16-bit ones.
+  // 8-bit alphabets (what the encoder picks for >= 2**16 symbols), 16 to 20 for 16-bit ones.
   if (h.lanes_log2 == 3) {
     if constexpr (sizeof(Sym) == 1) {
       if (bits >= 14 && bits <= 16) {
@@ -541,6 +580,21 @@ void decode_chunks(const StaticHeader& h, int bits, const std::vector<uint32_t>&
           if (bits == 14) decode_chunk<8>(p, sz, o, len, SymLookup<14>(d));
           else if (bits == 15) decode_chunk<8>(p, sz, o, len, SymLookup<15>(d));
           else decode_chunk<8>(p, sz, o, len, SymLookup<16>(d));
+        });
+        return;
+      }
+    }
+    if constexpr (sizeof(Sym) == 2) {
+      if (bits >= 16 && bits <= 20) {
+        const WideSymTables d(bits, present, freq);
+        each_chunk([&](const uint8_t* p, size_t sz, Sym* o, uint64_t len) {
+          switch (bits) {
+            case 16: decode_chunk<8>(p, sz, o, len, WideSymLookup<16>(d)); break;
+            case 17: decode_chunk<8>(p, sz, o, len, WideSymLookup<17>(d)); break;
+            case 18: decode_chunk<8>(p, sz, o, len, WideSymLookup<18>(d)); break;
+            case 19: decode_chunk<8>(p, sz, o, len, WideSymLookup<19>(d)); break;
+            default: decode_chunk<8>(p, sz, o, len, WideSymLookup<20>(d)); break;
+          }
         });
         return;
       }

@@ -235,6 +235,19 @@ def test_static_16bit_table_holds_exactly_the_symbols_present(n):
         assert np.all(np.abs(np.array(freqs) - ideal) <= np.maximum(1, 0.5 * ideal))
 
 
+@pytest.mark.parametrize("log2n", [16, 17, 18, 19, 20, 21])
+def test_static_16bit_round_trips_at_every_long_stream_precision(log2n):
+    """Long 16-bit streams (8 lanes) decode through the rank table at precisions 16-20
+    (the encoder picks min(20, log2 n)): every symbol back, with all 65,536 present."""
+    n = 1 << log2n
+    x = (np.round(RNG.laplace(0, 700, n)).astype(np.int64) % 65536).astype(np.uint16)
+    x[: 65536] = np.arange(65536, dtype=np.uint16)  # the whole alphabet present
+    data = encode_symbols(x)
+    assert _precision(data) == min(20, log2n)
+    for threads in (1, 2):
+        np.testing.assert_array_equal(decode_symbols(data, n, threads=threads), x)
+
+
 def test_static_16bit_table_stays_compact():
     x = RNG.choice(np.array([5, 60000, 31000], np.uint16), 10_000)
     data = encode_symbols(x)
