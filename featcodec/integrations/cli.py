@@ -537,7 +537,8 @@ def _add_codec_options(p: argparse.ArgumentParser, *, many: bool) -> None:
                    help="target bits per feature value (learned codecs)")
     p.add_argument("--max-error", type=float, default=None, dest="max_error",
                    help="error-bounded coding (index codec): every decoded value within this "
-                        "absolute error; picks the transform and bits itself")
+                        "absolute error; picks the transform and bits itself, and sends the few "
+                        "massive values 16-bit indices cannot span at this bound exactly")
     from ..stages.alignment import LAYOUTS
 
     p.add_argument("--layout", default=None, choices=("auto", *LAYOUTS),
