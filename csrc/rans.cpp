@@ -254,12 +254,12 @@ void register_rans(py::module_& m) {
           std::vector<size_t> start(size_t(groups) + 1, 0);
           for (size_t i = 0; i < n; ++i) ++start[g[i] + 1];
           for (int64_t k = 0; k < groups; ++k) start[k + 1] += start[k];
-          std::vector<uint8_t> buf(n * m * item);
+          const std::unique_ptr<uint8_t[]> buf(new uint8_t[n * m * item]);  // not zero-filled: all copied over
           std::vector<size_t> at(start.begin(), start.end() - 1);
           const auto* src = static_cast<const uint8_t*>(units.data());
-          for (size_t i = 0; i < n; ++i) std::memcpy(buf.data() + (at[g[i]]++) * m * item, src + i * m * item, m * item);
+          for (size_t i = 0; i < n; ++i) std::memcpy(buf.get() + (at[g[i]]++) * m * item, src + i * m * item, m * item);
           for (int64_t k = 0; k < groups; ++k) {
-            const uint8_t* p = buf.data() + start[k] * m * item;
+            const uint8_t* p = buf.get() + start[k] * m * item;
             const uint64_t count = uint64_t(start[k + 1] - start[k]) * m;
             enc[k] = wide ? rans::encode_static16(reinterpret_cast<const uint16_t*>(p), count, threads_arg(threads))
                           : rans::encode_static8(p, count, threads_arg(threads));

@@ -95,7 +95,7 @@ class _Plan:
         groups = _core.rans_encode_groups(self.resid, self.gid, len(self.group_modes), get_num_threads())
         parts = [encode_symbols(self.med), encode_symbols(self.gid), *groups]
         head = struct.pack("<H", len(self.group_modes)) + (bytes(self.group_modes) if with_modes else b"")
-        return head + struct.pack(f"<{len(parts)}I", *map(len, parts)) + b"".join(parts)
+        return b"".join([head, struct.pack(f"<{len(parts)}I", *map(len, parts)), *parts])
 
 
 def _plan(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray) -> _Plan:

@@ -166,8 +166,11 @@ def write_stream(header: dict[str, Any], sections: Sequence[bytes | bytearray | 
     if len(sections) > MAX_SECTIONS:
         raise FormatError(f"a stream holds at most {MAX_SECTIONS} sections.")
     lengths = [len(memoryview(s).cast("B")) for s in sections]
-    body = b"".join([_frame(_encode_header(header), lengths, version), *sections])
-    return body + _CRC.pack(zlib.crc32(body))
+    frame = _frame(_encode_header(header), lengths, version)
+    crc = zlib.crc32(frame)
+    for s in sections:
+        crc = zlib.crc32(s, crc)
+    return b"".join([frame, *sections, _CRC.pack(crc)])  # one copy of the (large) sections
 
 
 def stream_size(header: dict[str, Any], section_lengths: Sequence[int]) -> int:
