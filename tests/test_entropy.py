@@ -248,6 +248,26 @@ def test_static_16bit_round_trips_at_every_long_stream_precision(log2n):
         np.testing.assert_array_equal(decode_symbols(data, n, threads=threads), x)
 
 
+def test_long_16bit_streams_that_are_damaged_never_crash():
+    """The rank-table decode of long 16-bit streams (precision 18 here) on flipped bits,
+    overwritten bytes and truncations: a FeatcodecError, or symbols of the right size."""
+    rng = np.random.default_rng(5)
+    x = (np.round(rng.laplace(0, 300, 1 << 18)).astype(np.int64) % 65536).astype(np.uint16)
+    data = encode_symbols(x)
+    assert _precision(data) == 18
+    rejected = 0
+    for i in range(300):
+        d = bytearray(data)
+        if i % 3 == 2:
+            d = d[: int(rng.integers(0, len(d)))]
+        else:
+            for _ in range(int(rng.integers(1, 4))):
+                at = int(rng.integers(0, len(d))) if i % 3 else int(rng.integers(0, 64))  # table or anywhere
+                d[at] ^= 1 << int(rng.integers(0, 8))
+        rejected += _rejected(lambda b: decode_symbols(b, x.size), bytes(d), x)
+    assert rejected >= 250
+
+
 def test_static_16bit_table_stays_compact():
     x = RNG.choice(np.array([5, 60000, 31000], np.uint16), 10_000)
     data = encode_symbols(x)
