@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any, Sequence
@@ -79,7 +80,7 @@ def encode_context(x: Any, codec: str, options: dict[str, Any], codec_params: di
         lengths = [len(sec) for sec in ctx.sections.values()]
         params["stream_size"] = lambda n, cparams: container.stream_size(
             {**head, "codec_params": cparams}, [n, *lengths])
-    if ctx.tile is not None and "tile" in inspect.signature(codec_obj.encode_plane).parameters:
+    if ctx.tile is not None and _takes_tile(codec_obj.encode_plane):
         params["tile"] = ctx.tile  # codecs that model channel tiles get their size
     reconstruction: list = []
     if ctx.codec_params:  # what stages ask of the codec; it hands back the plane it decodes
@@ -99,6 +100,21 @@ def encode_context(x: Any, codec: str, options: dict[str, Any], codec_params: di
                   container.STAGES_VERSION if "stages" in head else 1,
                   *(st.format_version(head) for st in steps))
     return container.write_stream(head, [bytes(payload), *ctx.sections.values()], version), ctx
+
+
+def _takes_tile(encode_plane: Any) -> bool:
+    """A codec's ``encode_plane`` takes ``tile=`` (remembered per function: inspecting a
+    signature costs more than a small encode's Python)."""
+    fn = getattr(encode_plane, "__func__", encode_plane)
+    try:
+        return _has_parameter(fn, "tile")
+    except TypeError:  # an unhashable callable
+        return "tile" in inspect.signature(encode_plane).parameters
+
+
+@functools.lru_cache(maxsize=64)
+def _has_parameter(fn: Any, name: str) -> bool:
+    return name in inspect.signature(fn).parameters
 
 
 def values_for_transform(x: Any, options: dict[str, Any], stages: Sequence[str] | None = None) -> Any:
