@@ -183,8 +183,9 @@ void register_rans(py::module_& m) {
   m.def(
       "group_information",
       [](const py::array& units, const py::array& gid, int64_t groups) {
+        if (units.ndim() != 2) throw rans::InputError("units must be a C-contiguous 2-D array");
         const bool wide = py::isinstance<py::array_t<uint16_t>>(units);
-        const size_t n = size_t(units.shape(0)), m = units.ndim() == 2 ? size_t(units.shape(1)) : 0;
+        const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
         const uint8_t* g = group_ids(gid, n, groups);
         py::array_t<double> out(static_cast<py::ssize_t>(groups));
         double* o = out.mutable_data();
