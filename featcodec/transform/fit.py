@@ -398,7 +398,6 @@ class MaxErrorFitter:
             f"featcodec.encode(x, max_error=...) does that itself unless outliers= or stages= is given."
         )
 
-
     def _error(self, y: Any) -> float:
         """max |y - x| in float64 (``y`` decoded in x's dtype and framework)."""
         if self._native is not None:
