@@ -206,16 +206,22 @@ void register_rans(py::module_& m) {
         if (wide) {
           const auto* u = contiguous<uint16_t>(units, "units", 2);
           py::gil_scoped_release release;
-          // one histogram per group, as wide as the largest symbol needs
+          // per group four interleaved histograms (as for bytes) as wide as the largest
+          // symbol needs, or one where four would not stay small (wide alphabets, many groups)
           uint16_t top = 0;
           for (size_t i = 0; i < n * m; ++i) top = std::max(top, u[i]);
           const size_t size = size_t(top) + 1;
-          std::vector<uint32_t> hist(size_t(groups) * size, 0);  // n * m < 2**31 values
+          const size_t ways = size_t(groups) * size * 4 <= (size_t(1) << 20) ? 4 : 1;
+          std::vector<uint32_t> hist(size_t(groups) * size * ways, 0);  // n * m < 2**31 values
           for (size_t i = 0; i < n; ++i) {
-            uint32_t* h = hist.data() + size_t(g[i]) * size;
-            for (size_t j = 0; j < m; ++j) ++h[u[i * m + j]];
+            uint32_t* h = hist.data() + size_t(g[i]) * size * ways;
+            if (ways == 4) {
+              count_values4(u + i * m, m, size, h);
+            } else {
+              for (size_t j = 0; j < m; ++j) ++h[u[i * m + j]];
+            }
           }
-          for (int64_t k = 0; k < groups; ++k) o[k] = information(hist.data() + size_t(k) * size, size, 1);
+          for (int64_t k = 0; k < groups; ++k) o[k] = information(hist.data() + size_t(k) * size * ways, size, ways);
           return out;
         }
         const auto* u = contiguous<uint8_t>(units, "units", 2);

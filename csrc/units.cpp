@@ -36,13 +36,14 @@ namespace {
 template <class T>
 T kth(const T* row, size_t m, size_t k, int bits, std::vector<uint32_t>& hist, std::vector<T>& scratch) {
   if (sizeof(T) == 2 && (size_t(1) << bits) <= 4 * m) {
+    // four interleaved tables (as for bytes below): error-bounded indices are peaky
     const size_t size = size_t(1) << bits;
     uint32_t* h = hist.data();
-    std::fill(h, h + size, 0u);
-    for (size_t j = 0; j < m; ++j) ++h[row[j]];
+    std::fill(h, h + 4 * size, 0u);
+    count_values4(row, m, size, h);
     size_t seen = 0;
     for (size_t v = 0; v < size; ++v) {
-      seen += h[v];
+      seen += h[v] + h[size + v] + h[2 * size + v] + h[3 * size + v];
       if (seen > k) return T(v);
     }
     return T(size - 1);  // unreachable: k < m
@@ -121,7 +122,7 @@ py::tuple residuals(const py::array_t<T, py::array::c_style>& units, int bits, c
   {
     py::gil_scoped_release release;
     parallel_for(n, threads, std::max<size_t>(1, (size_t(1) << 16) / m), [&](size_t b, size_t e, size_t) {
-      std::vector<uint32_t> hist(std::max<size_t>(4 * 256, sizeof(T) == 2 ? size_t(1) << bits : 0));
+      std::vector<uint32_t> hist(4 * std::max<size_t>(256, sizeof(T) == 2 ? size_t(1) << bits : 0));
       std::vector<T> scratch;
       for (size_t i = b; i < e; ++i) {
         const T* row = u + i * m;
