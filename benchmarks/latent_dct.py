@@ -1,5 +1,7 @@
-"""A lead for issue 16, not a shipped stage: error-bounded coding of a latent's blockwise
-DCT coefficients instead of the latent itself, on the task metric.
+"""Error-bounded coding of a latent's blockwise transform coefficients instead of the
+latent itself, on the task metric: a DCT (measured, not shipped) and the shipped
+``"spatial"`` stage's Walsh-Hadamard (featcodec/stages/spatial.py), as ``codec="auto"``
+runs it.
 
 The TAEF2 latent is the family furthest from "within 1% at 2 BPFP" after the LLM and the
 CNN (docs/fidelity.md), and its planes are spatially correlated (rho about 0.6 both ways,
@@ -77,6 +79,7 @@ def main() -> None:
     from featcodec.features.extract import load_manifest
     from featcodec.features.models import load_model
     from featcodec.metrics import robust_scale
+    from featcodec.stages.spatial import COEFFICIENT_BOUND
 
     tf = _sibling("task_fidelity")
     torch.set_num_threads(1)
@@ -93,6 +96,11 @@ def main() -> None:
             blob = featcodec.encode(x, max_error=bound)
             _, src, ref = task.metrics(featcodec.decode(blob))
             rows.setdefault(("latent itself", k), []).append((8 * len(blob) / x.size, src, ref))
+            # the shipped stage (a blockwise Walsh-Hadamard), as codec="auto" runs it
+            blob = featcodec.pipeline.encode(x, "index", {"max_error": bound, "spatial": 8, COEFFICIENT_BOUND: True},
+                                             None, ["spatial", "transform", "pack"])
+            _, src, ref = task.metrics(featcodec.decode(blob))
+            rows.setdefault(("8x8 Walsh-Hadamard, the spatial stage", k), []).append((8 * len(blob) / x.size, src, ref))
             for b in args.blocks:
                 z = blocks_forward(x.astype(np.float64), b).astype(np.float32)
                 blob = featcodec.encode(z, max_error=bound)

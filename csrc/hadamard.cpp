@@ -51,13 +51,14 @@ void fwht(T* v, size_t b) {
 
 template <class T>
 py::array_t<T> rotate(const py::array_t<T, py::array::c_style | py::array::forcecast>& x, uint64_t seed,
-                      int64_t block, bool inverse, int threads) {
+                      int64_t block, bool inverse, int threads, bool random_signs) {
   if (x.ndim() != 2) throw std::invalid_argument("x must be a 2-D (rows, d) array");
   const size_t n = size_t(x.shape(0)), d = size_t(x.shape(1));
   if (block < 1 || (block & (block - 1)) != 0 || d % size_t(block) != 0)
     throw std::invalid_argument("block must be a power of two that divides the row length");
   const size_t b = size_t(block);
-  const std::vector<int8_t> sg = signs_of(seed, d);
+  // without random signs (the spatial stage's plain transform): every sign +1
+  const std::vector<int8_t> sg = random_signs ? signs_of(seed, d) : std::vector<int8_t>(d, int8_t(1));
   const T norm = T(1.0 / std::sqrt(double(b)));
   py::array_t<T> out({py::ssize_t(n), py::ssize_t(d)});
   const T* src = x.data();
@@ -93,13 +94,14 @@ py::array_t<int8_t> signs(uint64_t seed, int64_t d) {
 
 void register_hadamard(py::module_& m) {
   m.def("hadamard_rotate", &rotate<float>, py::arg("x").noconvert(), py::arg("seed"), py::arg("block"),
-        py::arg("inverse"), py::arg("threads"));
+        py::arg("inverse"), py::arg("threads"), py::arg("random_signs") = true);
   m.def("hadamard_rotate", &rotate<double>, py::arg("x").noconvert(), py::arg("seed"), py::arg("block"),
-        py::arg("inverse"), py::arg("threads"),
+        py::arg("inverse"), py::arg("threads"), py::arg("random_signs") = true,
         "A new (n, d) array: each row of the C-contiguous float32/float64 (n, d) array x, in blocks of "
         "`block` values (a power of two dividing d), times H D / sqrt(block) (forward: signs, then the "
         "fast Walsh-Hadamard transform) or D H / sqrt(block) (inverse), D the signs of `seed` "
-        "(hadamard_signs). Use featcodec.stages.rotation, which validates its arguments.");
+        "(hadamard_signs; with random_signs=False every sign is +1: the plain blockwise transform). "
+        "Use featcodec.stages.rotation, which validates its arguments.");
   m.def("hadamard_signs", &signs, py::arg("seed"), py::arg("d"),
         "The d signs (+1/-1, int8) of the rotation with this seed: sign i is -1 when bit 63 of "
         "splitmix64's output i + 1 from state seed is set.");

@@ -47,6 +47,7 @@ def encode(
     outliers: int | None = None,
     rotation: bool | int | None = None,
     scales: str | None = None,
+    spatial: int | None = None,
     stages: Sequence[str] | None = None,
     check_quality: bool = True,
     **params: Any,
@@ -88,6 +89,12 @@ def encode(
             transform (KIVI: keys per channel, values per token;
             :mod:`featcodec.stages.scales`); adds the ``"scales"`` stage. Neither
             rotation nor scales can keep a ``max_error`` bound (InputError).
+        spatial: a block size (a power of two, e.g. 8) dividing the height and width of a
+            channels-first map ``(N, C, H, W)``: every block of every channel is replaced by
+            its 2-D Walsh-Hadamard coefficients, laid out one plane per frequency, before the
+            transform (:mod:`featcodec.stages.spatial`); adds the ``"spatial"`` stage. It
+            pays with uniform steps at low rates, which ``codec="auto"`` tries by itself;
+            it cannot keep a ``max_error`` bound (InputError).
         stages: the pipeline's stage names in order (default ``["transform", "pack"]``);
             registered stages (:mod:`featcodec.stages`) plug in before ``"transform"``.
         check_quality: for a learned codec without ``max_error``, measure its feature-domain
@@ -130,9 +137,10 @@ def encode(
     if max_error is not None and outliers is None and stages is None and _positive(max_error):
         # massive values the 16-bit indices cannot span at this bound travel exactly instead
         outliers = count_for_bound(x, max_error) or None
-    stages = with_value_stages(stages, {"outliers": outliers, "rotation": rotation, "scales": scales})
+    values = {"outliers": outliers, "rotation": rotation, "scales": scales, "spatial": spatial}
+    stages = with_value_stages(stages, values)
     options = {"transform": transform, "bits": bits, "max_error": max_error, "layout": layout,
-               "embed_transform": embed_transform, "outliers": outliers, "rotation": rotation, "scales": scales}
+               "embed_transform": embed_transform, **values}
     if codec == "auto":
         from .ratecontrol import encode_within
 

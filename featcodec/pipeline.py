@@ -206,6 +206,12 @@ def _validate(h: Any, nsections: int, version: int) -> tuple[dict[str, Any], tup
     if set(h["sections"]) != want:
         raise FormatError(f"featcodec stream sections {h['sections']} do not match its header fields "
                           f"(expected {sorted(want)}).")
+    shape = tuple(h["shape"])  # what the values -> values stages make of the tensor's shape
+    for st in steps:
+        if (st.takes, st.gives) == ("values", "values"):
+            shape = tuple(st.gives_shape(h, shape))
+    if "pack" in h and tuple(h["pack"].get("shape", ())) != shape:
+        raise FormatError("featcodec stream header: pack shape and tensor shape differ.")
     return h, steps
 
 

@@ -14,6 +14,11 @@ lowest mean squared error in the feature domain:
   bisection, the massive values moved out exactly where 16 bits cannot span the range, as
   there): entropy-coded uniform steps beat Lloyd-Max levels at high rates, and their
   spacing is not tied to a power of two;
+* for a channels-first map ``(N, C, H, W)`` whose H and W 8 or 4 divides, also the same
+  bisection on its blockwise 2-D Walsh-Hadamard coefficients (the ``"spatial"`` stage,
+  :mod:`featcodec.stages.spatial`): the bound holds on the coefficients, the choice is by
+  the decoded feature's MSE like every other; on TAEF2 latents it wins at 1-2.5 bits per
+  value (docs/spatial.md);
 * every shipped learned codec at its highest fitting quality, on the 8-bit transform.
 
 The value stages (``outliers``, ``rotation``, ``scales``) are not candidates unless the
@@ -53,8 +58,9 @@ from . import pipeline
 from .codecs.learned.codec import learned_codecs
 from ._arrays import is_torch
 from .errors import InputError
-from .stages import with_value_stages
+from .stages import VALUE_STAGES, with_value_stages
 from .stages.outliers import count_for_bound
+from .stages.spatial import COEFFICIENT_BOUND, block_for
 
 __all__ = ["encode_within"]
 
@@ -78,8 +84,9 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
 
     def encode(codec: str = "index", codec_params: dict | None = None, **opts: Any) -> tuple[bytes, Any]:
         steps = stages
-        if opts.get("outliers"):  # error-bounded, with the massive values moved out exactly
-            steps = with_value_stages(None, {"outliers": opts["outliers"]})
+        own = {n: opts.get(n) for n in ("outliers", "spatial") if opts.get(n)}
+        if own:  # error-bounded with the massive values moved out exactly, or on spatial coefficients
+            steps = with_value_stages(None, own)
         blob, ctx = pipeline.encode_context(x, codec, {**shared, **opts}, codec_params, steps)
         return blob, ctx.state["transform"]
 
@@ -97,6 +104,13 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
         finest = _finest_bound_within(x, budget, bounded)
         if finest is not None:
             streams.append(finest)
+        block = block_for(tuple(x.shape))
+        if block and stages is None and not any(options.get(n) for n in VALUE_STAGES):
+            # a channels-first map: uniform steps on its blockwise Walsh-Hadamard coefficients
+            finest = _finest_bound_within(x, budget, lambda e: encode(
+                transform="auto", max_error=e, spatial=block, **{COEFFICIENT_BOUND: True}))
+            if finest is not None:
+                streams.append(finest)
     base = at_bits(8) if fitted else streams[0]  # the 8-bit transform the learned codecs code
     if base[1].bits == 8:
         for name in learned_codecs():

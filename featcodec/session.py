@@ -46,8 +46,9 @@ class Encoder:
         embed_transform: store the levels in every stream (default ``False``: streams
             carry the id, and a decoding process needs the transform registered or passed
             as ``featcodec.decode(blob, transform=...)``; save it with ``transform.save``).
-        outliers, rotation, scales: the value stages, as :func:`featcodec.encode` takes them
-            (``outliers=k``, ``rotation=True``, ``scales="token"|"channel"``). With
+        outliers, rotation, scales, spatial: the value stages, as :func:`featcodec.encode`
+            takes them (``outliers=k``, ``rotation=True``, ``scales="token"|"channel"``,
+            ``spatial=8``). With
             ``samples`` the transform is fitted on the samples after these stages (what it
             will see); a ``transform`` given should have been fitted the same way
             (:func:`featcodec.pipeline.values_for_transform`).
@@ -68,12 +69,12 @@ class Encoder:
     def __init__(self, transform: Transform | str | None = None, *, samples: Any = None, bits: int = 8,
                  codec: str = "index", layout: str = "auto", embed_transform: bool = False,
                  outliers: int | None = None, rotation: bool | int | None = None, scales: str | None = None,
-                 stages: Sequence[str] | None = None, check_quality: bool = True,
+                 spatial: int | None = None, stages: Sequence[str] | None = None, check_quality: bool = True,
                  **codec_params: Any) -> None:
         if (transform is None) == (samples is None):
             raise InputError("Encoder needs either transform= (a fitted Transform or a registered id) or "
                              "samples= (tensors to fit one on), not both or neither.")
-        values = {"outliers": outliers, "rotation": rotation, "scales": scales}
+        values = {"outliers": outliers, "rotation": rotation, "scales": scales, "spatial": spatial}
         chosen = with_value_stages(stages, values)
         if samples is not None:
             if chosen is not None:  # fit on what the transform will see: the samples after the value stages

@@ -36,6 +36,8 @@ def _streams():
          {"max_error": 0.2}),
         # the value stages: exact outliers, a Hadamard rotation, per-token scales (version 7)
         (rng.standard_t(3, size=(6, 16)).astype(np.float32), {"bits": 3, "outliers": 2, "rotation": 5, "scales": "token"}),
+        # the spatial stage: a blockwise Hadamard of a channels-first map (version 8)
+        (np.cumsum(rng.normal(size=(1, 2, 8, 8)), axis=3).astype(np.float32), {"bits": 4, "spatial": 4}),
     ]
     featcodec.register_transform(t)
     out = []

@@ -19,7 +19,7 @@ from scipy.linalg import hadamard
 import featcodec
 from featcodec.stages.rotation import block_of, rotate, signs
 from featcodec.stages.scales import quantize_scales, robust_scales, scale_values
-from featcodec.stream.container import read_stream, write_stream
+from featcodec.stream.container import FORMAT_VERSION, read_stream, write_stream
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden_stages"
 FEATURES = Path(__file__).resolve().parent / "data" / "features"
@@ -275,7 +275,7 @@ def test_the_stages_need_format_version_7():
         with pytest.raises(featcodec.FormatError, match=f"version 5 has '{name}' fields of a newer version"):
             featcodec.decode(older)
     newer = bytearray(blob)
-    newer[8:10] = (8).to_bytes(2, "little")
+    newer[8:10] = (FORMAT_VERSION + 1).to_bytes(2, "little")
     with pytest.raises(featcodec.VersionError, match="Upgrade featcodec"):
         featcodec.decode(bytes(newer))
 

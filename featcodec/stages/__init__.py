@@ -14,11 +14,13 @@ The built-in stages are :mod:`.value_transform` (``"transform"``: values -> indi
 :mod:`.alignment` (``"pack"``: indices -> plane), the values -> values stages
 :mod:`.outliers` (``"outliers"``: the largest values moved to a sparse section),
 :mod:`.rotation` (``"rotation"``: a randomised Hadamard rotation along the hidden axis)
-and :mod:`.scales` (``"scales"``: per-token or per-channel scales), and :mod:`.residual`
-(``"residual"``: first of all, an error bound on a lossy codec's reconstruction); a stream that names no
-stages uses exactly the first two (:data:`DEFAULT_STAGES`). Stages that work on values
-come before ``"transform"``; :func:`featcodec.encode`'s ``outliers=``, ``rotation=`` and
-``scales=`` put them in that order (:data:`VALUE_STAGES`).
+and :mod:`.scales` (``"scales"``: per-token or per-channel scales), :mod:`.spatial`
+(``"spatial"``: a blockwise 2-D Walsh-Hadamard transform of channels-first maps), and
+:mod:`.residual` (``"residual"``: first of all, an error bound on a lossy codec's
+reconstruction); a stream that names no stages uses exactly the first two
+(:data:`DEFAULT_STAGES`). Stages that work on values come before ``"transform"``;
+:func:`featcodec.encode`'s ``outliers=``, ``rotation=``, ``scales=`` and ``spatial=`` put
+them in that order (:data:`VALUE_STAGES`).
 
 How to write and register a stage, with a worked example that the tests run:
 docs/architecture.md.
@@ -49,8 +51,9 @@ __all__ = ["Stage", "EncodeContext", "DecodeContext", "register_stage", "get_sta
 
 #: the built-in values -> values stages in the order :func:`featcodec.encode` puts those it
 #: is asked for (``outliers=``, ``rotation=``, ``scales=``) in front of ``"transform"``: the
-#: massive values leave first (exactly), the rest is rotated, then scaled
-VALUE_STAGES = ("outliers", "rotation", "scales")
+#: massive values leave first (exactly), the rest is rotated, then scaled, then (maps)
+#: transformed blockwise
+VALUE_STAGES = ("outliers", "rotation", "scales", "spatial")
 
 _STAGES: dict[str, Stage] = {}
 _LOCK = threading.Lock()
@@ -176,12 +179,14 @@ def _register_builtin() -> None:
     from .residual import Residual
     from .rotation import Rotation
     from .scales import Scales
+    from .spatial import Spatial
     from .value_transform import ValueTransform
 
     register_stage(Outliers())
     register_stage(Residual())
     register_stage(Rotation())
     register_stage(Scales())
+    register_stage(Spatial())
     register_stage(ValueTransform())
     register_stage(Alignment())
 

@@ -104,6 +104,11 @@ class Stage:
         """The lowest stream format version whose readers understand the stage's fields."""
         return 1
 
+    def gives_shape(self, header: dict[str, Any], shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A values -> values stage: the shape of what it gives for values of ``shape``
+        (called on a checked header; default: the same shape)."""
+        return shape
+
     def prepare(self, ctx: DecodeContext) -> None:
         """Decode's work before the payload is decoded (rebuild tables, find a referenced
         transform, give the plane shape), so that such errors come before any payload

@@ -1,0 +1,168 @@
+"""The ``"spatial"`` stage: a blockwise 2-D Walsh-Hadamard transform of every channel of a
+channels-first map before the value transform, so that the codec sees decorrelated
+coefficients instead of neighbouring values that repeat each other.
+
+CNN feature maps and diffusion latents are spatially correlated (docs/learned.md: rho
+about 0.5-0.6 to the next value each way), but the index codec codes values one at a time.
+Each ``B x B`` block of every channel of an ``(N, C, H, W)`` tensor is multiplied by the
+orthonormal ``H_B / sqrt(B)`` along its rows and along its columns (Sylvester-order
+Walsh-Hadamard, no signs: compiled, the rotation stage's kernel, additions and one scale,
+the same bytes for any thread count), and the coefficients are laid out frequency-major:
+``(N, C * B * B, H / B, W / B)``, one plane per channel and frequency, so the index codec's
+tiles and grouped tables see one frequency at a time. Decode applies the same transform
+(it is its own inverse) and restores the layout, in float32 (float64 for float64 tensors).
+
+An orthonormal transform keeps the mean squared error but not a per-value bound (a bound
+``e`` on the coefficients bounds a decoded value only by ``B e``), so ``max_error`` is an
+InputError with this stage. What pays on coefficients is entropy-coded uniform steps
+(Lloyd-Max levels fitted to all frequencies together do worse than on the values
+themselves): ``featcodec.encode(x, codec="auto", target_bpfp=t)`` tries this stage with
+uniform steps on its own and keeps it where the decoded MSE is lower (docs/spatial.md).
+
+``featcodec.encode(x, spatial=B)`` (``B`` a power of two from 2 to 64 dividing ``H`` and
+``W``) adds the stage in front of ``"transform"``. It owns the header field ``spatial``,
+``{"block": B}`` (format version 8), and no section.
+
+Example:
+    >>> import numpy as np, featcodec
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.cumsum(np.cumsum(rng.normal(size=(1, 4, 32, 32)), 2), 3).astype(np.float32)  # smooth maps
+    >>> blob = featcodec.encode(x, bits=6, spatial=8, transform="uniform")
+    >>> featcodec.header(blob)["spatial"], featcodec.header(blob)["stages"]
+    ({'block': 8}, ['spatial', 'transform', 'pack'])
+    >>> featcodec.decode(blob).shape
+    (1, 4, 32, 32)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._arrays import float_view, to_float32
+from ..errors import FormatError, InputError
+from ..stream.container import SPATIAL_VERSION
+from ..threads import get_num_threads
+from .base import DecodeContext, EncodeContext, Stage
+from .hidden import give_back, host_array, keep_precision, work_dtype
+
+__all__ = ["Spatial", "forward", "inverse", "block_for"]
+
+#: the block sizes the stage takes
+BLOCKS = tuple(2**k for k in range(1, 7))
+#: option set only by rate control: a ``max_error`` that bounds the coefficients, knowingly
+COEFFICIENT_BOUND = "spatial_coefficient_bound"
+
+
+def block_for(shape: tuple[int, ...], largest: int = 8) -> int | None:
+    """The largest block (a power of two, at most ``largest``, at least 4) dividing both
+    spatial sizes of a 4-D channels-first ``shape``; ``None`` if there is none.
+
+    >>> block_for((1, 32, 64, 64)), block_for((1, 96, 14, 14)), block_for((2, 3))
+    (8, None, None)
+    """
+    if len(shape) != 4:
+        return None
+    b = largest
+    while b >= 4:
+        if shape[2] % b == 0 and shape[3] % b == 0:
+            return b
+        b //= 2
+    return None
+
+
+def _wht(a: np.ndarray, block: int) -> np.ndarray:
+    """Rows of the 2-D float32/float64 ``a`` times ``H_block / sqrt(block)`` blockwise."""
+    from .. import _core
+
+    return _core.hadamard_rotate(np.ascontiguousarray(a), 0, block, False, get_num_threads(), random_signs=False)
+
+
+def _both_axes(a: np.ndarray, block: int) -> np.ndarray:
+    """Each ``block x block`` block of the last two axes of the 4-D ``a`` transformed along
+    its rows, then along its columns."""
+    n, c, h, w = a.shape
+    rows = _wht(a.reshape(-1, w), block).reshape(n, c, h, w)
+    cols = _wht(np.ascontiguousarray(rows.transpose(0, 1, 3, 2)).reshape(-1, h), block)
+    return np.ascontiguousarray(cols.reshape(n, c, w, h).transpose(0, 1, 3, 2))
+
+
+def forward(a: np.ndarray, block: int) -> np.ndarray:
+    """``(N, C, H, W)`` float32/float64 -> ``(N, C * block**2, H / block, W / block)``: each
+    block's 2-D Walsh-Hadamard coefficients, one plane per channel and frequency.
+
+    >>> a = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> bool(np.allclose(inverse(forward(a, 2), 2, a.shape), a))
+    True
+    """
+    n, c, h, w = a.shape
+    t = _both_axes(a, block).reshape(n, c, h // block, block, w // block, block)
+    return np.ascontiguousarray(t.transpose(0, 1, 3, 5, 2, 4)).reshape(n, c * block * block, h // block, w // block)
+
+
+def inverse(z: np.ndarray, block: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of :func:`forward`, back to the ``(N, C, H, W)`` ``shape``."""
+    n, c, h, w = shape
+    t = z.reshape(n, c, block, block, h // block, w // block).transpose(0, 1, 4, 2, 5, 3)
+    return _both_axes(np.ascontiguousarray(t).reshape(n, c, h, w), block)
+
+
+def _block(v: Any, shape: tuple[int, ...]) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) not in BLOCKS:
+        raise InputError(f"spatial must be a block size, a power of two from 2 to 64 (8 suits most maps), "
+                         f"not {v!r:.40}.")
+    b = int(v)
+    if len(shape) != 4 or shape[2] % b or shape[3] % b:
+        best = block_for(shape) if len(shape) == 4 else None
+        hint = f"spatial={best} divides this map." if best else "pad H and W to a multiple of it, or leave spatial off."
+        raise InputError(f"the 'spatial' stage takes a channels-first map (N, C, H, W) whose H and W the block "
+                         f"{b} divides, not shape {tuple(shape)}: {hint}")
+    return b
+
+
+class Spatial(Stage):
+    """The ``"spatial"`` stage (see the module docstring); encode option ``spatial``."""
+
+    name, takes, gives = "spatial", "values", "values"
+    fields, sections = ("spatial",), ()
+
+    def encode(self, x: Any, ctx: EncodeContext) -> np.ndarray:
+        a, origin = float_view(x)
+        b = _block(ctx.options.get("spatial"), tuple(a.shape))
+        if ctx.options.get("max_error") is not None and not ctx.options.get(COEFFICIENT_BOUND):
+            raise InputError(f"max_error bounds every decoded value, and the 'spatial' stage cannot keep that bound: "
+                             f"a bound on its coefficients bounds a value only by {b} times it. For the lowest "
+                             f"error at a rate use codec='auto' with target_bpfp (it tries this stage with uniform "
+                             f"steps); for a bound, max_error without spatial.")
+        w = np.ascontiguousarray(a if a.dtype == np.float64 else to_float32(a, origin.dtype))
+        if not np.all(np.isfinite(w)):
+            raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
+        ctx.header["spatial"] = {"block": b}
+        return forward(w, b)
+
+    def check(self, header: dict[str, Any], version: int) -> set[str]:
+        f, shape = header["spatial"], header["shape"]
+        if not (isinstance(f, dict) and set(f) == {"block"} and type(f["block"]) is int and f["block"] in BLOCKS
+                and len(shape) == 4 and shape[2] % f["block"] == 0 and shape[3] % f["block"] == 0):
+            raise FormatError("featcodec stream header field 'spatial' is malformed (a block that is not a power "
+                              "of two from 2 to 64 dividing the map's height and width).")
+        return set()
+
+    def format_version(self, header: dict[str, Any]) -> int:
+        return SPATIAL_VERSION
+
+    def gives_shape(self, header: dict[str, Any], shape: tuple[int, ...]) -> tuple[int, ...]:
+        b = header["spatial"]["block"]
+        n, c, h, w = shape
+        return (n, c * b * b, h // b, w // b)
+
+    def prepare(self, ctx: DecodeContext) -> None:
+        keep_precision(ctx, self.name)
+
+    def decode(self, y: Any, ctx: DecodeContext) -> Any:
+        b, shape = ctx.header["spatial"]["block"], tuple(ctx.header["shape"])
+        z = host_array(y).astype(work_dtype(ctx.options["dtype"]), copy=False)
+        if z.size != int(np.prod(shape)):
+            raise FormatError("featcodec stream's packed plane does not hold the map's values (corrupt stream).")
+        return give_back(inverse(z, b, shape), shape, ctx, self.name)

@@ -1,0 +1,202 @@
+"""The ``"spatial"`` stage (featcodec/stages/spatial.py): the blockwise 2-D Walsh-Hadamard
+transform against scipy's Hadamard matrix, streams through it in every dtype and framework,
+bad input, hostile headers, the same bytes for any thread count and in another process, a
+golden stream, and ``codec="auto"`` choosing it where it pays."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import hadamard
+
+import featcodec
+from featcodec.stages.spatial import block_for, forward, inverse
+from featcodec.stream.container import read_stream, write_stream
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden_stages"
+
+
+def _maps(seed: int = 0, shape=(2, 3, 16, 24)) -> np.ndarray:
+    """Smooth channels-first maps (random walks in both directions), float32."""
+    rng = np.random.default_rng(seed)
+    return (np.cumsum(np.cumsum(rng.normal(size=shape), 2), 3) * 0.1).astype(np.float32)
+
+
+def _reference(x: np.ndarray, b: int) -> np.ndarray:
+    """forward() by matrices: scipy's Sylvester Hadamard H_b / sqrt(b) on both sides of every
+    block, coefficients frequency-major, in float64."""
+    h = hadamard(b) / np.sqrt(b)
+    n, c, hh, ww = x.shape
+    blocks = x.astype(np.float64).reshape(n, c, hh // b, b, ww // b, b)
+    y = np.einsum("ka,ncxayb,lb->ncklxy", h, blocks, h)
+    return y.reshape(n, c * b * b, hh // b, ww // b)
+
+
+@pytest.mark.parametrize("b", [2, 4, 8])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_transform_is_the_orthonormal_blockwise_hadamard(b, dtype):
+    x = _maps(b).astype(dtype)
+    z = forward(x, b)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert z.dtype == dtype and z.shape == (2, 3 * b * b, 16 // b, 24 // b)
+    np.testing.assert_allclose(z, _reference(x, b), rtol=tol, atol=tol * float(np.abs(x).max()))
+    np.testing.assert_allclose(inverse(z, b, x.shape), x, rtol=tol, atol=tol * float(np.abs(x).max()))
+    assert np.isclose(np.sum(z.astype(np.float64) ** 2), np.sum(x.astype(np.float64) ** 2), rtol=tol * 10)
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_streams_come_back_like_the_input_with_the_coefficients_error(framework, dtype):
+    """Decoded: the input's framework, dtype and shape; the feature-domain MSE is the
+    coefficient-domain MSE of the transform the stream carries (orthonormal)."""
+    if framework == "numpy" and dtype == "bfloat16":
+        pytest.skip("numpy has no bfloat16")
+    a = _maps(1)
+    x = torch.from_numpy(a).to(getattr(torch, dtype)) if framework == "torch" else a.astype(dtype)
+    blob, ctx = featcodec.pipeline.encode_context(x, "index", {"bits": 5, "spatial": 8}, None,
+                                                  ["spatial", "transform", "pack"])
+    assert blob == featcodec.encode(x, bits=5, spatial=8)
+    h = featcodec.header(blob)
+    assert h["spatial"] == {"block": 8} and h["stages"] == ["spatial", "transform", "pack"] and h["format_version"] == 8
+    assert h["pack"]["shape"] == [2, 192, 2, 3]
+    y = featcodec.decode(blob)
+    assert type(y) is type(x) and str(y.dtype).split(".")[-1] == dtype and tuple(y.shape) == a.shape
+    f64 = (lambda t: t.double().numpy()) if framework == "torch" else (lambda t: t.astype(np.float64))
+    z = forward(f64(x), 8)
+    t = ctx.state["transform"]
+    coeff_mse = np.mean((t.inverse(t.forward(z.astype(np.float32))).astype(np.float64) - z) ** 2)
+    feature_mse = np.mean((f64(y) - f64(x)) ** 2)
+    rounding = {"float16": 2e-3, "bfloat16": 2e-2}.get(dtype, 1e-5)  # the decoded dtype's own rounding
+    assert abs(feature_mse - coeff_mse) <= rounding * coeff_mse + 1e-6
+
+
+def test_uniform_steps_on_the_coefficients_of_a_smooth_map_cost_less():
+    """Where it pays, as rate control uses it: the same uniform steps (the error-bounded
+    quantizer, bound on the coefficients) give a smaller stream on the coefficients of a
+    smooth map than on its values, at no more MSE."""
+    from featcodec.stages.spatial import COEFFICIENT_BOUND
+
+    x = _maps(2, (1, 8, 64, 64))
+    e = 0.05 * float(x.std())
+    plain = featcodec.encode(x, max_error=e)
+    coded = featcodec.pipeline.encode(x, "index", {"max_error": e, "spatial": 8, COEFFICIENT_BOUND: True}, None,
+                                      ["spatial", "transform", "pack"])
+    mse = [float(np.mean((featcodec.decode(b).astype(np.float64) - x) ** 2)) for b in (plain, coded)]
+    assert len(coded) < 0.8 * len(plain) and mse[1] <= 1.01 * mse[0]
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"spatial": 3}, "power of two"),
+    ({"spatial": True}, "power of two"),
+    ({"spatial": 128}, "power of two"),
+    ({"spatial": 16}, "spatial=8 divides"),
+    ({"spatial": 8, "max_error": 0.1}, "codec='auto'"),
+])
+def test_bad_options_are_input_errors_that_say_what_to_do(kw, match):
+    with pytest.raises(featcodec.InputError, match=match):
+        featcodec.encode(_maps(), **kw)
+
+
+def test_only_channels_first_maps():
+    with pytest.raises(featcodec.InputError, match="channels-first map"):
+        featcodec.encode(np.ones((4, 16, 16), np.float32), spatial=4)
+    x = _maps()
+    x[0, 0, 0, 0] = np.nan
+    with pytest.raises(featcodec.InputError, match="NaN"):
+        featcodec.encode(x, spatial=4)
+    assert block_for((1, 32, 64, 64)) == 8 and block_for((1, 96, 14, 14)) is None and block_for((8, 8)) is None
+
+
+def _rewrite(blob: bytes, **fields) -> bytes:
+    s = read_stream(blob)
+    h = {**s.header, **fields}
+    return write_stream(h, [bytes(x) for x in s.sections], s.version)
+
+
+@pytest.mark.parametrize("field", [{"block": 3}, {"block": 16}, {"block": 8, "x": 1}, {"block": "8"}, [8], None])
+def test_hostile_spatial_fields_are_format_errors(field):
+    blob = featcodec.encode(_maps(), bits=4, spatial=8)
+    with pytest.raises(featcodec.FormatError):
+        featcodec.decode(_rewrite(blob, spatial=field))
+
+
+def test_a_pack_shape_the_stage_does_not_give_is_a_format_error():
+    blob = featcodec.encode(_maps(), bits=4, spatial=8)
+    h = read_stream(blob).header
+    with pytest.raises(featcodec.FormatError, match="pack shape"):
+        featcodec.decode(_rewrite(blob, spatial={"block": 4}))
+    with pytest.raises(featcodec.FormatError):
+        featcodec.decode(_rewrite(blob, pack={**h["pack"], "shape": [2, 3, 16, 24]}))
+
+
+def test_the_field_in_an_older_version_is_a_format_error():
+    blob = featcodec.encode(_maps(), bits=4, spatial=8)
+    s = read_stream(blob)
+    older = write_stream(dict(s.header), [bytes(x) for x in s.sections], 7)
+    with pytest.raises(featcodec.FormatError, match="newer version"):
+        featcodec.decode(older)
+
+
+def test_same_bytes_for_any_thread_count_and_in_another_process(run_python, tmp_path):
+    x = _maps(3, (2, 16, 32, 32))
+    n = featcodec.get_num_threads()
+    try:
+        featcodec.set_num_threads(1)
+        one = featcodec.encode(x, bits=5, spatial=8)
+        featcodec.set_num_threads(2)
+        two = featcodec.encode(x, bits=5, spatial=8)
+        y2 = featcodec.decode(two)
+    finally:
+        featcodec.set_num_threads(n)
+    assert one == two
+    path = tmp_path / "s.fcs"
+    path.write_bytes(one)
+    code = ("import sys, hashlib, pathlib, numpy as np, featcodec\n"
+            "featcodec.set_num_threads(1)\n"
+            "y = featcodec.decode(pathlib.Path(sys.argv[1]).read_bytes())\n"
+            "print(hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest())\n")
+    out = run_python("-c", code, path, text=True).stdout.split()[-1]
+    assert out == hashlib.sha256(np.ascontiguousarray(y2).tobytes()).hexdigest()
+
+
+def test_auto_takes_it_on_a_real_latent_where_the_decoded_error_is_lower():
+    """codec="auto" on the TAEF2 latent of tests/data/features: at 1 and 2 bits per value
+    it keeps the spatial candidate, within the budget, at a lower MSE than the best it
+    finds without value stages (stages given)."""
+    x = np.load(Path(__file__).resolve().parent / "data" / "features" / "latent__latent256.npy")
+    for target in (1.0, 2.0):
+        blob = featcodec.encode(x, codec="auto", target_bpfp=target)
+        without = featcodec.encode(x, codec="auto", target_bpfp=target, stages=["transform", "pack"])
+        assert 8 * len(blob) / x.size <= target and featcodec.header(blob)["stages"][0] == "spatial"
+        mse = [float(np.mean((featcodec.decode(b) - x) ** 2)) for b in (blob, without)]
+        assert mse[0] < mse[1]
+
+
+GOLDEN_CASE = {"bits": 4, "spatial": 4}
+
+
+def test_golden_stream_decodes_bit_exactly():
+    """tests/data/golden_stages/spatial.*: written by ``python tests/test_spatial.py``."""
+    want = json.loads((GOLDEN / "spatial.json").read_text())
+    blob = (GOLDEN / "spatial.fcs").read_bytes()
+    assert want["encode"] == GOLDEN_CASE
+    assert hashlib.sha256(blob).hexdigest() == want["stream_sha256"]
+    assert featcodec.encode(_maps(), **GOLDEN_CASE) == blob
+    y = featcodec.decode(blob)
+    assert hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest() == want["decoded_sha256"]
+
+
+if __name__ == "__main__":  # write the golden stream (only when the format changes on purpose)
+    stream = featcodec.encode(_maps(), **GOLDEN_CASE)
+    (GOLDEN / "spatial.fcs").write_bytes(stream)
+    (GOLDEN / "spatial.json").write_text(json.dumps({
+        "encode": GOLDEN_CASE, "input": "tests/test_spatial.py::_maps",
+        "stream_sha256": hashlib.sha256(stream).hexdigest(),
+        "decoded_sha256": hashlib.sha256(np.ascontiguousarray(featcodec.decode(stream)).tobytes()).hexdigest(),
+    }, indent=2) + "\n")
+    print(f"wrote {GOLDEN / 'spatial'}.fcs")
