@@ -32,6 +32,9 @@ Rate settings (``index`` codec, bits 1..8):
 - ``auto-ch`` (llm only): per-channel Lloyd-Max fitted on the tensor, embedded;
 - ``max-error``: error-bounded coding, ``encode(x, max_error=robust_scale(x) * 2**-k)``
   for k = -2..5 (k in the ``bits`` column); uniform levels, embedded as their two ends;
+- ``spatial`` (channels-first maps whose H and W 8 or 4 divides): the same uniform steps
+  on the ``"spatial"`` stage's blockwise Walsh-Hadamard coefficients (the bound holds on
+  the coefficients), as ``codec="auto"`` runs them;
 - ``outliers-K`` (K in ``OUTLIER_KS``): dense + sparse, ``encode(x, bits=b, outliers=K)``:
   the K values of largest magnitude travel exactly, the rest is coded like ``auto``;
 - ``scales-token`` / ``scales-channel``: ``encode(x, bits=b, scales="token" |
@@ -119,7 +122,7 @@ KIVI_GROUPS = (32, 64, 128)
 KIVI_BITS = (2, 3, 4)
 KIVI_SETTINGS = tuple(f"kivi-{per}-{g}" for per in ("channel", "token") for g in KIVI_GROUPS)
 SETTINGS = ("auto", "uniform", "trained", "trained-clip", "trained-uniform-clip", "trained-ch", "auto-ch",
-            "max-error") + OUTLIER_SETTINGS + TOKEN_SETTINGS + KIVI_SETTINGS
+            "max-error", "spatial") + OUTLIER_SETTINGS + TOKEN_SETTINGS + KIVI_SETTINGS
 #: ``max-error`` rows: bound = the tensor's robust scale * 2**-k for these k (in the bits column)
 BOUND_KS = tuple(range(-2, 6))
 LEARNED = ("hyperprior", "elic")  # learned codecs, at each shipped quality
@@ -255,6 +258,13 @@ class Encoders:
             from featcodec.metrics import robust_scale
 
             return lambda x: featcodec.encode(x, max_error=robust_scale(x) * 2.0**-bits)
+        if setting == "spatial":  # uniform steps on the blockwise Hadamard coefficients, as codec="auto" runs them
+            from featcodec.metrics import robust_scale
+            from featcodec.stages.spatial import COEFFICIENT_BOUND, block_for
+
+            return lambda x: featcodec.pipeline.encode(
+                x, "index", {"max_error": robust_scale(x) * 2.0**-bits, "spatial": block_for(x.shape),
+                             COEFFICIENT_BOUND: True}, None, ["spatial", "transform", "pack"])
         if setting in OUTLIER_SETTINGS:
             k = int(setting.split("-")[1])
             return lambda x: featcodec.encode(x, bits=bits, outliers=k)
@@ -296,7 +306,7 @@ def settings_for(family: str, names: list[str], bits: list[int] | None = None) -
         if own:
             out += [(s, "kivi" if s in KIVI_SETTINGS else "index", _number(v), "") for v in own.split(",")]
         else:
-            default = BOUND_KS if s == "max-error" else KIVI_BITS if s in KIVI_SETTINGS else BITS
+            default = BOUND_KS if s in ("max-error", "spatial") else KIVI_BITS if s in KIVI_SETTINGS else BITS
             out += [(s, "kivi" if s in KIVI_SETTINGS else "index", b, "") for b in default
                     if bits is None or b in bits]
     for c in LEARNED:
