@@ -31,3 +31,28 @@ def run_python(tmp_path_factory):
         )
 
     return run
+
+
+def digest(y) -> str:
+    """sha256 of a decoded numpy array's bytes (C order)."""
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest()
+
+
+@pytest.fixture
+def digest_elsewhere(run_python, tmp_path):
+    """``digest(blob)``: :func:`digest` of what ``featcodec.decode`` gives for the stream in a
+    fresh process, on one featcodec and one torch thread (numpy streams)."""
+    def run(blob: bytes) -> str:
+        path = tmp_path / "elsewhere.fcs"
+        path.write_bytes(blob)
+        code = ("import sys, hashlib, pathlib, numpy as np, torch, featcodec\n"
+                "torch.set_num_threads(1); featcodec.set_num_threads(1)\n"
+                "y = featcodec.decode(pathlib.Path(sys.argv[1]).read_bytes())\n"
+                "print(hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest())\n")
+        return run_python("-c", code, path, text=True).stdout.split()[-1]
+
+    return run

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import featcodec
+from conftest import digest
 from featcodec.stages.outliers import count_for_bound, decode_positions, encode_positions, largest
 from featcodec.stream.container import read_stream, write_stream
 
@@ -190,7 +191,7 @@ def test_with_a_learned_codec_the_massive_values_also_travel_exactly():
     assert np.abs(featcodec.decode(blob).astype(np.float64) - x).max() <= 0.02
 
 
-def test_streams_are_the_same_for_any_thread_count_and_in_another_process(run_python, tmp_path):
+def test_streams_are_the_same_for_any_thread_count_and_in_another_process(digest_elsewhere):
     x = _llm_like()
     n = featcodec.get_num_threads()
     try:
@@ -201,13 +202,7 @@ def test_streams_are_the_same_for_any_thread_count_and_in_another_process(run_py
     finally:
         featcodec.set_num_threads(n)
     assert one == two
-    path = tmp_path / "s.fcs"
-    path.write_bytes(one)
-    code = ("import sys, hashlib, pathlib, numpy as np, featcodec\n"
-            "y = featcodec.decode(pathlib.Path(sys.argv[1]).read_bytes())\n"
-            "print(hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest())\n")
-    out = run_python("-c", code, path, text=True).stdout.split()[-1]
-    assert out == hashlib.sha256(np.ascontiguousarray(featcodec.decode(one)).tobytes()).hexdigest()
+    assert digest_elsewhere(one) == digest(featcodec.decode(one))
 
 
 @pytest.mark.parametrize("k", [0, -1, 1.5, True, "3", 48 * 96 + 1])

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import featcodec
+from conftest import digest
 from featcodec import pipeline
 from featcodec.codecs import get_codec
 from featcodec.codecs.learned.codec import GUARD, available_qualities
@@ -184,7 +185,7 @@ def test_cuda_tensors_keep_the_bound_and_come_back_on_their_device():
 
 
 # ---------------------------------------------------------------------- determinism
-def test_the_guarded_plane_is_the_encoders_for_any_thread_count_and_in_another_process(run_python, tmp_path):
+def test_the_guarded_plane_is_the_encoders_for_any_thread_count_and_in_another_process(digest_elsewhere):
     """ViT features: the synthesis' float output differs between 1 and 2 torch threads
     (docs/residual.md); the guarded plane, and so the decoded tensor, does not."""
     x = np.load(FEATURES / "vit__layer6.npy")
@@ -205,14 +206,7 @@ def test_the_guarded_plane_is_the_encoders_for_any_thread_count_and_in_another_p
     h = featcodec.header(blob)
     n_guard = h["codec_params"]["guard"][0]
     assert 0 < n_guard < 4 * GUARD * x.size  # about 2 * GUARD of the values lie that near k + 0.5
-    path = tmp_path / "s.fcs"
-    path.write_bytes(blob)
-    code = ("import sys, hashlib, pathlib, numpy as np, torch, featcodec\n"
-            "torch.set_num_threads(1); featcodec.set_num_threads(1)\n"
-            "y = featcodec.decode(pathlib.Path(sys.argv[1]).read_bytes())\n"
-            "print(hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest())\n")
-    out = run_python("-c", code, path, text=True).stdout.split()[-1]
-    assert out == hashlib.sha256(np.ascontiguousarray(decoded[2]).tobytes()).hexdigest()
+    assert digest_elsewhere(blob) == digest(decoded[2])
     assert np.abs(decoded[1].astype(np.float64) - x).max() <= e
 
 
