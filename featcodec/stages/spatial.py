@@ -9,8 +9,9 @@ orthonormal ``H_B / sqrt(B)`` along its rows and along its columns (Sylvester-or
 Walsh-Hadamard, no signs: compiled, the rotation stage's kernel, additions and one scale,
 the same bytes for any thread count), and the coefficients are laid out frequency-major:
 ``(N, C * B * B, H / B, W / B)``, one plane per channel and frequency, so the index codec's
-tiles and grouped tables see one frequency at a time. Decode applies the same transform
-(it is its own inverse) and restores the layout, in float32 (float64 for float64 tensors).
+tiles and grouped tables see one frequency at a time. Decode restores the layout and
+applies the same transform (it is its own inverse), rows then columns as on encode, in
+float32 (float64 for float64 tensors).
 
 An orthonormal transform keeps the mean squared error but not a per-value bound (a bound
 ``e`` on the coefficients bounds a decoded value only by ``B e``), so ``max_error`` is an
