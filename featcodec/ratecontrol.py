@@ -14,7 +14,7 @@ lowest mean squared error in the feature domain:
   bisection, the massive values moved out exactly where 16 bits cannot span the range, as
   there): entropy-coded uniform steps beat Lloyd-Max levels at high rates, and their
   spacing is not tied to a power of two;
-* for a channels-first map ``(N, C, H, W)`` whose H and W 8 or 4 divides, also the same
+* for a channels-first map ``(N, C, H, W)`` whose H and W 8, 4 or 2 divides, also the same
   bisection on its blockwise 2-D Walsh-Hadamard coefficients (the ``"spatial"`` stage,
   :mod:`featcodec.stages.spatial`): the bound holds on the coefficients, the choice is by
   the decoded feature's MSE like every other; on TAEF2 latents it wins at 1-2.5 bits per

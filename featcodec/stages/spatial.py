@@ -57,16 +57,16 @@ COEFFICIENT_BOUND = "spatial_coefficient_bound"
 
 
 def block_for(shape: tuple[int, ...], largest: int = 8) -> int | None:
-    """The largest block (a power of two, at most ``largest``, at least 4) dividing both
-    spatial sizes of a 4-D channels-first ``shape``; ``None`` if there is none.
+    """The largest block (a power of two, at most ``largest``) dividing both spatial sizes
+    of a 4-D channels-first ``shape``; ``None`` if there is none.
 
-    >>> block_for((1, 32, 64, 64)), block_for((1, 96, 14, 14)), block_for((2, 3))
-    (8, None, None)
+    >>> block_for((1, 32, 64, 64)), block_for((1, 96, 14, 14)), block_for((1, 1280, 7, 7)), block_for((2, 3))
+    (8, 2, None, None)
     """
     if len(shape) != 4:
         return None
     b = largest
-    while b >= 4:
+    while b >= 2:
         if shape[2] % b == 0 and shape[3] % b == 0:
             return b
         b //= 2
