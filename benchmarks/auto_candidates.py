@@ -5,7 +5,8 @@ where the value stages (outliers, rotation) would stand among them, on the real 
 
 For each tensor of tests/data/features and each target (bits per value of the whole
 stream), the candidates of featcodec.ratecontrol (the index codec at the most bits that
-fit, the finest max_error that fits, each learned codec at its highest fitting quality)
+fit, the finest max_error that fits, on maps the same on the spatial stage's
+coefficients, each learned codec at its highest fitting quality)
 and two more: the index codec at the most bits that fit after the ``outliers`` stage
 (one value in 4096 moved out, at least 8 and at most 256) and after the ``rotation`` stage. Prints
 each one's bits per value and MSE relative to the tensor's variance, and which wins.
@@ -28,6 +29,7 @@ import featcodec  # noqa: E402
 from featcodec import pipeline, ratecontrol  # noqa: E402
 from featcodec.codecs.learned.codec import learned_codecs  # noqa: E402
 from featcodec.stages import DEFAULT_STAGES  # noqa: E402
+from featcodec.stages.spatial import COEFFICIENT_BOUND, block_for  # noqa: E402
 
 
 def candidates(x: np.ndarray, target: float) -> dict[str, bytes]:
@@ -44,6 +46,13 @@ def candidates(x: np.ndarray, target: float) -> dict[str, bytes]:
         x, budget, lambda e: (pipeline.encode(x, "index", {"transform": "auto", "max_error": e}), None))
     if fin is not None:
         out["index max_error (finest)"] = fin[0]
+    block = block_for(x.shape)
+    if block:  # maps: the same on the spatial stage's coefficients (a candidate of ratecontrol since session 10)
+        fin = ratecontrol._finest_bound_within(x, budget, lambda e: (pipeline.encode(
+            x, "index", {"transform": "auto", "max_error": e, "spatial": block, COEFFICIENT_BOUND: True}, None,
+            ["spatial", *DEFAULT_STAGES]), None))
+        if fin is not None:
+            out["spatial + index max_error (finest)"] = fin[0]
     t8 = featcodec.fit_transform(x, bits=8, method="fast")
     for name in learned_codecs():
         out[f"{name} (highest quality)"] = pipeline.encode(x, name, {"transform": t8}, {"target_bpfp": target})
