@@ -10,6 +10,7 @@
 // (hadamard_signs), so a stream stores only the seed.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <cstdint>
@@ -51,14 +52,13 @@ void fwht(T* v, size_t b) {
 
 template <class T>
 py::array_t<T> rotate(const py::array_t<T, py::array::c_style | py::array::forcecast>& x, uint64_t seed,
-                      int64_t block, bool inverse, int threads, bool random_signs) {
+                      int64_t block, bool inverse, int threads) {
   if (x.ndim() != 2) throw std::invalid_argument("x must be a 2-D (rows, d) array");
   const size_t n = size_t(x.shape(0)), d = size_t(x.shape(1));
   if (block < 1 || (block & (block - 1)) != 0 || d % size_t(block) != 0)
     throw std::invalid_argument("block must be a power of two that divides the row length");
   const size_t b = size_t(block);
-  // without random signs (the spatial stage's plain transform): every sign +1
-  const std::vector<int8_t> sg = random_signs ? signs_of(seed, d) : std::vector<int8_t>(d, int8_t(1));
+  const std::vector<int8_t> sg = signs_of(seed, d);
   const T norm = T(1.0 / std::sqrt(double(b)));
   py::array_t<T> out({py::ssize_t(n), py::ssize_t(d)});
   const T* src = x.data();
@@ -82,6 +82,65 @@ py::array_t<T> rotate(const py::array_t<T, py::array::c_style | py::array::force
   return out;
 }
 
+// The "spatial" stage's transform (featcodec/stages/spatial.py) in one pass: every b x b
+// block of every channel of a C-contiguous (N, C, H, W) array, each of its rows through
+// fwht then times 1 / sqrt(b), then each of its columns the same (the operations, in order,
+// of the rotation's transform without signs along the rows and then along the columns),
+// written frequency-major: coefficient (u, v) of block (i, j) of channel c at
+// [n, (c b + u) b + v, i, j] of an (N, C b^2, H / b, W / b) array. With inverse, the
+// layouts swap: the input is the frequency-major array (its shape given as N, C, H, W) and
+// the output the map. Blocks are independent: the same bytes for any thread count.
+template <class T>
+py::array_t<T> spatial(const py::array_t<T, py::array::c_style | py::array::forcecast>& x, int64_t block,
+                       bool inverse, const std::vector<int64_t>& shape, int threads) {
+  if (shape.size() != 4) throw std::invalid_argument("shape must be (N, C, H, W)");
+  const size_t N = size_t(shape[0]), C = size_t(shape[1]), H = size_t(shape[2]), W = size_t(shape[3]);
+  const size_t b = size_t(block);
+  if (block < 2 || (block & (block - 1)) != 0 || block > 64 || H % b || W % b)
+    throw std::invalid_argument("block must be a power of two from 2 to 64 dividing H and W");
+  if (size_t(x.size()) != N * C * H * W) throw std::invalid_argument("x does not hold N * C * H * W values");
+  const size_t hb = H / b, wb = W / b;
+  std::vector<py::ssize_t> out_shape = inverse
+      ? std::vector<py::ssize_t>{py::ssize_t(N), py::ssize_t(C), py::ssize_t(H), py::ssize_t(W)}
+      : std::vector<py::ssize_t>{py::ssize_t(N), py::ssize_t(C * b * b), py::ssize_t(hb), py::ssize_t(wb)};
+  py::array_t<T> out(out_shape);
+  const T* src = x.data();
+  T* dst = out.mutable_data();
+  const T norm = T(1.0 / std::sqrt(double(b)));
+  {
+    py::gil_scoped_release release;
+    parallel_for(N * C, threads, 1, [&](size_t p0, size_t p1, size_t) {
+      std::vector<T> blk(b * b), col(b);
+      for (size_t p = p0; p < p1; ++p) {
+        const T* map_in = src + p * H * W;      // (H, W) of this channel, or its b*b planes
+        T* map_out = dst + p * H * W;
+        for (size_t i = 0; i < hb; ++i)
+          for (size_t j = 0; j < wb; ++j) {
+            for (size_t u = 0; u < b; ++u)
+              for (size_t v = 0; v < b; ++v)
+                blk[u * b + v] = inverse ? map_in[(u * b + v) * hb * wb + i * wb + j]
+                                         : map_in[(i * b + u) * W + j * b + v];
+            for (size_t u = 0; u < b; ++u) {
+              fwht(blk.data() + u * b, b);
+              for (size_t v = 0; v < b; ++v) blk[u * b + v] = blk[u * b + v] * norm;
+            }
+            for (size_t v = 0; v < b; ++v) {
+              for (size_t u = 0; u < b; ++u) col[u] = blk[u * b + v];
+              fwht(col.data(), b);
+              for (size_t u = 0; u < b; ++u) blk[u * b + v] = col[u] * norm;
+            }
+            for (size_t u = 0; u < b; ++u)
+              for (size_t v = 0; v < b; ++v) {
+                if (inverse) map_out[(i * b + u) * W + j * b + v] = blk[u * b + v];
+                else map_out[(u * b + v) * hb * wb + i * wb + j] = blk[u * b + v];
+              }
+          }
+      }
+    });
+  }
+  return out;
+}
+
 py::array_t<int8_t> signs(uint64_t seed, int64_t d) {
   if (d < 0) throw std::invalid_argument("d must be non-negative");
   const std::vector<int8_t> s = signs_of(seed, size_t(d));
@@ -94,14 +153,20 @@ py::array_t<int8_t> signs(uint64_t seed, int64_t d) {
 
 void register_hadamard(py::module_& m) {
   m.def("hadamard_rotate", &rotate<float>, py::arg("x").noconvert(), py::arg("seed"), py::arg("block"),
-        py::arg("inverse"), py::arg("threads"), py::arg("random_signs") = true);
+        py::arg("inverse"), py::arg("threads"));
   m.def("hadamard_rotate", &rotate<double>, py::arg("x").noconvert(), py::arg("seed"), py::arg("block"),
-        py::arg("inverse"), py::arg("threads"), py::arg("random_signs") = true,
+        py::arg("inverse"), py::arg("threads"),
         "A new (n, d) array: each row of the C-contiguous float32/float64 (n, d) array x, in blocks of "
         "`block` values (a power of two dividing d), times H D / sqrt(block) (forward: signs, then the "
         "fast Walsh-Hadamard transform) or D H / sqrt(block) (inverse), D the signs of `seed` "
-        "(hadamard_signs; with random_signs=False every sign is +1: the plain blockwise transform). "
-        "Use featcodec.stages.rotation, which validates its arguments.");
+        "(hadamard_signs). Use featcodec.stages.rotation, which validates its arguments.");
+  m.def("spatial_hadamard", &spatial<float>, py::arg("x").noconvert(), py::arg("block"), py::arg("inverse"),
+        py::arg("shape"), py::arg("threads"));
+  m.def("spatial_hadamard", &spatial<double>, py::arg("x").noconvert(), py::arg("block"), py::arg("inverse"),
+        py::arg("shape"), py::arg("threads"),
+        "The spatial stage's blockwise 2-D Walsh-Hadamard of a C-contiguous float32/float64 map of "
+        "shape (N, C, H, W) into the frequency-major (N, C*b*b, H/b, W/b) array (inverse: back). "
+        "Use featcodec.stages.spatial, which validates its arguments.");
   m.def("hadamard_signs", &signs, py::arg("seed"), py::arg("d"),
         "The d signs (+1/-1, int8) of the rotation with this seed: sign i is -1 when bit 63 of "
         "splitmix64's output i + 1 from state seed is set.");

@@ -6,8 +6,9 @@ CNN feature maps and diffusion latents are spatially correlated (docs/learned.md
 about 0.5-0.6 to the next value each way), but the index codec codes values one at a time.
 Each ``B x B`` block of every channel of an ``(N, C, H, W)`` tensor is multiplied by the
 orthonormal ``H_B / sqrt(B)`` along its rows and along its columns (Sylvester-order
-Walsh-Hadamard, no signs: compiled, the rotation stage's kernel, additions and one scale,
-the same bytes for any thread count), and the coefficients are laid out frequency-major:
+Walsh-Hadamard, no signs: compiled in csrc/hadamard.cpp beside the rotation stage's kernel,
+additions and one scale, the same bytes for any thread count), and the coefficients are
+laid out frequency-major:
 ``(N, C * B * B, H / B, W / B)``, one plane per channel and frequency, so the index codec's
 tiles and grouped tables see one frequency at a time. Decode restores the layout and
 applies the same transform (it is its own inverse), rows then columns as on encode, in
@@ -73,40 +74,26 @@ def block_for(shape: tuple[int, ...], largest: int = 8) -> int | None:
     return None
 
 
-def _wht(a: np.ndarray, block: int) -> np.ndarray:
-    """Rows of the 2-D float32/float64 ``a`` times ``H_block / sqrt(block)`` blockwise."""
-    from .. import _core
-
-    return _core.hadamard_rotate(np.ascontiguousarray(a), 0, block, False, get_num_threads(), random_signs=False)
-
-
-def _both_axes(a: np.ndarray, block: int) -> np.ndarray:
-    """Each ``block x block`` block of the last two axes of the 4-D ``a`` transformed along
-    its rows, then along its columns."""
-    n, c, h, w = a.shape
-    rows = _wht(a.reshape(-1, w), block).reshape(n, c, h, w)
-    cols = _wht(np.ascontiguousarray(rows.transpose(0, 1, 3, 2)).reshape(-1, h), block)
-    return np.ascontiguousarray(cols.reshape(n, c, w, h).transpose(0, 1, 3, 2))
-
-
 def forward(a: np.ndarray, block: int) -> np.ndarray:
     """``(N, C, H, W)`` float32/float64 -> ``(N, C * block**2, H / block, W / block)``: each
-    block's 2-D Walsh-Hadamard coefficients, one plane per channel and frequency.
+    block's 2-D Walsh-Hadamard coefficients, one plane per channel and frequency
+    (compiled: ``featcodec._core.spatial_hadamard``).
 
     >>> a = np.arange(16.0).reshape(1, 1, 4, 4)
     >>> bool(np.allclose(inverse(forward(a, 2), 2, a.shape), a))
     True
     """
-    n, c, h, w = a.shape
-    t = _both_axes(a, block).reshape(n, c, h // block, block, w // block, block)
-    return np.ascontiguousarray(t.transpose(0, 1, 3, 5, 2, 4)).reshape(n, c * block * block, h // block, w // block)
+    from .. import _core
+
+    return _core.spatial_hadamard(np.ascontiguousarray(a), int(block), False, list(a.shape), get_num_threads())
 
 
 def inverse(z: np.ndarray, block: int, shape: tuple[int, ...]) -> np.ndarray:
     """The inverse of :func:`forward`, back to the ``(N, C, H, W)`` ``shape``."""
-    n, c, h, w = shape
-    t = z.reshape(n, c, block, block, h // block, w // block).transpose(0, 1, 4, 2, 5, 3)
-    return _both_axes(np.ascontiguousarray(t).reshape(n, c, h, w), block)
+    from .. import _core
+
+    return _core.spatial_hadamard(np.ascontiguousarray(z), int(block), True, [int(v) for v in shape],
+                                  get_num_threads())
 
 
 def _block(v: Any, shape: tuple[int, ...]) -> int:
