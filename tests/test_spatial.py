@@ -159,6 +159,15 @@ def test_same_bytes_for_any_thread_count_and_in_another_process(digest_elsewhere
     assert digest_elsewhere(one) == digest(y2)
 
 
+def test_the_session_form_fits_on_the_coefficients_and_writes_the_same_bytes():
+    xs = [_maps(s, (1, 4, 32, 32)) for s in range(3)]
+    enc = featcodec.Encoder(samples=xs[:2], bits=6, spatial=8)
+    blob = enc.encode(xs[2])
+    assert blob == featcodec.encode(xs[2], transform=enc.transform, embed_transform=False, spatial=8)
+    assert featcodec.header(blob)["stages"] == ["spatial", "transform", "pack"]
+    assert enc.decode(blob).shape == xs[2].shape
+
+
 def test_auto_takes_it_on_a_real_latent_where_the_decoded_error_is_lower():
     """codec="auto" on the TAEF2 latent of tests/data/features: at 1 and 2 bits per value
     it keeps the spatial candidate, within the budget, at a lower MSE than the best it
