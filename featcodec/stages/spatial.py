@@ -103,7 +103,9 @@ def _block(v: Any, shape: tuple[int, ...]) -> int:
     b = int(v)
     if len(shape) != 4 or shape[2] % b or shape[3] % b:
         best = block_for(shape) if len(shape) == 4 else None
-        hint = f"spatial={best} divides this map." if best else "pad H and W to a multiple of it, or leave spatial off."
+        hint = (f"spatial={best} divides this map." if best else
+                "pad H and W to a multiple of it, or leave spatial off." if len(shape) == 4 else
+                "reshape it to (N, C, H, W) first (x[None] for a (C, H, W) map), or leave spatial off.")
         raise InputError(f"the 'spatial' stage takes a channels-first map (N, C, H, W) whose H and W the block "
                          f"{b} divides, not shape {tuple(shape)}: {hint}")
     return b
