@@ -116,9 +116,11 @@ py::tuple residuals(const py::array_t<T, py::array::c_style>& units, int bits, c
   int64_t* pb = base.mutable_data();
   const uint32_t mask = (uint32_t(1) << bits) - 1;
   const size_t k = (m - 1) / 2;
-  T top = 0;  // the indices are bits-bit (kth counts them in a table of 2**bits)
-  for (size_t i = 0; i < n * m; ++i) top = std::max(top, u[i]);
-  if (uint32_t(top) > mask) throw std::invalid_argument("units hold a value of more than bits bits");
+  if (sizeof(T) == 2 && bits < 16) {  // kth counts 16-bit indices in a table of 2**bits: check them
+    T top = 0;
+    for (size_t i = 0; i < n * m; ++i) top = std::max(top, u[i]);
+    if (uint32_t(top) > mask) throw std::invalid_argument("units hold a value of more than bits bits");
+  }
   {
     py::gil_scoped_release release;
     parallel_for(n, threads, std::max<size_t>(1, (size_t(1) << 16) / m), [&](size_t b, size_t e, size_t) {

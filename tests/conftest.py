@@ -33,6 +33,19 @@ def run_python(tmp_path_factory):
     return run
 
 
+def on_threads(fn, *counts):
+    """``[fn() with featcodec on t threads for t in counts]``, the thread count restored."""
+    n = featcodec.get_num_threads()
+    try:
+        out = []
+        for t in counts:
+            featcodec.set_num_threads(t)
+            out.append(fn())
+        return out
+    finally:
+        featcodec.set_num_threads(n)
+
+
 def digest(y) -> str:
     """sha256 of a decoded numpy array's bytes (C order)."""
     import hashlib

@@ -79,7 +79,7 @@ def test_unit_statistics_match_numpy(bits, m):
         assert (mode[0::2] > 0).mean() > 0.8 and (mode[1::2] == 0).mean() > 0.8
     with pytest.raises(ValueError):
         _core.unit_residuals(units, bits, [m], 1)  # a lag must be shorter than the unit
-    if K < np.iinfo(dtype).max:  # a value beyond bits bits (the counting table's size)
+    if dtype == np.uint16 and K < np.iinfo(dtype).max:  # a value beyond bits bits (the counting table's size)
         bad = units.copy()
         bad[-1, -1] = K
         with pytest.raises(ValueError, match="bits"):

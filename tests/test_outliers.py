@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import featcodec
-from conftest import digest
+from conftest import digest, on_threads
 from featcodec.stages.outliers import count_for_bound, decode_positions, encode_positions, largest
 from featcodec.stream.container import read_stream, write_stream
 
@@ -193,14 +193,7 @@ def test_with_a_learned_codec_the_massive_values_also_travel_exactly():
 
 def test_streams_are_the_same_for_any_thread_count_and_in_another_process(digest_elsewhere):
     x = _llm_like()
-    n = featcodec.get_num_threads()
-    try:
-        featcodec.set_num_threads(1)
-        one = featcodec.encode(x, bits=5, outliers=16)
-        featcodec.set_num_threads(2)
-        two = featcodec.encode(x, bits=5, outliers=16)
-    finally:
-        featcodec.set_num_threads(n)
+    one, two = on_threads(lambda: featcodec.encode(x, bits=5, outliers=16), 1, 2)
     assert one == two
     assert digest_elsewhere(one) == digest(featcodec.decode(one))
 

@@ -15,7 +15,7 @@ import torch
 from scipy.linalg import hadamard
 
 import featcodec
-from conftest import digest
+from conftest import digest, on_threads
 from featcodec.stages.spatial import block_for, forward, inverse
 from featcodec.stream.container import read_stream, write_stream
 
@@ -146,16 +146,9 @@ def test_the_field_in_an_older_version_is_a_format_error():
 
 def test_same_bytes_for_any_thread_count_and_in_another_process(digest_elsewhere):
     x = _maps(3, (2, 16, 32, 32))
-    n = featcodec.get_num_threads()
-    try:
-        featcodec.set_num_threads(1)
-        one = featcodec.encode(x, bits=5, spatial=8)
-        featcodec.set_num_threads(2)
-        two = featcodec.encode(x, bits=5, spatial=8)
-        y2 = featcodec.decode(two)
-    finally:
-        featcodec.set_num_threads(n)
-    assert one == two
+    one, two = on_threads(lambda: featcodec.encode(x, bits=5, spatial=8), 1, 2)
+    y1, y2 = on_threads(lambda: featcodec.decode(one), 1, 2)
+    assert one == two and np.array_equal(y1, y2)
     assert digest_elsewhere(one) == digest(y2)
 
 
