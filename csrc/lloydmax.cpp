@@ -208,15 +208,16 @@ struct Scratch {
   }
 };
 
-// The key (lloydmax.key32) of a float32 value, -0.0 on the key of +0.0; ~0u for NaN and
-// +-Inf, which sort above every finite key (no finite value has it).
-inline uint32_t value_key(const float* x) {
-  uint32_t u;
-  std::memcpy(&u, x, 4);
-  if ((u & 0x7F800000u) == 0x7F800000u) return ~0u;
-  u ^= (u >> 31) ? 0xFFFFFFFFu : 0x80000000u;
-  return u == 0x7FFFFFFFu ? 0x80000000u : u;
+// The key (lloydmax.key32) of the float32 value of bits u, -0.0 on the key of +0.0 (the
+// same order as the values; NaN and +-Inf get keys too: callers test them apart). Branch
+// free, so that loops over values vectorise.
+inline uint32_t float_key(uint32_t u) {
+  const uint32_t key = u ^ (static_cast<uint32_t>(static_cast<int32_t>(u) >> 31) | 0x80000000u);
+  return key + (key == 0x7FFFFFFFu);  // -0.0 as +0.0
 }
+
+// 1 if the float32 of bits u is NaN or +-Inf, else 0
+inline uint32_t not_finite(uint32_t u) { return static_cast<uint32_t>((u & 0x7F800000u) == 0x7F800000u); }
 
 // Sorts the n keys in a ascending: an LSD radix sort in three passes of 11, 11 and 10
 // bits through b (room for n); the result ends in a.
@@ -255,9 +256,10 @@ bool sorted_keys(const float* x, int64_t n, std::vector<uint32_t>& out, std::vec
   if (tmp.size() < N + 1) tmp.resize(N + 1);
   uint32_t bad = 0;
   for (size_t i = 0; i < N; ++i) {
-    const uint32_t u = value_key(x + i * stride);
-    bad |= u == ~0u;
-    out[i] = u;
+    uint32_t u;
+    std::memcpy(&u, x + i * stride, 4);
+    bad |= not_finite(u);
+    out[i] = float_key(u);
   }
   if (bad) return false;
   radix_sort(out.data(), tmp.data(), N);
@@ -294,8 +296,7 @@ struct Summary {
     auto key_of = [](const float* v) {
       uint32_t u;
       std::memcpy(&u, v, 4);
-      const uint32_t key = u ^ (static_cast<uint32_t>(static_cast<int32_t>(u) >> 31) | 0x80000000u);
-      return key + (key == 0x7FFFFFFFu);  // -0.0 as +0.0
+      return float_key(u);
     };
     uint32_t bad = 0;
     for (int64_t start = 0; start < n; start += kBlock) {
@@ -340,30 +341,53 @@ struct Points {
     double* SS = sc.S.data();
     double* SS2 = sc.S2.data();
     WW[0] = 0.0;
-    int64_t i = 0, j = 0;
-    while (i < na || j < nb) {
-      const uint32_t key = j >= nb || (i < na && a[i] <= b[j]) ? a[i] : b[j];
-      int64_t ia = i, jb = j;
-      while (i < na && a[i] == key) ++i;
-      while (j < nb && b[j] == key) ++j;
-      vv[M] = static_cast<double>(key_value(key));
-      WW[M + 1] = WW[M] + static_cast<double>(i - ia) * wa + static_cast<double>(j - jb);
-      ++M;
+    if (nb == 0 && wa == 1.0) {
+      // every key of weight 1 (the whole tensor, not a summary): the points and their
+      // counts without a branch or a floating-point chain, the same sums exactly
+      int64_t m = 0;
+      uint32_t prev = a[0];
+      for (int64_t i = 0; i < na; ++i) {
+        m += a[i] != prev;
+        prev = a[i];
+        vv[m] = static_cast<double>(key_value(a[i]));
+        WW[m + 1] = static_cast<double>(i + 1);
+      }
+      M = na > 0 ? m + 1 : 0;
+    } else {
+      int64_t i = 0, j = 0;
+      while (i < na || j < nb) {
+        const uint32_t key = j >= nb || (i < na && a[i] <= b[j]) ? a[i] : b[j];
+        int64_t ia = i, jb = j;
+        while (i < na && a[i] == key) ++i;
+        while (j < nb && b[j] == key) ++j;
+        vv[M] = static_cast<double>(key_value(key));
+        WW[M + 1] = WW[M] + static_cast<double>(i - ia) * wa + static_cast<double>(j - jb);
+        ++M;
+      }
     }
     // the median point: the first whose cumulative weight reaches half the total
     const int64_t m = std::min<int64_t>(std::lower_bound(WW + 1, WW + M + 1, WW[M] * 0.5) - (WW + 1), M - 1);
     mu = vv[m];
     SS[m] = SS2[m] = 0.0;
-    for (int64_t i = m; i < M; ++i) {
+    // the sums up from the median and down from it, each in its order, the two chains
+    // interleaved (each waits on its own last addition, not on the other's)
+    auto up = [&](int64_t i) {
       const double d = vv[i] - mu, wd = (WW[i + 1] - WW[i]) * d;
       SS[i + 1] = SS[i] + wd;
       SS2[i + 1] = SS2[i] + wd * d;
-    }
-    for (int64_t i = m - 1; i >= 0; --i) {
+    };
+    auto down = [&](int64_t i) {
       const double d = vv[i] - mu, wd = (WW[i + 1] - WW[i]) * d;
       SS[i] = SS[i + 1] - wd;
       SS2[i] = SS2[i + 1] - wd * d;
+    };
+    int64_t u = m, l = m - 1;
+    for (; u < M && l >= 0; ++u, --l) {
+      up(u);
+      down(l);
     }
+    for (; u < M; ++u) up(u);
+    for (; l >= 0; --l) down(l);
     v = vv;
     W = WW;
     S = SS;
