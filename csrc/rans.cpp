@@ -188,20 +188,25 @@ void register_rans(py::module_& m) {
         const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
         const uint8_t* g = group_ids(gid, n, groups);
         py::array_t<double> out(static_cast<py::ssize_t>(groups));
+        py::array_t<int64_t> distinct(static_cast<py::ssize_t>(groups));
         double* o = out.mutable_data();
-        // sum over a group's symbols of -log2(frequency), from its histogram h of `size`
-        const auto information = [](const auto* h, size_t size, size_t stride) {
-          uint64_t total = 0;
+        int64_t* d = distinct.mutable_data();
+        // o[k]: the sum over group k's symbols of -log2(frequency), d[k]: how many distinct
+        // symbols it has, from its histogram h of `size` (`stride` interleaved copies)
+        const auto information = [o, d](int64_t k, const auto* h, size_t size, size_t stride) {
+          uint64_t total = 0, present = 0;
           double sum = 0.0;
           for (size_t a = 0; a < size; ++a) {
             uint64_t c = 0;
             for (size_t r = 0; r < stride; ++r) c += h[r * size + a];
             if (c) {
               total += c;
+              ++present;
               sum += double(c) * std::log2(double(c));
             }
           }
-          return total ? double(total) * std::log2(double(total)) - sum : 0.0;
+          o[k] = total ? double(total) * std::log2(double(total)) - sum : 0.0;
+          d[k] = int64_t(present);
         };
         if (wide) {
           const auto* u = contiguous<uint16_t>(units, "units", 2);
@@ -221,11 +226,9 @@ void register_rans(py::module_& m) {
               for (size_t j = 0; j < m; ++j) ++h[u[i * m + j]];
             }
           }
-          for (int64_t k = 0; k < groups; ++k) o[k] = information(hist.data() + size_t(k) * size * ways, size, ways);
-          return out;
-        }
-        const auto* u = contiguous<uint8_t>(units, "units", 2);
-        {
+          for (int64_t k = 0; k < groups; ++k) information(k, hist.data() + size_t(k) * size * ways, size, ways);
+        } else {
+          const auto* u = contiguous<uint8_t>(units, "units", 2);
           py::gil_scoped_release release;
           // four interleaved histograms per group: runs of one symbol would otherwise wait
           // on each increment's store
@@ -234,14 +237,15 @@ void register_rans(py::module_& m) {
             uint64_t* h = hist.data() + size_t(g[i]) * 1024;
             count_bytes4(u + i * m, m, h);
           }
-          for (int64_t k = 0; k < groups; ++k) o[k] = information(hist.data() + size_t(k) * 1024, 256, 4);
+          for (int64_t k = 0; k < groups; ++k) information(k, hist.data() + size_t(k) * 1024, 256, 4);
         }
-        return out;
+        return py::make_tuple(out, distinct);
       },
       py::arg("units"), py::arg("gid"), py::arg("groups"),
-      "The empirical information (bits: the sum of -log2 of each symbol's frequency in its "
-      "group) of the rows of the C-contiguous (n, m) uint8 or uint16 units whose gid (n,) is k, "
-      "for k in range(groups): a lower bound on what any static-table coder spends on each group.");
+      "(information, distinct) of the rows of the C-contiguous (n, m) uint8 or uint16 units "
+      "whose gid (n,) is k, for k in range(groups): the empirical information (bits: the sum of "
+      "-log2 of each symbol's frequency in its group; no static-table coder spends less on the "
+      "group's symbols) and the number of distinct symbols (each costs its table entries).");
 
   m.def(
       "rans_encode_groups",

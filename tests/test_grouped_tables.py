@@ -15,6 +15,8 @@ from featcodec.codecs import grouped_tables
 from featcodec.codecs.index import IndexCodec
 from featcodec.stream.rans import encode_symbols
 
+FEATURES = Path(__file__).resolve().parent / "data" / "features"
+
 
 def _channels_plane(rng, h, w, bits):
     """Columns with their own centre and spread, like the channels of a token plane;
@@ -285,20 +287,54 @@ def test_grouped_rans_equals_one_call_per_group(dtype):
         _core.rans_encode_groups(units, gid, 4, 1)
 
 
-def test_group_information_is_the_empirical_entropy():
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_group_information_is_the_empirical_entropy(dtype):
     """_core.group_information against numpy: the sum over a group's symbols of -log2 of
-    their frequency in the group."""
+    their frequency in the group, and how many distinct symbols it has."""
     from featcodec import _core
 
     rng = np.random.default_rng(8)
-    units = np.minimum(rng.geometric(0.2, (64, 40)), 255).astype(np.uint8)
+    units = np.minimum(rng.geometric(0.2 if dtype == np.uint8 else 0.01, (64, 40)), 255 if dtype == np.uint8 else 60000)
+    units = units.astype(dtype)
     gid = (np.arange(64) % 3).astype(np.uint8)
-    got = _core.group_information(units, gid, 3)
+    info, distinct = _core.group_information(units, gid, 3)
     for k in range(3):
         _, counts = np.unique(units[gid == k], return_counts=True)
         want = -(counts * np.log2(counts / counts.sum())).sum()
-        assert got[k] == pytest.approx(want, rel=1e-12)
+        assert info[k] == pytest.approx(want, rel=1e-12)
+        assert distinct[k] == counts.size
         assert len(encode_symbols(np.ascontiguousarray(units[gid == k]))) >= want / 8  # a lower bound
+
+
+def _bound_cases():
+    """(units, gid, groups): real index planes of every family at 2, 8 and 12 bits as
+    columns, seeded synthetic ones (one symbol, two, near-uniform 16-bit), in 1-5 groups."""
+    rng = np.random.default_rng(21)
+    for path in sorted(FEATURES.glob("*.npy"))[::2]:
+        x = np.load(path).astype(np.float32)
+        for bits in (2, 8, 12):
+            t = featcodec.fit_transform(x, bits=bits, method="fast")
+            plane = np.ascontiguousarray(t.forward(x).reshape(x.shape[0] * x.shape[1], -1).T)
+            gid = (np.arange(plane.shape[0]) % 4).astype(np.uint8)
+            yield plane, gid, 4
+    yield np.zeros((5, 7), np.uint8), np.zeros(5, np.uint8), 1
+    yield (rng.random((40, 30)) < 0.01).astype(np.uint8), (np.arange(40) % 2).astype(np.uint8), 2
+    yield rng.integers(0, 65536, (64, 50)).astype(np.uint16), (np.arange(64) % 5).astype(np.uint8), 5
+
+
+def test_information_bound_is_a_lower_bound_of_the_coded_parts():
+    """grouped_tables.information_bound, which lets the index codec skip candidates, never
+    exceeds what the coder writes: on real index planes and edge cases, each group's part
+    (encode_symbols of its rows) summed, and it is tight (within 1% + 200 bytes) on the
+    real planes."""
+    from featcodec.codecs import grouped_tables
+
+    for units, gid, groups in _bound_cases():
+        coded = sum(len(encode_symbols(np.ascontiguousarray(units[gid == k]))) for k in range(groups))
+        bound = grouped_tables.information_bound(units, gid, groups)
+        assert bound <= coded
+        if units.size > 10_000:
+            assert coded <= bound * 1.01 + 200
 
 
 @pytest.mark.parametrize("shape", [(0, 3), (1, 7), (3, 5), (33, 65), (300, 1000)])

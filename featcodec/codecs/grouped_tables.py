@@ -50,9 +50,31 @@ MIN_PREDICTION_GAIN = 3
 SURE_PREDICTION_GAIN = 10
 #: about what ``"lags": [...]`` adds to a stream's header, counted against a predicted payload
 LAGS_HEADER_BYTES = 14
-#: what a static rANS part may spend below its symbols' information, per chunk: the coder's
-#: initial states carry up to this many bytes that the output does not (8 lanes of 64 bits)
-_STATE_BYTES = 64
+#: per static rANS part, what :func:`information_bound` leaves for the rounding of its
+#: floating-point information (the coder's own slack is counted per symbol, below)
+_SLACK_BYTES = 2
+#: symbols per independently coded chunk of a static rANS part (``csrc/rans_static.cpp``)
+_CHUNK = 1 << 20
+
+
+def _part_bound(info: float, distinct: int, n: int) -> int:
+    """A lower bound on the bytes of ``featcodec.stream.rans.encode_symbols`` of ``n``
+    symbols with ``distinct`` distinct ones and empirical information ``info`` (bits).
+
+    The part's header (csrc/rans_static.cpp) holds at least: the tag, the count, the
+    precision, the number of symbols, each symbol (one varint each), each frequency (one
+    each), the chunk length (3 bytes), each chunk's size (one each) and a 4-byte hash; a
+    single symbol stops after the symbols. Its words hold at least the information: coding
+    with the table's frequencies costs at least the empirical entropy, and each rANS step
+    loses at most ``2**-10`` bit to its floors (states of at least ``2**31`` over tables of
+    at most ``2**20``), counted as ``n / 4096`` bytes; the final states (8 bytes a lane) more
+    than pay for the initial ones (4 bytes of information a lane)."""
+    if n == 0:
+        return 6
+    if distinct <= 1:
+        return 9
+    chunks = -(-n // _CHUNK)
+    return int(info) // 8 + 2 * distinct + 11 + chunks - -(-n // 4096) - _SLACK_BYTES
 
 
 def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -100,25 +122,37 @@ class _Plan:
 
 def _plan(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray) -> _Plan:
     """The plan of units with these medians, residuals, costs and modes, and its size
-    bound: the groups' empirical information (no static table codes a group in fewer
-    bits) less :data:`_STATE_BYTES` per coded part and chunk (the coder's states)."""
-    from .. import _core
-
+    bound (:func:`information_bound` of its groups, and the payload's own framing)."""
     gid, group_modes = _groups(sums, resid.shape[1], modes)
-    return _Plan(med, resid, gid, group_modes, information_bound(resid, gid, len(group_modes)))
+    g = len(group_modes)
+    framing = 2 + 4 * (g + 2) + 2 * _part_bound(0.0, 1, 1)  # count, lengths; the medians' and groups' parts
+    return _Plan(med, resid, gid, group_modes, information_bound(resid, gid, g) + framing)
 
 
 def information_bound(units: np.ndarray, gid: np.ndarray | None = None, groups: int = 1) -> int:
-    """A lower bound on the bytes that static rANS tables spend on the rows of the 2-D
-    ``units`` by group (``gid``, default all in one): each group's empirical information
-    (no table codes a group in fewer bits) less :data:`_STATE_BYTES` per part and chunk
-    (the coder's states)."""
+    """A lower bound on the bytes of the static rANS parts that code the rows of the 2-D
+    ``units`` by group (``gid``, default all in one), one part per group: each group's
+    empirical information (no table codes a group in fewer bits) and the least its table
+    and framing take (:func:`_part_bound`). Integer-exact but for the information's
+    floating-point sum, for which each part leaves 2 bytes."""
     from .. import _core
 
     if gid is None:
         gid = np.zeros(units.shape[0], np.uint8)
-    info = _core.group_information(np.ascontiguousarray(units), gid, groups)
-    return sum(int(b) // 8 for b in info) - _STATE_BYTES * (groups + units.size // (1 << 20) + 1)
+    info, distinct = _core.group_information(np.ascontiguousarray(units), gid, groups)
+    counts = np.bincount(gid, minlength=groups) * units.shape[1]
+    return sum(_part_bound(float(i), int(d), int(c)) for i, d, c in zip(info, distinct, counts))
+
+
+def one_table_guess(plane: np.ndarray) -> int:
+    """About the bytes of one static table for the whole 2-D ``plane``, from every 16th
+    value: 16 times their information, and the table that their distinct symbols take. A
+    guess, not a bound: it only orders what the index codec codes first."""
+    from .. import _core
+
+    sample = np.ascontiguousarray(plane.reshape(1, -1)[:, ::16])
+    info, distinct = _core.group_information(sample, np.zeros(1, np.uint8), 1)
+    return 16 * int(info[0]) // 8 + _part_bound(0.0, int(distinct[0]), 2)
 
 
 class Candidate:

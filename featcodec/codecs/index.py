@@ -59,35 +59,26 @@ class IndexCodec:
                 units["tiles"] = (h, w)
         if plane.size > grouped_tables.MAX_VALUES or tables == "single" or not units:
             return encode_symbols(plane.reshape(-1)), {}
-        # The smallest of one table, then each kind of grouped tables (ties: the earlier).
-        # Sizes are only compared, never guessed: a candidate is left uncoded only where a
-        # lower bound on its size (its empirical information) proves it cannot win.
+        # The smallest of one table, then each kind of grouped tables (ties: one table, then
+        # the earlier kind). Sizes are only compared, never guessed: a candidate is left
+        # uncoded only where a lower bound on its size (its information and the least its
+        # tables take) proves it cannot win, so the choice is that of coding them all.
         cands = []
         for name, t in units.items():
             u = grouped_tables.units_of(plane, t)
             params = {"table": name} if t is None else {"table": name, "tile": list(t)}
             cands.append((grouped_tables.Candidate(u, bits, _lags(u.shape[1], t)), params))
-        flat = plane.reshape(1, -1)
-        guess = 16 * grouped_tables.information_bound(flat[:, ::16])  # one table's size, from a sample
-        grouped: list[tuple[bytes, dict]] = []
-        if min(c.bound for c, _ in cands) < guess:  # grouped tables look smaller: code them first
-            for c, params in cands:
-                found = c.code(limit=min(map(len, (g[0] for g in grouped)), default=None))
-                if found is not None:
-                    grouped.append((found[0], {**params, "lags": list(found[1])} if found[1] else params))
-            if grouped and min(len(g[0]) for g in grouped) < grouped_tables.information_bound(flat):
-                return min(grouped, key=lambda g: len(g[0]))  # one table cannot be as small
-            best = (encode_symbols(plane.reshape(-1)), {})
-            for g in grouped:
-                if len(g[0]) < len(best[0]):
-                    best = g
-            return best
-        best = (encode_symbols(plane.reshape(-1)), {})
-        for c, params in cands:
-            found = c.code(limit=len(best[0]))
-            if found is not None and len(found[0]) < len(best[0]):
-                best = (found[0], {**params, "lags": list(found[1])} if found[1] else params)
-        return best
+        if min(c.bound for c, _ in cands) < grouped_tables.one_table_guess(plane):
+            # grouped tables look smaller: code them first, the smallest bound first
+            grouped = _code_grouped(cands, None)
+            flat_bound = grouped_tables.information_bound(plane.reshape(1, -1))
+            if grouped and len(grouped[0]) < flat_bound:
+                return grouped  # one table cannot be as small
+            single = (encode_symbols(plane.reshape(-1)), {})
+            return grouped if grouped and len(grouped[0]) < len(single[0]) else single
+        single = (encode_symbols(plane.reshape(-1)), {})
+        grouped = _code_grouped(cands, len(single[0]))
+        return grouped if grouped and len(grouped[0]) < len(single[0]) else single
 
     def decode_plane(self, payload: bytes, shape: tuple[int, int], bits: int, params: dict) -> np.ndarray:
         from ..stream.rans import decode_symbols
@@ -110,6 +101,26 @@ class IndexCodec:
         """The lowest stream format version that holds these ``codec_params``: 4 with
         predictions (``lags``), 3 with grouped tables, else any."""
         return 4 if "lags" in params else 3 if "table" in params else 1
+
+
+def _code_grouped(cands: list, limit: int | None) -> tuple[bytes, dict] | None:
+    """The smallest grouped-table payload of ``cands`` (``(Candidate, params)`` pairs;
+    ties: the earlier pair) and its params, or ``None`` when none is below ``limit`` (the
+    size to beat; ``None``: any). Candidates are coded in the order of their bounds, each
+    only if its bound leaves it a chance against the best so far."""
+    best: tuple[int, bytes, dict] | None = None  # (index, payload, params)
+    for i in sorted(range(len(cands)), key=lambda i: cands[i][0].bound):
+        c, params = cands[i]
+        # an earlier pair wins a tie, so it may equal the best; a later one must be smaller
+        lims = ([] if limit is None else [limit]) + ([] if best is None else [len(best[1]) + (i < best[0])])
+        lim = min(lims, default=None)
+        found = c.code(limit=lim)
+        if found is None:
+            continue
+        size = len(found[0])
+        if best is None or size < len(best[1]) or (size == len(best[1]) and i < best[0]):
+            best = (i, found[0], {**params, "lags": list(found[1])} if found[1] else params)
+    return None if best is None else (best[1], best[2])
 
 
 def _lags(m: int, tile: tuple[int, int] | None) -> tuple[int, ...]:
