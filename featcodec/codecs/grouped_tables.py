@@ -57,24 +57,24 @@ _SLACK_BYTES = 2
 _CHUNK = 1 << 20
 
 
-def _part_bound(info: float, distinct: int, n: int) -> int:
-    """A lower bound on the bytes of ``featcodec.stream.rans.encode_symbols`` of ``n``
-    symbols with ``distinct`` distinct ones and empirical information ``info`` (bits).
+def _part_bound(info: np.ndarray, distinct: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Lower bounds on the bytes of ``featcodec.stream.rans.encode_symbols`` of ``n``
+    symbols with ``distinct`` distinct ones and empirical information ``info`` (bits), for
+    arrays of them (int64).
 
     The part's header (csrc/rans_static.cpp) holds at least: the tag, the count, the
     precision, the number of symbols, each symbol (one varint each), each frequency (one
     each), the chunk length (3 bytes), each chunk's size (one each) and a 4-byte hash; a
-    single symbol stops after the symbols. Its words hold at least the information: coding
-    with the table's frequencies costs at least the empirical entropy, and each rANS step
-    loses at most ``2**-10`` bit to its floors (states of at least ``2**31`` over tables of
-    at most ``2**20``), counted as ``n / 4096`` bytes; the final states (8 bytes a lane) more
-    than pay for the initial ones (4 bytes of information a lane)."""
-    if n == 0:
-        return 6
-    if distinct <= 1:
-        return 9
+    single symbol stops after the symbols, no symbol after the count. Its words hold at
+    least the information: coding with the table's frequencies costs at least the
+    empirical entropy, and each rANS step loses at most ``2**-10`` bit to its floors (states
+    of at least ``2**31`` over tables of at most ``2**20``), counted as ``n / 4096`` bytes;
+    the final states (8 bytes a lane) more than pay for the initial ones (4 bytes of
+    information a lane)."""
+    info, distinct, n = (np.asarray(v) for v in (info, distinct, n))
     chunks = -(-n // _CHUNK)
-    return int(info) // 8 + 2 * distinct + 11 + chunks - -(-n // 4096) - _SLACK_BYTES
+    coded = np.floor(info).astype(np.int64) // 8 + 2 * distinct + 11 + chunks - -(-n // 4096) - _SLACK_BYTES
+    return np.where(n == 0, 6, np.where(distinct <= 1, 9, coded)).astype(np.int64)
 
 
 def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -125,7 +125,7 @@ def _plan(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarra
     bound (:func:`information_bound` of its groups, and the payload's own framing)."""
     gid, group_modes = _groups(sums, resid.shape[1], modes)
     g = len(group_modes)
-    framing = 2 + 4 * (g + 2) + 2 * _part_bound(0.0, 1, 1)  # count, lengths; the medians' and groups' parts
+    framing = 2 + 4 * (g + 2) + 2 * 9  # the count, the lengths, the medians' and groups' parts (9 bytes at least)
     return _Plan(med, resid, gid, group_modes, information_bound(resid, gid, g) + framing)
 
 
@@ -140,8 +140,8 @@ def information_bound(units: np.ndarray, gid: np.ndarray | None = None, groups: 
     if gid is None:
         gid = np.zeros(units.shape[0], np.uint8)
     info, distinct = _core.group_information(np.ascontiguousarray(units), gid, groups)
-    counts = np.bincount(gid, minlength=groups) * units.shape[1]
-    return sum(_part_bound(float(i), int(d), int(c)) for i, d, c in zip(info, distinct, counts))
+    counts = np.bincount(gid, minlength=groups).astype(np.int64) * units.shape[1]
+    return int(_part_bound(info, distinct, counts).sum())
 
 
 def one_table_guess(plane: np.ndarray) -> int:
@@ -152,7 +152,7 @@ def one_table_guess(plane: np.ndarray) -> int:
 
     sample = np.ascontiguousarray(plane.reshape(1, -1)[:, ::16])
     info, distinct = _core.group_information(sample, np.zeros(1, np.uint8), 1)
-    return 16 * int(info[0]) // 8 + _part_bound(0.0, int(distinct[0]), 2)
+    return 16 * int(info[0]) // 8 + int(_part_bound(np.zeros(1), distinct, np.full(1, 2)).sum())
 
 
 class Candidate:
