@@ -188,12 +188,13 @@ void register_rans(py::module_& m) {
         const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
         const uint8_t* g = group_ids(gid, n, groups);
         py::array_t<double> out(static_cast<py::ssize_t>(groups));
-        py::array_t<int64_t> distinct(static_cast<py::ssize_t>(groups));
+        py::array_t<int64_t> distinct(static_cast<py::ssize_t>(groups)), bound(static_cast<py::ssize_t>(groups));
         double* o = out.mutable_data();
-        int64_t* d = distinct.mutable_data();
+        int64_t *d = distinct.mutable_data(), *lb = bound.mutable_data();
         // o[k]: the sum over group k's symbols of -log2(frequency), d[k]: how many distinct
-        // symbols it has, from its histogram h of `size` (`stride` interleaved copies)
-        const auto information = [o, d](int64_t k, const auto* h, size_t size, size_t stride) {
+        // symbols it has, lb[k]: rans::static_size_bound of them, from its histogram h of
+        // `size` (`stride` interleaved copies)
+        const auto information = [o, d, lb](int64_t k, const auto* h, size_t size, size_t stride) {
           uint64_t total = 0, present = 0;
           double sum = 0.0;
           for (size_t a = 0; a < size; ++a) {
@@ -207,6 +208,7 @@ void register_rans(py::module_& m) {
           }
           o[k] = total ? double(total) * std::log2(double(total)) - sum : 0.0;
           d[k] = int64_t(present);
+          lb[k] = rans::static_size_bound(o[k], present, total);
         };
         if (wide) {
           const auto* u = contiguous<uint16_t>(units, "units", 2);
@@ -239,13 +241,15 @@ void register_rans(py::module_& m) {
           }
           for (int64_t k = 0; k < groups; ++k) information(k, hist.data() + size_t(k) * 1024, 256, 4);
         }
-        return py::make_tuple(out, distinct);
+        return py::make_tuple(out, distinct, bound);
       },
       py::arg("units"), py::arg("gid"), py::arg("groups"),
-      "(information, distinct) of the rows of the C-contiguous (n, m) uint8 or uint16 units "
-      "whose gid (n,) is k, for k in range(groups): the empirical information (bits: the sum of "
-      "-log2 of each symbol's frequency in its group; no static-table coder spends less on the "
-      "group's symbols) and the number of distinct symbols (each costs its table entries).");
+      "(information, distinct, bound) of the rows of the C-contiguous (n, m) uint8 or uint16 "
+      "units whose gid (n,) is k, for k in range(groups): the empirical information (bits: the "
+      "sum of -log2 of each symbol's frequency in its group; no static-table coder spends less "
+      "on the group's symbols), the number of distinct symbols, and a lower bound on the bytes "
+      "rans_encode_static writes for the group (its information, and the least its table and "
+      "framing take).");
 
   m.def(
       "rans_encode_groups",

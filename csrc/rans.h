@@ -276,6 +276,11 @@ void parallel_for(uint64_t n, int threads, F f) {
 // bytes.
 Encoded encode_static8(const uint8_t* data, uint64_t n, int threads);
 Encoded encode_static16(const uint16_t* data, uint64_t n, int threads);
+// A lower bound on the bytes encode_static8/16 writes for n symbols with `distinct`
+// distinct values and empirical information `info` (bits: the sum of -log2 of each
+// symbol's frequency), without coding them: what lets a caller skip a candidate that
+// cannot be the smallest.
+int64_t static_size_bound(double info, uint64_t distinct, uint64_t n);
 
 // Parsed header of a static stream (the decode entry points need the alphabet first).
 int static_alphabet_bits(const uint8_t* data, size_t size, uint64_t* count);

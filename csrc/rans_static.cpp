@@ -18,6 +18,7 @@
 // are coded independently of the other chunks, so threads can share the work while
 // the bytes stay the same for any thread count.
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <queue>
 #include <tuple>
@@ -701,6 +702,22 @@ Encoded encode_static8(const uint8_t* data, uint64_t n, int threads) {
 Encoded encode_static16(const uint16_t* data, uint64_t n, int threads) {
   return encode_static(data, n, threads);
 }
+// The header (layout above) holds at least one byte for each of the tag, the count, the
+// precision, the number of symbols and each symbol, one for each frequency, three for the
+// chunk length (2**20), one for each chunk's size and four for the hash; one symbol stops
+// after the symbols, none after the count. The words hold at least the information less
+// the floors' loss: coding with the table's frequencies costs at least the empirical
+// entropy, and each step loses at most 2**-10 bit to its floors (states of at least 2**31
+// over tables of at most 2**20 slots: counted as n / 4096 bytes); the final states (8
+// bytes a lane) more than pay for the initial ones (4 bytes of information a lane). Two
+// bytes more are left for the rounding of the information's floating-point sum.
+int64_t static_size_bound(double info, uint64_t distinct, uint64_t n) {
+  if (n == 0) return 6;
+  if (distinct <= 1) return 9;
+  const int64_t chunks = int64_t((n + kChunk - 1) / kChunk), loss = int64_t((n + 4095) / 4096);
+  return int64_t(std::floor(info / 8.0)) + 2 * int64_t(distinct) + 11 + chunks - loss - 2;
+}
+
 int static_alphabet_bits(const uint8_t* data, size_t size, uint64_t* count) {
   Reader r(data, size);
   const StaticHeader h = read_static_header(r);

@@ -50,33 +50,6 @@ MIN_PREDICTION_GAIN = 3
 SURE_PREDICTION_GAIN = 10
 #: about what ``"lags": [...]`` adds to a stream's header, counted against a predicted payload
 LAGS_HEADER_BYTES = 14
-#: per static rANS part, what :func:`information_bound` leaves for the rounding of its
-#: floating-point information (the coder's own slack is counted per symbol, below)
-_SLACK_BYTES = 2
-#: symbols per independently coded chunk of a static rANS part (``csrc/rans_static.cpp``)
-_CHUNK = 1 << 20
-
-
-def _part_bound(info: np.ndarray, distinct: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Lower bounds on the bytes of ``featcodec.stream.rans.encode_symbols`` of ``n``
-    symbols with ``distinct`` distinct ones and empirical information ``info`` (bits), for
-    arrays of them (int64).
-
-    The part's header (csrc/rans_static.cpp) holds at least: the tag, the count, the
-    precision, the number of symbols, each symbol (one varint each), each frequency (one
-    each), the chunk length (3 bytes), each chunk's size (one each) and a 4-byte hash; a
-    single symbol stops after the symbols, no symbol after the count. Its words hold at
-    least the information: coding with the table's frequencies costs at least the
-    empirical entropy, and each rANS step loses at most ``2**-10`` bit to its floors (states
-    of at least ``2**31`` over tables of at most ``2**20``), counted as ``n / 4096`` bytes;
-    the final states (8 bytes a lane) more than pay for the initial ones (4 bytes of
-    information a lane)."""
-    info, distinct, n = (np.asarray(v) for v in (info, distinct, n))
-    chunks = -(-n // _CHUNK)
-    coded = np.floor(info).astype(np.int64) // 8 + 2 * distinct + 11 + chunks - -(-n // 4096) - _SLACK_BYTES
-    return np.where(n == 0, 6, np.where(distinct <= 1, 9, coded)).astype(np.int64)
-
-
 def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """(group id per unit, mode per group) from each unit's mode and ``sums`` (the sum
     of its ``m`` absolute residuals): units of one mode and one half-octave of mean
@@ -133,26 +106,24 @@ def information_bound(units: np.ndarray, gid: np.ndarray | None = None, groups: 
     """A lower bound on the bytes of the static rANS parts that code the rows of the 2-D
     ``units`` by group (``gid``, default all in one), one part per group: each group's
     empirical information (no table codes a group in fewer bits) and the least its table
-    and framing take (:func:`_part_bound`). Integer-exact but for the information's
-    floating-point sum, for which each part leaves 2 bytes."""
+    and framing take (``featcodec._core.group_information``, csrc/rans_static.cpp
+    ``static_size_bound``)."""
     from .. import _core
 
     if gid is None:
         gid = np.zeros(units.shape[0], np.uint8)
-    info, distinct = _core.group_information(np.ascontiguousarray(units), gid, groups)
-    counts = np.bincount(gid, minlength=groups).astype(np.int64) * units.shape[1]
-    return int(_part_bound(info, distinct, counts).sum())
+    return int(_core.group_information(np.ascontiguousarray(units), gid, groups)[2].sum())
 
 
 def one_table_guess(plane: np.ndarray) -> int:
     """About the bytes of one static table for the whole 2-D ``plane``, from every 16th
-    value: 16 times their information, and the table that their distinct symbols take. A
-    guess, not a bound: it only orders what the index codec codes first."""
+    value: the bound of those values with 16 times their information. A guess, not a
+    bound: it only orders what the index codec codes first."""
     from .. import _core
 
     sample = np.ascontiguousarray(plane.reshape(1, -1)[:, ::16])
-    info, distinct = _core.group_information(sample, np.zeros(1, np.uint8), 1)
-    return 16 * int(info[0]) // 8 + int(_part_bound(np.zeros(1), distinct, np.full(1, 2)).sum())
+    info, _, bound = _core.group_information(sample, np.zeros(1, np.uint8), 1)
+    return int(bound[0]) + 15 * int(info[0]) // 8
 
 
 class Candidate:
