@@ -18,8 +18,8 @@
 // are coded independently of the other chunks, so threads can share the work while
 // the bytes stay the same for any thread count.
 #include <algorithm>
-#include <cmath>
 #include <atomic>
+#include <cmath>
 #include <queue>
 #include <tuple>
 #include <type_traits>

@@ -50,6 +50,8 @@ MIN_PREDICTION_GAIN = 3
 SURE_PREDICTION_GAIN = 10
 #: about what ``"lags": [...]`` adds to a stream's header, counted against a predicted payload
 LAGS_HEADER_BYTES = 14
+
+
 def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """(group id per unit, mode per group) from each unit's mode and ``sums`` (the sum
     of its ``m`` absolute residuals): units of one mode and one half-octave of mean

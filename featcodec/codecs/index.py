@@ -105,9 +105,10 @@ class IndexCodec:
 
 def _code_grouped(cands: list, limit: int | None) -> tuple[bytes, dict] | None:
     """The smallest grouped-table payload of ``cands`` (``(Candidate, params)`` pairs;
-    ties: the earlier pair) and its params, or ``None`` when none is below ``limit`` (the
-    size to beat; ``None``: any). Candidates are coded in the order of their bounds, each
-    only if its bound leaves it a chance against the best so far."""
+    ties: the earlier pair) and its params; ``None`` when each one's bound reaches
+    ``limit`` (the size to beat, which a returned payload may still not be below;
+    ``None``: any). Candidates are coded in the order of their bounds, each only if its
+    bound leaves it a chance against the best so far."""
     best: tuple[int, bytes, dict] | None = None  # (index, payload, params)
     for i in sorted(range(len(cands)), key=lambda i: cands[i][0].bound):
         c, params = cands[i]
