@@ -13,14 +13,16 @@ hidden state, a ViT layer-11 output), cut along its channel/token axis to the sm
 sizes and stacked along the batch axis to the larger ones. The session's transform is
 fitted once on that feature, outside the timing. zfpy's tolerance is the largest (steps of sqrt 2 from
 featcodec's RMS error) whose MSE is at most that of featcodec's default 8-bit encode, as
-in benchmarks/end_to_end.py. Times are the calling thread's CPU time (best of
-``--repeat``); MB/s of float32 input; the last column is the default encode's per-call
+in benchmarks/end_to_end.py. Each (family, size) row runs in a process of its own. Times
+are the calling thread's CPU time (best of ``--repeat``); MB/s of float32 input; the last column is the default encode's per-call
 time. Also prints the per-call cost of a 1 KB tensor (the fixed cost) for each method.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,41 +74,53 @@ def int8_zstd(x: np.ndarray):
 
 
 def run(sizes: list[int], repeat: int) -> list[dict]:
-    import zfpy
-
-    featcodec.set_num_threads(1)
+    """Every family's rows at these sizes, each row measured in a process of its own
+    (:func:`row`): at 16-64 MB the kernel's zeroing of fresh pages, which thread CPU time
+    counts, depends on what the process allocated before, and moved the 64 MB rows by up
+    to 1.5x when one process measured them all."""
     rows = []
-    for fam, stem in FAMILIES.items():
-        base = np.load(FEATURES / f"{stem}.npy").astype(np.float32)
-        enc = featcodec.Encoder(samples=base, bits=8)  # fitted once, outside the timing
-        single = featcodec.Encoder(enc.transform, tables="single")
+    for fam in FAMILIES:
         for nbytes in sizes:
-            x = sized(base, nbytes)
-            mb = x.nbytes / 1e6
-            reps = repeat if x.nbytes < (8 << 20) else max(1, repeat - 1)
-            t_def, blob = best(lambda: featcodec.encode(x), reps)
-            y = featcodec.decode(blob)
-            mse = float(np.mean((y.astype(np.float64) - x) ** 2))
-            xz = zfp_array(x)
-            tol = zfp_tolerance(x, mse)
-            r = {"family": fam, "shape": list(x.shape), "MB": mb, "default_ms": 1e3 * t_def,
-                 "default": mb / t_def}
-            bound = MAX_ERROR_STD * float(x.std())
-            for name, fn in (("session", lambda: enc.encode(x)), ("session single", lambda: single.encode(x)),
-                             ("max_error", lambda: featcodec.encode(x, max_error=bound)),
-                             ("int8+zstd-3", int8_zstd(x)),
-                             ("zfpy", lambda: zfpy.compress_numpy(xz, tolerance=tol)),
-                             ("zfpy at the bound", lambda: zfpy.compress_numpy(xz, tolerance=bound))):
-                r[name] = mb / best(fn, reps)[0]
-            r["bpv"] = {"default": 8 * len(blob) / x.size, "session": 8 * len(enc.encode(x)) / x.size,
-                        "session single": 8 * len(single.encode(x)) / x.size,
-                        "max_error": 8 * len(featcodec.encode(x, max_error=bound)) / x.size}
+            out = subprocess.run([sys.executable, __file__, "--row", fam, str(nbytes), "--repeat", str(repeat)],
+                                 check=True, capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
             rows.append(r)
-            print(f"{fam:6s} {x.nbytes / 2**20:8.2f} MiB  default {r['default']:6.0f}  session {r['session']:6.0f}  "
+            print(f"{fam:6s} {r['MB'] * 1e6 / 2**20:8.2f} MiB  default {r['default']:6.0f}  session {r['session']:6.0f}  "
                   f"single {r['session single']:6.0f}  max_error {r['max_error']:6.0f}  int8+zstd {r['int8+zstd-3']:6.0f}  "
                   f"zfpy {r['zfpy']:6.0f} MB/s",
                   flush=True)
     return rows
+
+
+def row(fam: str, nbytes: int, repeat: int) -> dict:
+    """One family's row at one size (see the module docstring)."""
+    import zfpy
+
+    featcodec.set_num_threads(1)
+    base = np.load(FEATURES / f"{FAMILIES[fam]}.npy").astype(np.float32)
+    enc = featcodec.Encoder(samples=base, bits=8)  # fitted once, outside the timing
+    single = featcodec.Encoder(enc.transform, tables="single")
+    x = sized(base, nbytes)
+    mb = x.nbytes / 1e6
+    reps = repeat if x.nbytes < (8 << 20) else max(1, repeat - 1)
+    t_def, blob = best(lambda: featcodec.encode(x), reps)
+    y = featcodec.decode(blob)
+    mse = float(np.mean((y.astype(np.float64) - x) ** 2))
+    xz = zfp_array(x)
+    tol = zfp_tolerance(x, mse)
+    r = {"family": fam, "shape": list(x.shape), "MB": mb, "default_ms": 1e3 * t_def,
+         "default": mb / t_def}
+    bound = MAX_ERROR_STD * float(x.std())
+    for name, fn in (("session", lambda: enc.encode(x)), ("session single", lambda: single.encode(x)),
+                     ("max_error", lambda: featcodec.encode(x, max_error=bound)),
+                     ("int8+zstd-3", int8_zstd(x)),
+                     ("zfpy", lambda: zfpy.compress_numpy(xz, tolerance=tol)),
+                     ("zfpy at the bound", lambda: zfpy.compress_numpy(xz, tolerance=bound))):
+        r[name] = mb / best(fn, reps)[0]
+    r["bpv"] = {"default": 8 * len(blob) / x.size, "session": 8 * len(enc.encode(x)) / x.size,
+                "session single": 8 * len(single.encode(x)) / x.size,
+                "max_error": 8 * len(featcodec.encode(x, max_error=bound)) / x.size}
+    return r
 
 
 def fixed_costs(repeat: int = 200) -> dict[str, float]:
@@ -132,10 +146,14 @@ def parse_size(s: str) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--row", nargs=2, metavar=("FAMILY", "BYTES"), help=argparse.SUPPRESS)  # run() spawns these
     ap.add_argument("--sizes", default="64K,1M,16M,64M", help="tensor sizes (default 64K,1M,16M,64M)")
     ap.add_argument("--repeat", type=int, default=3, help="timing repeats, best taken (default 3)")
     ap.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     a = ap.parse_args()
+    if a.row:
+        print(json.dumps(row(a.row[0], int(a.row[1]), a.repeat)))
+        return
     rows = run([parse_size(s) for s in a.sizes.split(",")], a.repeat)
     fixed = fixed_costs()
     if a.markdown:
