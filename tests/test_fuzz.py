@@ -38,6 +38,8 @@ def _streams():
         (rng.standard_t(3, size=(6, 16)).astype(np.float32), {"bits": 3, "outliers": 2, "rotation": 5, "scales": "token"}),
         # the spatial stage: a blockwise Hadamard of a channels-first map (version 8)
         (np.cumsum(rng.normal(size=(1, 2, 8, 8)), axis=3).astype(np.float32), {"bits": 4, "spatial": 4}),
+        # ... and of the patch grid of ViT-style tokens, a class token first (version 9)
+        (np.cumsum(rng.normal(size=(1, 17, 6)), axis=1).astype(np.float32), {"bits": 4, "spatial": 2}),
     ]
     featcodec.register_transform(t)
     out = []

@@ -8,12 +8,12 @@ Lossless on the indices; the loss comes only from the transform (its ``bits``).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from ..errors import FormatError, InputError
+from ..stages.alignment import patch_grid
 from . import grouped_tables
 
 
@@ -131,7 +131,7 @@ def _lags(m: int, tile: tuple[int, int] | None) -> tuple[int, ...]:
     as a ViT's class and register tokens, the grid's width)."""
     if tile is not None:
         return tuple(L for L in dict.fromkeys((1, tile[1])) if L < m)
-    grid = next((w for r in range(9) if m - r >= 4 and (w := math.isqrt(m - r)) ** 2 == m - r), 0)
+    grid = (patch_grid(m) or (0, 0))[1]
     return tuple(L for L in dict.fromkeys((1, grid)) if 1 <= L < m)
 
 

@@ -64,7 +64,8 @@ try:
 except Exception:  # pragma: no cover
     torch = None  # type: ignore[assignment]
 
-__all__ = ["LAYOUTS", "Alignment", "PackInfo", "pack", "unpack", "mosaic_grid", "pad_plane", "crop_plane", "padded_shape"]
+__all__ = ["LAYOUTS", "Alignment", "PackInfo", "pack", "unpack", "mosaic_grid", "patch_grid", "pad_plane", "crop_plane",
+           "padded_shape"]
 
 LAYOUTS = ("plane", "tokens", "kv", "vit", "mosaic", "flat")
 _NDIM = {"plane": (2,), "tokens": (3,), "kv": (4,), "vit": (4,), "mosaic": (3, 4)}
@@ -232,6 +233,25 @@ def mosaic_grid(c: int, h: int, w: int, n: int = 1) -> tuple[int, int]:
         if best is None or cost < best[0] - 1e-12:
             best = (cost, a, b)
     return best[1], best[2]  # type: ignore[index]
+
+
+#: at most this many leading tokens (a class token, registers) before a ViT's patch grid
+MAX_PREFIX_TOKENS = 8
+
+
+def patch_grid(tokens: int) -> tuple[int, int] | None:
+    """``(prefix, side)`` of ``tokens`` ViT-style tokens: the fewest leading ones (at most
+    :data:`MAX_PREFIX_TOKENS`: a class token, registers) after which the rest make a
+    square grid of patches, ``side x side`` with ``side >= 2``; ``None`` when there is none.
+
+    >>> patch_grid(257), patch_grid(261), patch_grid(196), patch_grid(109)
+    ((1, 16), (5, 16), (0, 14), None)
+    """
+    for prefix in range(min(MAX_PREFIX_TOKENS, tokens - 4) + 1):
+        side = math.isqrt(tokens - prefix)
+        if side * side == tokens - prefix:
+            return prefix, side
+    return None
 
 
 def _auto_layout(ndim: int) -> str:

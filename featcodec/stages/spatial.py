@@ -21,9 +21,20 @@ InputError with this stage. What pays on coefficients is entropy-coded uniform s
 themselves): ``featcodec.encode(x, codec="auto", target_bpfp=t)`` tries this stage with
 uniform steps on its own and keeps it where the decoded MSE is lower (docs/spatial.md).
 
+ViT-style tokens ``(N, T, C)`` take the stage too, when their last ``H * W`` tokens are a
+square grid of patches after ``P`` leading ones (at most 8: a class token, registers;
+:func:`featcodec.stages.alignment.patch_grid`): the patches are laid out as the map
+``(N, C, H, W)`` and transformed as above, and the leading tokens' ``P * C`` values follow
+the coefficients as channels of their own, untransformed (``(N, extra, H / B, W / B)``,
+the last channel's spare places filled by repeating its last value), so the value stages
+quantize them with the same steps. Neighbouring patches are alike: at the same bound on
+ViT layer-9 outputs this takes 20-25% fewer bits at 45% less MSE than the tokens coded as
+they are (docs/spatial.md).
+
 ``featcodec.encode(x, spatial=B)`` (``B`` a power of two from 2 to 64 dividing ``H`` and
 ``W``) adds the stage in front of ``"transform"``. It owns the header field ``spatial``,
-``{"block": B}`` (format version 8), and no section.
+``{"block": B}`` for maps (format version 8), ``{"block": B, "grid": [H, W], "prefix":
+P}`` for tokens (version 9), and no section.
 
 Example:
     >>> import numpy as np, featcodec
@@ -44,8 +55,9 @@ import numpy as np
 
 from .._arrays import float_view, to_float32
 from ..errors import FormatError, InputError
-from ..stream.container import SPATIAL_VERSION
+from ..stream.container import GRID_VERSION, SPATIAL_VERSION
 from ..threads import get_num_threads
+from .alignment import MAX_PREFIX_TOKENS, patch_grid
 from .base import DecodeContext, EncodeContext, Stage
 from .hidden import give_back, host_array, keep_precision, work_dtype
 
@@ -59,16 +71,23 @@ COEFFICIENT_BOUND = "spatial_coefficient_bound"
 
 def block_for(shape: tuple[int, ...], largest: int = 8) -> int | None:
     """The largest block (a power of two, at most ``largest``) dividing both spatial sizes
-    of a 4-D channels-first ``shape``; ``None`` if there is none.
+    of a 4-D channels-first ``shape``, or the side of the patch grid of a 3-D token
+    ``shape`` (:func:`featcodec.stages.alignment.patch_grid`); ``None`` if there is none.
 
     >>> block_for((1, 32, 64, 64)), block_for((1, 96, 14, 14)), block_for((1, 1280, 7, 7)), block_for((2, 3))
     (8, 2, None, None)
+    >>> block_for((1, 257, 384)), block_for((4, 197, 768)), block_for((1, 50, 768))
+    (8, 2, None)
     """
-    if len(shape) != 4:
+    if len(shape) == 4:
+        h, w = shape[2], shape[3]
+    elif len(shape) == 3 and (grid := patch_grid(shape[1])) is not None:
+        h = w = grid[1]
+    else:
         return None
     b = largest
     while b >= 2:
-        if shape[2] % b == 0 and shape[3] % b == 0:
+        if h % b == 0 and w % b == 0:
             return b
         b //= 2
     return None
@@ -96,18 +115,47 @@ def inverse(z: np.ndarray, block: int, shape: tuple[int, ...]) -> np.ndarray:
                                   get_num_threads())
 
 
+def _grid_forward(a: np.ndarray, block: int, prefix: int, side: int) -> np.ndarray:
+    """ViT-style tokens ``(N, P + side**2, C)`` -> the coefficients of their patch grid as a
+    map (:func:`forward`), then the ``P`` leading tokens' values as channels of their own."""
+    n, _, c = a.shape
+    patches = np.ascontiguousarray(a[:, prefix:].reshape(n, side, side, c).transpose(0, 3, 1, 2))
+    coef = forward(patches, block)
+    h = side // block
+    lead = a[:, :prefix].reshape(n, prefix * c)
+    extra = -(-prefix * c // (h * h))
+    if extra * h * h > prefix * c:  # the last channel's spare places repeat its last value
+        lead = np.pad(lead, ((0, 0), (0, extra * h * h - prefix * c)), mode="edge")
+    return np.concatenate([coef, lead.reshape(n, extra, h, h).astype(coef.dtype, copy=False)], axis=1)
+
+
+def _grid_inverse(z: np.ndarray, block: int, prefix: int, side: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of :func:`_grid_forward`, back to the token ``shape``."""
+    n, _, c = shape
+    patches = inverse(np.ascontiguousarray(z[:, : c * block * block]), block, (n, c, side, side))
+    rest = z[:, c * block * block:]
+    lead = rest.reshape(n, rest[0].size)[:, : prefix * c].reshape(n, prefix, c)
+    return np.concatenate([lead, patches.transpose(0, 2, 3, 1).reshape(n, side * side, c)], axis=1)
+
+
 def _block(v: Any, shape: tuple[int, ...]) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) not in BLOCKS:
         raise InputError(f"spatial must be a block size, a power of two from 2 to 64 (8 suits most maps), "
                          f"not {v!r:.40}.")
     b = int(v)
-    if len(shape) != 4 or shape[2] % b or shape[3] % b:
-        best = block_for(shape) if len(shape) == 4 else None
-        hint = (f"spatial={best} divides this map." if best else
+    grid = patch_grid(shape[1]) if len(shape) == 3 else None
+    sides = (shape[2], shape[3]) if len(shape) == 4 else (grid[1], grid[1]) if grid else None
+    if sides is None or sides[0] % b or sides[1] % b:
+        best = block_for(shape)
+        what = ("a channels-first map (N, C, H, W) whose H and W" if len(shape) != 3 else
+                f"ViT-style tokens (N, T, C) whose last H * W tokens make a square grid after at most "
+                f"{MAX_PREFIX_TOKENS} leading ones, and whose H")
+        hint = (f"spatial={best} divides it." if best else
                 "pad H and W to a multiple of it, or leave spatial off." if len(shape) == 4 else
+                f"no block divides the grid's side {grid[1]}: leave spatial off." if grid else
+                "these tokens make no such grid: leave spatial off." if len(shape) == 3 else
                 "reshape it to (N, C, H, W) first (x[None] for a (C, H, W) map), or leave spatial off.")
-        raise InputError(f"the 'spatial' stage takes a channels-first map (N, C, H, W) whose H and W the block "
-                         f"{b} divides, not shape {tuple(shape)}: {hint}")
+        raise InputError(f"the 'spatial' stage takes {what} the block {b} divides, not shape {tuple(shape)}: {hint}")
     return b
 
 
@@ -128,22 +176,41 @@ class Spatial(Stage):
         w = np.ascontiguousarray(a if a.dtype == np.float64 else to_float32(a, origin.dtype))
         if not np.all(np.isfinite(w)):
             raise InputError("x contains NaN or Inf; featcodec codes finite values only.")
+        if w.ndim == 3:
+            prefix, side = patch_grid(w.shape[1])
+            ctx.header["spatial"] = {"block": b, "grid": [side, side], "prefix": prefix}
+            return _grid_forward(w, b, prefix, side)
         ctx.header["spatial"] = {"block": b}
         return forward(w, b)
 
     def check(self, header: dict[str, Any], version: int) -> set[str]:
         f, shape = header["spatial"], header["shape"]
-        if not (isinstance(f, dict) and set(f) == {"block"} and type(f["block"]) is int and f["block"] in BLOCKS
-                and len(shape) == 4 and shape[2] % f["block"] == 0 and shape[3] % f["block"] == 0):
+        ok = isinstance(f, dict) and type(f.get("block")) is int and f["block"] in BLOCKS
+        if ok and len(shape) == 4:
+            ok = set(f) == {"block"} and shape[2] % f["block"] == 0 and shape[3] % f["block"] == 0
+        elif ok and len(shape) == 3:
+            g, p = f.get("grid"), f.get("prefix")
+            ok = (version >= GRID_VERSION and set(f) == {"block", "grid", "prefix"} and isinstance(g, list)
+                  and len(g) == 2 and all(type(v) is int and v >= 1 and v % f["block"] == 0 for v in g)
+                  and g[0] == g[1] and type(p) is int and 0 <= p <= MAX_PREFIX_TOKENS and p + g[0] * g[1] == shape[1])
+        else:
+            ok = False
+        if not ok:
             raise FormatError("featcodec stream header field 'spatial' is malformed (a block that is not a power "
-                              "of two from 2 to 64 dividing the map's height and width).")
+                              "of two from 2 to 64 dividing the map's height and width, or a patch grid and leading "
+                              "tokens that do not make the tensor's tokens).")
         return set()
 
     def format_version(self, header: dict[str, Any]) -> int:
-        return SPATIAL_VERSION
+        return GRID_VERSION if "grid" in header["spatial"] else SPATIAL_VERSION
 
     def gives_shape(self, header: dict[str, Any], shape: tuple[int, ...]) -> tuple[int, ...]:
-        b = header["spatial"]["block"]
+        f = header["spatial"]
+        b = f["block"]
+        if "grid" in f:
+            n, _, c = shape
+            h = f["grid"][0] // b
+            return (n, c * b * b + -(-f["prefix"] * c // (h * h)), h, h)
         n, c, h, w = shape
         return (n, c * b * b, h // b, w // b)
 
@@ -151,8 +218,11 @@ class Spatial(Stage):
         keep_precision(ctx, self.name)
 
     def decode(self, y: Any, ctx: DecodeContext) -> Any:
-        b, shape = ctx.header["spatial"]["block"], tuple(ctx.header["shape"])
+        f, shape = ctx.header["spatial"], tuple(ctx.header["shape"])
+        b = f["block"]
         z = host_array(y).astype(work_dtype(ctx.options["dtype"]), copy=False)
-        if z.size != int(np.prod(shape)):
+        if z.shape != self.gives_shape(ctx.header, shape):
             raise FormatError("featcodec stream's packed plane does not hold the map's values (corrupt stream).")
+        if "grid" in f:
+            return give_back(_grid_inverse(z, b, f["prefix"], f["grid"][0], shape), shape, ctx, self.name)
         return give_back(inverse(z, b, shape), shape, ctx, self.name)
