@@ -90,11 +90,13 @@ def encode(
             :mod:`featcodec.stages.scales`); adds the ``"scales"`` stage. Neither
             rotation nor scales can keep a ``max_error`` bound (InputError).
         spatial: a block size (a power of two, e.g. 8) dividing the height and width of a
-            channels-first map ``(N, C, H, W)``: every block of every channel is replaced by
-            its 2-D Walsh-Hadamard coefficients, laid out one plane per frequency, before the
-            transform (:mod:`featcodec.stages.spatial`); adds the ``"spatial"`` stage. It
-            pays with uniform steps at low rates, which ``codec="auto"`` tries by itself;
-            it cannot keep a ``max_error`` bound (InputError).
+            channels-first map ``(N, C, H, W)``, or the side of the square patch grid of
+            ViT-style tokens ``(N, T, C)`` (after at most 8 leading tokens: a class token,
+            registers): every block of every channel is replaced by its 2-D Walsh-Hadamard
+            coefficients, laid out one plane per frequency, before the transform
+            (:mod:`featcodec.stages.spatial`); adds the ``"spatial"`` stage. It pays with
+            uniform steps at low rates, which ``codec="auto"`` tries by itself; it cannot
+            keep a ``max_error`` bound (InputError).
         stages: the pipeline's stage names in order (default ``["transform", "pack"]``);
             registered stages (:mod:`featcodec.stages`) plug in before ``"transform"``.
         check_quality: for a learned codec without ``max_error``, measure its feature-domain
