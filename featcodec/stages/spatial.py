@@ -190,7 +190,7 @@ class Spatial(Stage):
             ok = set(f) == {"block"} and shape[2] % f["block"] == 0 and shape[3] % f["block"] == 0
         elif ok and len(shape) == 3:
             g, p = f.get("grid"), f.get("prefix")
-            ok = (version >= GRID_VERSION and set(f) == {"block", "grid", "prefix"} and isinstance(g, list)
+            ok = (set(f) == {"block", "grid", "prefix"} and isinstance(g, list)
                   and len(g) == 2 and all(type(v) is int and v >= 1 and v % f["block"] == 0 for v in g)
                   and g[0] == g[1] and type(p) is int and 0 <= p <= MAX_PREFIX_TOKENS and p + g[0] * g[1] == shape[1])
         else:
