@@ -29,7 +29,7 @@ import featcodec  # noqa: E402
 from featcodec import pipeline, ratecontrol  # noqa: E402
 from featcodec.codecs.learned.codec import learned_codecs  # noqa: E402
 from featcodec.stages import DEFAULT_STAGES  # noqa: E402
-from featcodec.stages.spatial import COEFFICIENT_BOUND, block_for  # noqa: E402
+from featcodec.stages.spatial import COEFFICIENT_BOUND, candidate_block  # noqa: E402
 
 
 def candidates(x: np.ndarray, target: float) -> dict[str, bytes]:
@@ -46,7 +46,7 @@ def candidates(x: np.ndarray, target: float) -> dict[str, bytes]:
         x, budget, lambda e: (pipeline.encode(x, "index", {"transform": "auto", "max_error": e}), None))
     if fin is not None:
         out["index max_error (finest)"] = fin[0]
-    block = block_for(x.shape)
+    block = candidate_block(x)
     if block:  # maps: the same on the spatial stage's coefficients (a candidate of ratecontrol since session 10)
         fin = ratecontrol._finest_bound_within(x, budget, lambda e: (pipeline.encode(
             x, "index", {"transform": "auto", "max_error": e, "spatial": block, COEFFICIENT_BOUND: True}, None,

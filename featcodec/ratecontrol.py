@@ -60,7 +60,7 @@ from ._arrays import is_torch
 from .errors import InputError
 from .stages import VALUE_STAGES, with_value_stages
 from .stages.outliers import count_for_bound
-from .stages.spatial import COEFFICIENT_BOUND, block_for
+from .stages.spatial import COEFFICIENT_BOUND, candidate_block
 
 __all__ = ["encode_within"]
 
@@ -104,9 +104,9 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
         finest = _finest_bound_within(x, budget, bounded)
         if finest is not None:
             streams.append(finest)
-        block = block_for(tuple(x.shape))
+        block = candidate_block(x)
         if block and stages is None and not any(options.get(n) for n in VALUE_STAGES):
-            # a channels-first map: uniform steps on its blockwise Walsh-Hadamard coefficients
+            # a channels-first map or a patch grid: uniform steps on its blockwise Walsh-Hadamard coefficients
             finest = _finest_bound_within(x, budget, lambda e: encode(
                 transform="auto", max_error=e, spatial=block, **{COEFFICIENT_BOUND: True}))
             if finest is not None:

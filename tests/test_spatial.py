@@ -17,7 +17,7 @@ from scipy.linalg import hadamard
 
 import featcodec
 from conftest import digest, on_threads
-from featcodec.stages.spatial import _grid_forward, _grid_inverse, block_for, forward, inverse
+from featcodec.stages.spatial import _grid_forward, _grid_inverse, block_for, candidate_block, forward, inverse
 from featcodec.stream.container import read_stream, write_stream
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden_stages"
@@ -158,6 +158,20 @@ def test_auto_takes_the_patch_grid_of_a_real_vit_where_the_decoded_error_is_lowe
         assert 8 * len(blob) / x.size <= target and h["stages"][0] == "spatial" and "grid" in h["spatial"]
         mse = [float(np.mean((featcodec.decode(b) - x) ** 2)) for b in (blob, without)]
         assert mse[0] < mse[1]
+
+
+def test_auto_tries_the_grid_only_on_tokens_that_look_like_an_image():
+    """candidate_block: the ViT layers of tests/data/features get block_for's block (numpy
+    and torch bfloat16), the SmolLM2 hidden state of 7 + 10 x 10 tokens, which only its
+    shape makes a grid, gets none; maps get block_for's block."""
+    data = Path(__file__).resolve().parent / "data" / "features"
+    for name in ("vit__layer6", "vit__layer9", "vit__layer11"):
+        x = np.load(data / f"{name}.npy")
+        assert candidate_block(x) == block_for(x.shape) == 8
+        assert candidate_block(torch.from_numpy(x).to(torch.bfloat16)) == 8
+    llm = np.load(data / "llm__hidden15.npy")
+    assert block_for(llm.shape) == 2 and candidate_block(llm) is None
+    assert candidate_block(_maps()) == block_for(_maps().shape) == 8
 
 
 def test_only_channels_first_maps_and_token_grids():
