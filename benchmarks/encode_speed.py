@@ -75,9 +75,8 @@ def int8_zstd(x: np.ndarray):
 
 def run(sizes: list[int], repeat: int) -> list[dict]:
     """Every family's rows at these sizes, each row measured in a process of its own
-    (:func:`row`): at 16-64 MB the kernel's zeroing of fresh pages, which thread CPU time
-    counts, depends on what the process allocated before, and moved the 64 MB rows by up
-    to 1.5x when one process measured them all."""
+    (:func:`row`), so that no row depends on what the rows before it allocated: at 16-64 MB
+    thread CPU time counts the kernel's zeroing of every fresh page an encode touches."""
     rows = []
     for fam in FAMILIES:
         for nbytes in sizes:
@@ -102,8 +101,7 @@ def row(fam: str, nbytes: int, repeat: int) -> dict:
     single = featcodec.Encoder(enc.transform, tables="single")
     x = sized(base, nbytes)
     mb = x.nbytes / 1e6
-    reps = repeat if x.nbytes < (8 << 20) else max(1, repeat - 1)
-    t_def, blob = best(lambda: featcodec.encode(x), reps)
+    t_def, blob = best(lambda: featcodec.encode(x), repeat)
     y = featcodec.decode(blob)
     mse = float(np.mean((y.astype(np.float64) - x) ** 2))
     xz = zfp_array(x)
@@ -116,7 +114,7 @@ def row(fam: str, nbytes: int, repeat: int) -> dict:
                      ("int8+zstd-3", int8_zstd(x)),
                      ("zfpy", lambda: zfpy.compress_numpy(xz, tolerance=tol)),
                      ("zfpy at the bound", lambda: zfpy.compress_numpy(xz, tolerance=bound))):
-        r[name] = mb / best(fn, reps)[0]
+        r[name] = mb / best(fn, repeat)[0]
     r["bpv"] = {"default": 8 * len(blob) / x.size, "session": 8 * len(enc.encode(x)) / x.size,
                 "session single": 8 * len(single.encode(x)) / x.size,
                 "max_error": 8 * len(featcodec.encode(x, max_error=bound)) / x.size}
