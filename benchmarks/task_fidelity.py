@@ -35,6 +35,8 @@ Rate settings (``index`` codec, bits 1..8):
 - ``spatial`` (channels-first maps whose H and W 8 or 4 divides): the same uniform steps
   on the ``"spatial"`` stage's blockwise Walsh-Hadamard coefficients (the bound holds on
   the coefficients), as ``codec="auto"`` runs them;
+  ``spatial-B`` (B in ``SPATIAL_BLOCKS``): the same with blocks of B instead of
+  ``block_for``'s;
 - ``outliers-K`` (K in ``OUTLIER_KS``): dense + sparse, ``encode(x, bits=b, outliers=K)``:
   the K values of largest magnitude travel exactly, the rest is coded like ``auto``;
 - ``scales-token`` / ``scales-channel``: ``encode(x, bits=b, scales="token" |
@@ -121,8 +123,11 @@ TOKEN_SETTINGS = SCALES_SETTINGS + ("rotation",)
 KIVI_GROUPS = (32, 64, 128)
 KIVI_BITS = (2, 3, 4)
 KIVI_SETTINGS = tuple(f"kivi-{per}-{g}" for per in ("channel", "token") for g in KIVI_GROUPS)
+#: ``spatial-B`` settings: the spatial stage with blocks of B (``spatial``: block_for's)
+SPATIAL_BLOCKS = (2, 4, 8)
+SPATIAL_SETTINGS = ("spatial",) + tuple(f"spatial-{b}" for b in SPATIAL_BLOCKS)
 SETTINGS = ("auto", "uniform", "trained", "trained-clip", "trained-uniform-clip", "trained-ch", "auto-ch",
-            "max-error", "spatial") + OUTLIER_SETTINGS + TOKEN_SETTINGS + KIVI_SETTINGS
+            "max-error") + SPATIAL_SETTINGS + OUTLIER_SETTINGS + TOKEN_SETTINGS + KIVI_SETTINGS
 #: ``max-error`` rows: bound = the tensor's robust scale * 2**-k for these k (in the bits column)
 BOUND_KS = tuple(range(-2, 6))
 LEARNED = ("hyperprior", "elic")  # learned codecs, at each shipped quality
@@ -258,12 +263,13 @@ class Encoders:
             from featcodec.metrics import robust_scale
 
             return lambda x: featcodec.encode(x, max_error=robust_scale(x) * 2.0**-bits)
-        if setting == "spatial":  # uniform steps on the blockwise Hadamard coefficients, as codec="auto" runs them
+        if setting in SPATIAL_SETTINGS:  # uniform steps on the blockwise Hadamard coefficients, as codec="auto" runs them
             from featcodec.metrics import robust_scale
             from featcodec.stages.spatial import COEFFICIENT_BOUND, block_for
 
+            block = int(setting.split("-")[1]) if "-" in setting else None
             return lambda x: featcodec.pipeline.encode(
-                x, "index", {"max_error": robust_scale(x) * 2.0**-bits, "spatial": block_for(x.shape),
+                x, "index", {"max_error": robust_scale(x) * 2.0**-bits, "spatial": block or block_for(x.shape),
                              COEFFICIENT_BOUND: True}, None, ["spatial", "transform", "pack"])
         if setting in OUTLIER_SETTINGS:
             k = int(setting.split("-")[1])
@@ -306,7 +312,7 @@ def settings_for(family: str, names: list[str], bits: list[int] | None = None) -
         if own:
             out += [(s, "kivi" if s in KIVI_SETTINGS else "index", _number(v), "") for v in own.split(",")]
         else:
-            default = BOUND_KS if s in ("max-error", "spatial") else KIVI_BITS if s in KIVI_SETTINGS else BITS
+            default = BOUND_KS if s == "max-error" or s in SPATIAL_SETTINGS else KIVI_BITS if s in KIVI_SETTINGS else BITS
             out += [(s, "kivi" if s in KIVI_SETTINGS else "index", b, "") for b in default
                     if bits is None or b in bits]
     for c in LEARNED:

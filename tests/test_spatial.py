@@ -167,8 +167,8 @@ def test_auto_tries_the_grid_only_on_tokens_that_look_like_an_image():
     data = Path(__file__).resolve().parent / "data" / "features"
     for name in ("vit__layer6", "vit__layer9", "vit__layer11"):
         x = np.load(data / f"{name}.npy")
-        assert candidate_block(x) == block_for(x.shape) == 8
-        assert candidate_block(torch.from_numpy(x).to(torch.bfloat16)) == 8
+        assert candidate_block(x) == block_for(x.shape) == 2
+        assert candidate_block(torch.from_numpy(x).to(torch.bfloat16)) == 2
     llm = np.load(data / "llm__hidden15.npy")
     assert block_for(llm.shape) == 2 and candidate_block(llm) is None
     assert candidate_block(_maps()) == block_for(_maps().shape) == 8
@@ -181,7 +181,7 @@ def test_only_channels_first_maps_and_token_grids():
         featcodec.encode(np.ones((1, 50, 8), np.float32), spatial=2)
     with pytest.raises(featcodec.InputError, match="make no such grid"):
         featcodec.encode(np.ones((1, 110, 8), np.float32), spatial=2)
-    with pytest.raises(featcodec.InputError, match="spatial=8 divides it"):
+    with pytest.raises(featcodec.InputError, match="spatial=2 divides it"):
         featcodec.encode(np.ones((1, 257, 8), np.float32), spatial=32)
     x = _maps()
     x[0, 0, 0, 0] = np.nan
@@ -189,7 +189,7 @@ def test_only_channels_first_maps_and_token_grids():
         featcodec.encode(x, spatial=4)
     assert block_for((1, 32, 64, 64)) == 8 and block_for((1, 96, 14, 14)) == 2 and block_for((1, 9, 7, 7)) is None
     assert block_for((8, 8)) is None
-    assert block_for((1, 257, 384)) == 8 and block_for((1, 197, 768)) == 2 and block_for((1, 50, 768)) is None
+    assert block_for((1, 257, 384)) == 2 and block_for((1, 197, 768)) == 2 and block_for((1, 50, 768)) is None
 
 
 def _rewrite(blob: bytes, **fields) -> bytes:
