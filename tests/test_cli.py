@@ -252,6 +252,30 @@ def test_docstring_examples_run():
     assert res.attempted > 0 and res.failed == 0
 
 
+@pytest.mark.parametrize("argv, stage", [
+    (["--outliers", 8], "outliers"), (["--rotation"], "rotation"), (["--scales", "token"], "scales"),
+    (["--spatial", 2], "spatial"), (["--spatial", 2, "--target-bpfp", 1.0, "--codec", "auto"], "spatial"),
+])
+def test_encode_with_a_value_stage(capsys, tmp_path, argv, stage):
+    """The value stages from the command line: ViT-style tokens (a class token, a 4 x 4
+    grid) through each, the stream carrying it, decoded to the same shape within the
+    stream's own error (as featcodec.encode gives it)."""
+    x = np.cumsum(np.random.default_rng(1).normal(size=(1, 17, 8)), 1).astype(np.float32)
+    path = tmp_path / "tokens.npy"
+    np.save(path, x)
+    rc, out, _ = run(capsys, "encode", path, *argv, "-o", tmp_path / "s.fc")
+    assert rc == EXIT_OK, out
+    blob = (tmp_path / "s.fc").read_bytes()
+    assert stage in featcodec.header(blob)["stages"]
+    kwargs = {"outliers": 8} if stage == "outliers" else {"rotation": True} if stage == "rotation" else (
+        {"scales": "token"} if stage == "scales" else {"spatial": 2})
+    if "--codec" not in argv:
+        assert blob == featcodec.encode(x, **kwargs)
+    assert featcodec.decode(blob).shape == x.shape
+    rc, _, err = run(capsys, "encode", path, "--spatial", 3, "-o", tmp_path / "b.fc")
+    assert rc == EXIT_ERROR and "power of two" in err
+
+
 def test_encode_with_max_error(capsys, feat, tmp_path):
     path, x = feat
     rc, out, _ = run(capsys, "encode", path, "--max-error", 0.05, "-o", tmp_path / "m.fc")

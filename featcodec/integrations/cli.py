@@ -111,6 +111,12 @@ def _encode_options(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, name, None)
         if v is not None:
             opts[name] = v
+    for name in ("outliers", "scales", "spatial"):  # the value stages (featcodec.encode's options)
+        v = getattr(args, name, None)
+        if v is not None:
+            opts[name] = v
+    if getattr(args, "rotation", False):
+        opts["rotation"] = True
     if getattr(args, "layout", None):
         opts["layout"] = args.layout
     if getattr(args, "no_embed", False):
@@ -539,6 +545,15 @@ def _add_codec_options(p: argparse.ArgumentParser, *, many: bool) -> None:
                    help="error-bounded coding (index codec): every decoded value within this "
                         "absolute error; picks the transform and bits itself, and sends the few "
                         "massive values 16-bit indices cannot span at this bound exactly")
+    p.add_argument("--outliers", type=int, default=None, metavar="K",
+                   help="send the K values of largest magnitude exactly and code the rest without them")
+    p.add_argument("--rotation", action="store_true",
+                   help="a seeded randomised Hadamard rotation along the last axis first (spreads outlier channels)")
+    p.add_argument("--scales", default=None, choices=("token", "channel"),
+                   help="per-token or per-channel scales first (token layouts: LLM states, KV caches, ViT tokens)")
+    p.add_argument("--spatial", type=int, default=None, metavar="B",
+                   help="blockwise B x B Walsh-Hadamard coefficients of an (N, C, H, W) map, or of the patch "
+                        "grid of ViT tokens (N, T, C), first (B a power of two dividing H and W)")
     from ..stages.alignment import LAYOUTS
 
     p.add_argument("--layout", default=None, choices=("auto", *LAYOUTS),
