@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -69,3 +72,32 @@ def digest_elsewhere(run_python, tmp_path):
         return run_python("-c", code, path, text=True).stdout.split()[-1]
 
     return run
+
+
+#: golden streams of the value stages (written by each stage's test file when run as a script)
+GOLDEN_STAGES = Path(__file__).resolve().parent / "data" / "golden_stages"
+
+
+def check_golden_stage(name: str, make_input: Callable[[], Any], encode: dict) -> None:
+    """tests/data/golden_stages/<name>.fcs against <name>.json: the options it records are
+    ``encode``, the stream's sha256, the bytes a fresh ``featcodec.encode(make_input(),
+    **encode)`` gives, and the digest of its decode."""
+    want = json.loads((GOLDEN_STAGES / f"{name}.json").read_text())
+    blob = (GOLDEN_STAGES / f"{name}.fcs").read_bytes()
+    assert want["encode"] == encode
+    assert hashlib.sha256(blob).hexdigest() == want["stream_sha256"]
+    assert featcodec.encode(make_input(), **encode) == blob
+    assert digest(featcodec.decode(blob)) == want["decoded_sha256"]
+
+
+def write_golden_stage(name: str, make_input: Callable[[], Any], encode: dict, source: str) -> None:
+    """Write the golden stream <name> that :func:`check_golden_stage` checks (only when the
+    format changes on purpose); ``source`` names ``make_input`` in the .json."""
+    stream = featcodec.encode(make_input(), **encode)
+    (GOLDEN_STAGES / f"{name}.fcs").write_bytes(stream)
+    (GOLDEN_STAGES / f"{name}.json").write_text(json.dumps({
+        "encode": encode, "input": source,
+        "stream_sha256": hashlib.sha256(stream).hexdigest(),
+        "decoded_sha256": digest(featcodec.decode(stream)),
+    }, indent=2) + "\n")
+    print(f"wrote {GOLDEN_STAGES / name}.fcs")

@@ -4,8 +4,6 @@ FormatErrors; streams are deterministic and decode from committed bytes."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +11,9 @@ import pytest
 import torch
 
 import featcodec
-from conftest import digest, on_threads
+from conftest import check_golden_stage, digest, on_threads, write_golden_stage
 from featcodec.stages.outliers import count_for_bound, decode_positions, encode_positions, largest
 from featcodec.stream.container import read_stream, write_stream
-
-GOLDEN = Path(__file__).resolve().parent / "data" / "golden_stages"
 
 
 def _leb128(values) -> bytes:
@@ -255,24 +251,14 @@ def test_mutated_outlier_sections_never_crash():
         assert y.shape == (1, 48, 96)
 
 
+#: the options of the golden stream tests/data/golden_stages/outliers.*
+GOLDEN_CASE = {"bits": 4, "outliers": 16}
+
+
 def test_golden_outliers_stream_decodes_bit_exactly():
     """tests/data/golden_stages/outliers.*: written by ``python tests/test_outliers.py``."""
-    want = json.loads((GOLDEN / "outliers.json").read_text())
-    blob = (GOLDEN / "outliers.fcs").read_bytes()
-    assert hashlib.sha256(blob).hexdigest() == want["stream_sha256"]
-    assert featcodec.encode(_llm_like(), **want["encode"]) == blob
-    y = featcodec.decode(blob)
-    assert hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest() == want["decoded_sha256"]
+    check_golden_stage("outliers", _llm_like, GOLDEN_CASE)
 
 
 if __name__ == "__main__":  # write the golden stream (only when the format changes on purpose)
-    kw = {"bits": 4, "outliers": 16}
-    stream = featcodec.encode(_llm_like(), **kw)
-    (GOLDEN / "outliers.fcs").write_bytes(stream)
-    decoded = np.ascontiguousarray(featcodec.decode(stream)).tobytes()
-    (GOLDEN / "outliers.json").write_text(json.dumps({
-        "encode": kw, "input": "tests/test_outliers.py::_llm_like",
-        "stream_sha256": hashlib.sha256(stream).hexdigest(),
-        "decoded_sha256": hashlib.sha256(decoded).hexdigest(),
-    }, indent=2) + "\n")
-    print(f"wrote {GOLDEN / 'outliers.fcs'}")
+    write_golden_stage("outliers", _llm_like, GOLDEN_CASE, "tests/test_outliers.py::_llm_like")

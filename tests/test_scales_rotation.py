@@ -7,7 +7,6 @@ counts."""
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 
@@ -17,11 +16,11 @@ import torch
 from scipy.linalg import hadamard
 
 import featcodec
+from conftest import check_golden_stage, write_golden_stage
 from featcodec.stages.rotation import block_of, rotate, signs
 from featcodec.stages.scales import quantize_scales, robust_scales, scale_values
 from featcodec.stream.container import FORMAT_VERSION, read_stream, write_stream
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "golden_stages"
 FEATURES = Path(__file__).resolve().parent / "data" / "features"
 M64 = (1 << 64) - 1
 
@@ -348,23 +347,9 @@ GOLDEN_CASES = {
 @pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
 def test_golden_streams_decode_bit_exactly(name):
     """tests/data/golden_stages/<name>.*: written by ``python tests/test_scales_rotation.py``."""
-    want = json.loads((GOLDEN / f"{name}.json").read_text())
-    blob = (GOLDEN / f"{name}.fcs").read_bytes()
-    assert want["encode"] == GOLDEN_CASES[name]
-    assert hashlib.sha256(blob).hexdigest() == want["stream_sha256"]
-    assert featcodec.encode(_llm_like(), **want["encode"]) == blob
-    y = featcodec.decode(blob)
-    assert hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest() == want["decoded_sha256"]
+    check_golden_stage(name, _llm_like, GOLDEN_CASES[name])
 
 
 if __name__ == "__main__":  # write the golden streams (only when the format changes on purpose)
     for name, kw in GOLDEN_CASES.items():
-        stream = featcodec.encode(_llm_like(), **kw)
-        (GOLDEN / f"{name}.fcs").write_bytes(stream)
-        decoded = np.ascontiguousarray(featcodec.decode(stream)).tobytes()
-        (GOLDEN / f"{name}.json").write_text(json.dumps({
-            "encode": kw, "input": "tests/test_scales_rotation.py::_llm_like",
-            "stream_sha256": hashlib.sha256(stream).hexdigest(),
-            "decoded_sha256": hashlib.sha256(decoded).hexdigest(),
-        }, indent=2) + "\n")
-        print(f"wrote {GOLDEN / name}.fcs")
+        write_golden_stage(name, _llm_like, kw, "tests/test_scales_rotation.py::_llm_like")

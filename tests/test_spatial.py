@@ -6,8 +6,6 @@ same bytes for any thread count and in another process, golden streams, and
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +14,9 @@ import torch
 from scipy.linalg import hadamard
 
 import featcodec
-from conftest import digest, on_threads
+from conftest import check_golden_stage, digest, on_threads, write_golden_stage
 from featcodec.stages.spatial import _grid_forward, _grid_inverse, block_for, candidate_block, forward, inverse
 from featcodec.stream.container import read_stream, write_stream
-
-GOLDEN = Path(__file__).resolve().parent / "data" / "golden_stages"
 
 
 def _maps(seed: int = 0, shape=(2, 3, 16, 24)) -> np.ndarray:
@@ -279,22 +275,9 @@ GOLDEN_INPUTS = {"spatial": _maps, "spatial_tokens": _tokens}
 @pytest.mark.parametrize("name", sorted(GOLDEN_INPUTS))
 def test_golden_stream_decodes_bit_exactly(name):
     """tests/data/golden_stages/spatial*.*: written by ``python tests/test_spatial.py``."""
-    want = json.loads((GOLDEN / f"{name}.json").read_text())
-    blob = (GOLDEN / f"{name}.fcs").read_bytes()
-    assert want["encode"] == GOLDEN_CASE
-    assert hashlib.sha256(blob).hexdigest() == want["stream_sha256"]
-    assert featcodec.encode(GOLDEN_INPUTS[name](), **GOLDEN_CASE) == blob
-    y = featcodec.decode(blob)
-    assert hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest() == want["decoded_sha256"]
+    check_golden_stage(name, GOLDEN_INPUTS[name], GOLDEN_CASE)
 
 
 if __name__ == "__main__":  # write the golden streams (only when the format changes on purpose)
     for name, make in GOLDEN_INPUTS.items():
-        stream = featcodec.encode(make(), **GOLDEN_CASE)
-        (GOLDEN / f"{name}.fcs").write_bytes(stream)
-        (GOLDEN / f"{name}.json").write_text(json.dumps({
-            "encode": GOLDEN_CASE, "input": f"tests/test_spatial.py::{make.__name__}",
-            "stream_sha256": hashlib.sha256(stream).hexdigest(),
-            "decoded_sha256": hashlib.sha256(np.ascontiguousarray(featcodec.decode(stream)).tobytes()).hexdigest(),
-        }, indent=2) + "\n")
-        print(f"wrote {GOLDEN / name}.fcs")
+        write_golden_stage(name, make, GOLDEN_CASE, f"tests/test_spatial.py::{make.__name__}")
