@@ -326,6 +326,20 @@ def test_fast_fit_gives_isolated_tail_values_their_own_levels(seed):
         assert _sse(x, fast.levels) <= _sse(x, exact.levels) * 1.02
 
 
+@pytest.mark.parametrize("bits", [9, 10])
+def test_fast_fit_above_8_bits_serves_a_sink_token_tensor(bits):
+    # heavy tails, a few channels 60x wider and a sink token of 2e4 (docs/encode.md,
+    # session 12): with 6 atoms per level the 10-bit levels had 1.4x the exact fit's MSE
+    rng = np.random.default_rng(2026)  # benchmarks/fast_fit.py's "synthetic__t3_hot_channels_sink"
+    rng.standard_t(2, size=(128, 384))
+    x = rng.standard_t(3, size=(128, 384)).astype(np.float32)
+    x[:, rng.choice(384, 4, replace=False)] *= 60
+    x[0, :8] = 2e4
+    fast = featcodec.fit_transform(x, bits=bits, method="fast")
+    exact = featcodec.fit_transform(x, bits=bits)
+    assert _sse(x.ravel(), fast.levels) <= _sse(x.ravel(), exact.levels) * 1.02
+
+
 @pytest.mark.parametrize("values", [[1.5], [0.0, 2.0, 2.0, 7.0], [-0.0, 0.0, 1.0]])
 def test_fast_fit_of_few_distinct_values_reproduces_them(values):
     x = np.array(values * 50, np.float32)
