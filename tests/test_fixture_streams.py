@@ -3,7 +3,8 @@ setting of tools/make_fixture_streams.py encodes to the bytes recorded in
 tests/data/fixture_streams/manifest.json (recorded before the encode pipeline was split
 into stages; re-recorded when the per-call default fit became the fast fit, which
 changed the "default", "bits4" and "hyperprior_q1" streams and no other, and when that fit
-took 4 atoms per level at 8 bits, which changed 12 "default" and 3 "hyperprior_q1" streams), and decodes to a tensor of the fixture's shape and dtype."""
+took 4 atoms per level at 8 bits, which changed 12 "default" and 3 "hyperprior_q1"
+streams), and decodes to a tensor of the fixture's shape and dtype."""
 
 import hashlib
 import importlib.util

@@ -522,8 +522,8 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
     1. **Atoms from the compander** of high-resolution theory (level density proportional
        to the cube root of the data's density, estimated on ``16 k`` groups of equal
        weight, each group's share capped at its number of points): ``4-16`` atoms per
-       level (:func:`_atoms_per_level`), about equally fine in units of the optimal level spacing, where the exact
-       fit splits greedily into ``8 k``.
+       level (:func:`_atoms_per_level`), about equally fine in units of the optimal level
+       spacing, where the exact fit splits greedily into ``8 k``.
     2. **The optimal grouping of the atoms**: the full DP (with Knuth's bound) when small,
        else a DP restricted to windows of ``4`` levels' worth of atoms around the
        compander's partition (each window's monotone argmin by divide and conquer,
