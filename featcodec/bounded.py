@@ -25,7 +25,7 @@ Example:
     True
     >>> with warnings.catch_warnings(record=True) as seen:
     ...     warnings.simplefilter("always")
-    ...     _ = featcodec.encode(x, codec="hyperprior", quality=1)
+    ...     _ = featcodec.encode(x, codec="hyperprior", quality=3)
     >>> [type(w.message).__name__ for w in seen]  # i.i.d. noise is far outside the corpus
     ['QualityWarning']
 """

@@ -201,7 +201,7 @@ def _rewrite_header(blob, edit):
     s = read_stream(blob)
     h = dict(s.header)
     edit(h)
-    return write_stream(h, [bytes(x) for x in s.sections])
+    return write_stream(h, [bytes(x) for x in s.sections], s.version)
 
 
 @pytest.mark.parametrize(
@@ -251,20 +251,55 @@ def test_unknown_codec_in_stream():
 
 
 def test_corrupt_levels_with_valid_checksum():
+    from featcodec.stages.value_transform import pack_levels, unpack_levels
     from featcodec.stream.container import read_stream, write_stream
 
     blob = featcodec.encode(_heavy((4, 4)), bits=4)
     s = read_stream(blob)
-    lv = np.frombuffer(s.sections[1], "<f4").copy()
-    for bad in (np.nan, -np.inf):
+    lv = unpack_levels(bytes(s.sections[1]), s.header["transform"]["packed"], 1, 16)[0]
+
+    def with_levels(levels, packed):
+        t = {k: v for k, v in s.header["transform"].items() if k != "packed"}
+        if not packed:  # float32 levels, as versions 2-9 store them
+            h = {**s.header, "transform": t}
+            return write_stream(h, [bytes(s.sections[0]), levels.astype("<f4").tobytes()], 4)
+        t["packed"], raw = pack_levels(levels)
+        return write_stream({**s.header, "transform": t}, [bytes(s.sections[0]), raw], s.version)
+
+    np.testing.assert_array_equal(featcodec.decode(with_levels(lv, packed=False)), featcodec.decode(blob))
+    assert with_levels(lv, packed=True) == blob
+    for packed in (False, True):
+        for at, bad in ((-1, np.nan), (-1, np.inf), (0, -np.inf)):  # (packable: their keys ascend)
+            lv2 = lv.copy()
+            lv2[at] = bad
+            with pytest.raises(featcodec.FormatError):
+                featcodec.decode(with_levels(lv2, packed))
         lv2 = lv.copy()
-        lv2[3] = bad
+        lv2[0] -= 1e-3  # valid levels, but not the transform the id names
         with pytest.raises(featcodec.FormatError):
-            featcodec.decode(write_stream(s.header, [bytes(s.sections[0]), lv2.tobytes()]))
-    lv2 = lv.copy()
-    lv2[0] += 1e-3  # valid levels, but not the transform the id names
+            featcodec.decode(with_levels(lv2, packed))
+
+
+@pytest.mark.parametrize("cut", ["truncated", "extra", "non-minimal", "beyond 32 bits", "shift 24"])
+def test_corrupt_packed_levels_are_format_errors(cut):
+    from featcodec.stream.container import read_stream, write_stream
+
+    s = read_stream(featcodec.encode(_heavy((4, 4)), bits=4))
+    h = {**s.header, "transform": dict(s.header["transform"])}
+    raw = bytes(s.sections[1])
+    first_end = next(i for i, b in enumerate(raw) if b < 0x80)  # the first varint's last byte
+    if cut == "truncated":
+        raw = raw[:-1]
+    elif cut == "extra":
+        raw = raw + b"\x00"
+    elif cut == "non-minimal":
+        raw = raw[:-1] + bytes([raw[-1] | 0x80, 0])
+    elif cut == "beyond 32 bits":
+        raw = b"\xff\xff\xff\xff\x0f" + raw[first_end + 1:]
+    else:
+        h["transform"]["packed"] = 24
     with pytest.raises(featcodec.FormatError):
-        featcodec.decode(write_stream(s.header, [bytes(s.sections[0]), lv2.tobytes()]))
+        featcodec.decode(write_stream(h, [bytes(s.sections[0]), raw], s.version))
 
 
 def test_version_from_the_future():

@@ -49,7 +49,7 @@ def _v1(header: bytes, lengths, sections=b"") -> bytes:
 def test_round_trip_and_layout():
     blob = _blob()
     s = read_stream(blob)
-    assert s.version == BASE_VERSION == 2 and FORMAT_VERSION == 9 and s.header == HEADER
+    assert s.version == BASE_VERSION == 2 and FORMAT_VERSION == 10 and s.header == HEADER
     assert [bytes(x) for x in s.sections] == SECTIONS
     # documented layout: magic, u16 version, u16 flags, varint header length, varint
     # section count, varint section lengths, the header, the sections, CRC-32

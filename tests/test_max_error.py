@@ -181,9 +181,9 @@ def test_uniform_transforms_travel_as_their_two_ends():
         # recognised by its levels, however it was made
         same = featcodec.Transform(t.levels, channel_axis=t.channel_axis)
         assert featcodec.header(featcodec.encode(x, transform=same))["sections"] == ["payload"]
-    # Lloyd-Max levels are not evenly spaced: they stay a levels section, version 2
+    # Lloyd-Max levels are not evenly spaced: they stay a levels section, packed (version 10)
     blob = featcodec.encode(x, bits=6)
-    assert featcodec.header(blob)["format_version"] == 2 and "levels" in featcodec.header(blob)["sections"]
+    assert featcodec.header(blob)["format_version"] == 10 and "levels" in featcodec.header(blob)["sections"]
     # ends that are not float32 numbers: explicit levels, still exact
     t = featcodec.fit_uniform(x, bits=4, clip=(-0.1, 0.3))
     np.testing.assert_array_equal(featcodec.decode(featcodec.encode(x, transform=t)), t.inverse(t.forward(x)))
@@ -220,7 +220,10 @@ def test_version_3_fields_in_a_version_2_stream_are_rejected():
 
 
 def test_a_newer_reader_is_asked_for_by_older_versions_only():
-    """Streams keep the lowest version that holds them: only uniform ends need 3."""
+    """Streams keep the lowest version that holds them: uniform ends need 3, packed levels
+    10, a referenced transform neither."""
     x = np.random.default_rng(1).normal(size=(6, 6)).astype(np.float32)
-    assert featcodec.header(featcodec.encode(x))["format_version"] == 2
+    t = featcodec.fit_transform(x, bits=8)
+    assert featcodec.header(featcodec.encode(x, transform=t, embed_transform=False))["format_version"] == 2
     assert featcodec.header(featcodec.encode(x, transform="uniform"))["format_version"] == 3
+    assert featcodec.header(featcodec.encode(x))["format_version"] == 10

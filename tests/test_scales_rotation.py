@@ -266,10 +266,11 @@ def test_hostile_fields_and_sections_are_format_errors():
 
 
 def test_the_stages_need_format_version_7():
-    blob = featcodec.encode(_llm_like(), bits=3, rotation=True)
+    # the transform referenced, not embedded: its packed levels would need version 10
+    blob = featcodec.encode(_llm_like(), bits=3, rotation=True, embed_transform=False)
     assert featcodec.header(blob)["format_version"] == 7
     for name, kw in (("rotation", {"rotation": True}), ("scales", {"scales": "channel"})):
-        s = read_stream(featcodec.encode(_llm_like(), bits=3, **kw))
+        s = read_stream(featcodec.encode(_llm_like(), bits=3, embed_transform=False, **kw))
         older = write_stream(dict(s.header), [bytes(x) for x in s.sections], 5)  # the outliers stage's version
         with pytest.raises(featcodec.FormatError, match=f"version 5 has '{name}' fields of a newer version"):
             featcodec.decode(older)

@@ -16,6 +16,7 @@ import pytest
 import featcodec
 from featcodec.stages import DEFAULT_STAGES, Stage, available_stages, chain, get_stage, register_stage
 from featcodec.stream.container import read_stream, write_stream
+from conftest import digest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture.md"
@@ -60,7 +61,7 @@ def test_explicit_default_stages_give_the_same_bytes_and_no_stages_field():
     blob = featcodec.encode(x, bits=5)
     assert featcodec.encode(x, bits=5, stages=list(DEFAULT_STAGES)) == blob
     h = featcodec.header(blob)
-    assert "stages" not in h and h["format_version"] <= 4
+    assert "stages" not in h and h["format_version"] == 10  # (its packed levels; a stages field needs 5)
 
 
 def test_a_custom_stage_round_trips_and_is_recorded():
@@ -68,7 +69,7 @@ def test_a_custom_stage_round_trips_and_is_recorded():
     x = _golden_input()
     blob = featcodec.encode(x, bits=6, stages=STAGES)
     h = featcodec.header(blob)
-    assert h["stages"] == STAGES and h["format_version"] == 5
+    assert h["stages"] == STAGES and h["format_version"] == 10  # 5 for the stages field, 10 for packed levels
     assert h["sections"] == ["payload", "offsets", "levels"] and h["section_lengths"]["offsets"] == 4 * 12
     y = featcodec.decode(blob)
     means = x.reshape(-1, 12).mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -96,6 +97,19 @@ def test_golden_stream_with_stages_decodes_bit_exactly():
     assert featcodec.encode(_golden_input(), bits=6, stages=STAGES) == blob
     y = featcodec.decode(blob)
     assert hashlib.sha256(np.ascontiguousarray(y).tobytes()).hexdigest() == want["decoded_sha256"]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (GOLDEN / "v9").glob("*.json")))
+def test_golden_stage_streams_of_versions_5_to_9_still_decode(name):
+    """tests/data/golden_stages/v9: the stage streams as versions 5-9 wrote them (float32
+    levels, before format version 10 packed them), each with its record: they must keep
+    decoding bit-exactly."""
+    _register_example()
+    want = json.loads((GOLDEN / "v9" / f"{name}.json").read_text())
+    blob = (GOLDEN / "v9" / f"{name}.fcs").read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == want["stream_sha256"]
+    assert 5 <= featcodec.header(blob)["format_version"] <= 9
+    assert digest(featcodec.decode(blob)) == want["decoded_sha256"]
 
 
 def test_a_stream_with_stages_decodes_the_same_in_another_process(run_python, tmp_path):

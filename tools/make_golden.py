@@ -73,8 +73,9 @@ def fitted_transform(x, kw: dict):
 
     if "max_error" in kw:
         return featcodec.fit_max_error(x, kw["max_error"])
-    fit = featcodec.fit_uniform if kw.get("transform") == "uniform" else featcodec.fit_transform
-    return fit(x, bits=kw["bits"])
+    if kw.get("transform") == "uniform":
+        return featcodec.fit_uniform(x, bits=kw["bits"])
+    return featcodec.fit_transform(x, bits=kw["bits"], method="fast")
 
 
 def decoded_bytes(y) -> bytes:

@@ -36,12 +36,12 @@ import numpy as np
 
 from .._arrays import float_view, is_torch, to_float32
 from ..errors import FormatError, InputError
+from ..stream import varints
 from .base import DecodeContext, EncodeContext, Stage
 
 __all__ = ["Outliers", "encode_positions", "decode_positions", "count_for_bound", "largest"]
 
 _ITEM = {"float16": ("<f2", 2), "bfloat16": ("<u2", 2), "float32": ("<f4", 4), "float64": ("<f8", 8)}
-_MAX_VARINT = 5  # positions are below 2**31 (featcodec.limits.MAX_ELEMENTS): 5 bytes of 7 bits
 
 
 def encode_positions(pos: np.ndarray) -> bytes:
@@ -50,37 +50,18 @@ def encode_positions(pos: np.ndarray) -> bytes:
     >>> encode_positions(np.array([0, 1, 200])).hex()
     '0101c701'
     """
-    d = np.diff(np.asarray(pos, np.int64), prepend=-1).astype(np.uint64)
-    n = 1 + sum((d >= np.uint64(1 << (7 * j))).astype(np.int64) for j in range(1, _MAX_VARINT))
-    out = np.empty((d.size, _MAX_VARINT), np.uint8)
-    for j in range(_MAX_VARINT):
-        more = np.where(j < n - 1, 0x80, 0).astype(np.uint64)
-        out[:, j] = ((d >> np.uint64(7 * j)) & np.uint64(0x7F)) | more
-    return out[np.arange(_MAX_VARINT)[None, :] < n[:, None]].tobytes()
+    return varints.encode(np.diff(np.asarray(pos, np.int64), prepend=-1))
 
 
 def decode_positions(raw: bytes, count: int, size: int) -> np.ndarray:
     """The inverse of :func:`encode_positions`, checked: exactly ``count`` minimal varints
     of at most 5 bytes, positions ascending and below ``size``; else FormatError."""
-    b = np.frombuffer(raw, np.uint8)
-    last = b < 0x80
-    ends = np.flatnonzero(last)
+    vals = varints.decode(raw, count)
     bad = FormatError("featcodec stream's outlier positions are corrupt.")
-    if ends.size != count or (b.size and not last[-1]):
-        raise bad
-    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
-    lengths = ends - starts + 1
-    if count == 0:
-        return np.zeros(0, np.int64)
-    if lengths.max() > _MAX_VARINT or np.any((b[ends] == 0) & (lengths > 1)):  # overlong / non-minimal
-        raise bad
-    shift = 7 * (np.arange(b.size) - np.repeat(starts, lengths))
-    vals = np.zeros(count, np.int64)
-    np.add.at(vals, np.repeat(np.arange(count), lengths), (b & 0x7F).astype(np.int64) << shift)
-    if np.any(vals < 1):
+    if vals is None or np.any(vals < 1):
         raise bad
     pos = np.cumsum(vals) - 1
-    if pos[-1] >= size:
+    if count and pos[-1] >= size:
         raise bad
     return pos
 
@@ -196,7 +177,7 @@ class Outliers(Stage):
         size = math.prod(header["shape"])
         if not (isinstance(f, dict) and set(f) == {"count", "position_bytes"}
                 and all(type(v) is int for v in f.values())
-                and 1 <= f["count"] <= size and f["count"] <= f["position_bytes"] <= _MAX_VARINT * f["count"]):
+                and 1 <= f["count"] <= size and f["count"] <= f["position_bytes"] <= varints.MAX_BYTES * f["count"]):
             raise FormatError("featcodec stream header field 'outliers' is malformed.")
         return {"outliers"}
 

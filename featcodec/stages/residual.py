@@ -26,7 +26,8 @@ dtype.
 It owns the header field ``residual``: ``{"max_error": e, "step": s, "low": l, "bits": b,
 "index": {...}}`` (the bound promised, the step, the lowest residual index, the bits of the
 offset indices ``k - l`` and the index codec's ``codec_params`` for them) and the section
-``residual`` (the index codec's payload). Format version 6 (docs/format.md).
+``residual`` (the index codec's payload). Format version 6 (docs/format.md; 10 with the
+packed levels of an embedded Lloyd-Max transform).
 
 Example:
     >>> import numpy as np, featcodec
@@ -36,7 +37,7 @@ Example:
     ...                        stages=["residual", "transform", "pack"])
     >>> h = featcodec.header(blob)
     >>> h["stages"], h["residual"]["max_error"], h["format_version"]
-    (['residual', 'transform', 'pack'], 0.05, 6)
+    (['residual', 'transform', 'pack'], 0.05, 10)
     >>> bool(np.abs(featcodec.decode(blob) - x).max() <= 0.05)
     True
 """

@@ -4,8 +4,9 @@ levels; :mod:`featcodec.transform`), and back by its inverse lookup.
 
 It owns the header field ``transform`` and the sections ``levels`` and ``thresholds``
 (docs/format.md): an embedded transform is stored as its levels (plus its thresholds only
-when they are not the midpoints the decoder derives), as the two ends of evenly spaced
-levels (format version 3), or, not embedded, only by its id.
+when they are not the midpoints the decoder derives), packed as varints of their gaps
+(format version 10; float32 before), as the two ends of evenly spaced levels (format
+version 3), or, not embedded, only by its id.
 
 Encode options it reads: ``transform`` (``"auto"``, ``"uniform"``, a Transform or a
 registered id), ``bits``, ``max_error``, ``embed_transform``, ``fit_cache`` (a dict shared
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import FeatcodecError, FormatError, InputError, MissingTransformError
-from ..stream.container import UNIFORM_VERSION
+from ..stream import varints
+from ..stream.container import PACKED_VERSION, UNIFORM_VERSION
 from ..transform import MaxErrorFitter, Transform, fit_transform, fit_uniform, uniform_transform
 from ..transform.registry import lookup
 from ..transform.table import _check_bits
@@ -93,7 +95,11 @@ class ValueTransform(Stage):
         if not isinstance(t, dict):
             raise bad
         compact = version >= UNIFORM_VERSION and "uniform" in t
-        if set(t) != _KEYS | ({"uniform"} if compact else set()):
+        packed = version >= PACKED_VERSION and "packed" in t
+        if set(t) != _KEYS | ({"uniform"} if compact else set()) | ({"packed"} if packed else set()):
+            raise bad
+        if packed and (compact or not t["embedded"] or isinstance(t["packed"], bool)
+                       or not isinstance(t["packed"], int) or not 0 <= t["packed"] <= 23):
             raise bad
         if not isinstance(t["id"], str) or not (1 <= len(t["id"]) <= 64):
             raise bad
@@ -117,7 +123,8 @@ class ValueTransform(Stage):
         return ({"levels"} if tables else set()) | ({"thresholds"} if t["thresholds"] else set())
 
     def format_version(self, header: dict[str, Any]) -> int:
-        return UNIFORM_VERSION if "uniform" in header["transform"] else 1
+        t = header["transform"]
+        return PACKED_VERSION if "packed" in t else UNIFORM_VERSION if "uniform" in t else 1
 
     # ------------------------------------------------------------------ decode
     def prepare(self, ctx: DecodeContext) -> None:
@@ -154,8 +161,9 @@ def _cached(options: dict[str, Any], x: Any, key: tuple, make: Any) -> Any:
 def _fields(t: Transform, embed: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The header's ``transform`` object and the sections that embed it.
 
-    Embedded: the levels, plus the thresholds only when they are not the midpoints the
-    decoder would derive from the levels (Lloyd-Max and uniform transforms need none).
+    Embedded: the levels (packed, :func:`pack_levels`), plus the thresholds only when they
+    are not the midpoints the decoder would derive from the levels (Lloyd-Max and uniform
+    transforms need none).
     """
     info = {"id": t.id, "embedded": embed, "channel_axis": t.channel_axis, "channels": t.channels,
             "thresholds": False}
@@ -165,11 +173,58 @@ def _fields(t: Transform, embed: bool) -> tuple[dict[str, Any], dict[str, bytes]
     if ends is not None:  # evenly spaced levels: their two ends stand for them (version 3)
         info["uniform"] = ends
         return info, {}
-    secs = {"levels": np.ascontiguousarray(t.levels, dtype="<f4").tobytes()}
-    if _rebuild(secs["levels"], None, t.channel_axis, t.channels, t.bits).id != t.id:
+    raw = np.ascontiguousarray(t.levels, dtype="<f4").tobytes()
+    info["packed"], packed = pack_levels(t.levels)
+    secs = {"levels": packed}
+    if _rebuild(raw, None, t.channel_axis, t.channels, t.bits).id != t.id:
         info["thresholds"] = True
         secs["thresholds"] = np.ascontiguousarray(t.thresholds, dtype="<f4").tobytes()
     return info, secs
+
+
+def pack_levels(levels: np.ndarray) -> tuple[int, bytes]:
+    """``(shift, section)``: the ``levels`` section of format version 10 for strictly
+    ascending, finite float32 ``levels`` (one row, or one per channel).
+
+    Each level's float32 bits map to a key that ascends with the value (sign bit flipped
+    on positives, all bits on negatives); ``shift`` is the number of low mantissa bits that
+    are zero in every level (0 to 23), which the keys drop. Each row is then its first
+    key and the gaps to the next, less one, as LEB128 varints (docs/format.md). Lossless;
+    levels with few significant bits (the fast fit rounds them so,
+    :func:`featcodec.transform.lloydmax.round_levels`) take about 2 bytes each instead of 4.
+
+    >>> shift, raw = pack_levels(np.array([-1.5, 0.0, 0.25, 3.0], np.float32))
+    >>> shift, len(raw), unpack_levels(raw, shift, 1, 4).tolist()
+    (22, 7, [[-1.5, 0.0, 0.25, 3.0]])
+    """
+    u = np.ascontiguousarray(levels, dtype="<f4").view("<u4").astype(np.int64)
+    u = u.reshape(-1, u.shape[-1])
+    mant = u & 0x7FFFFF
+    low = mant & -mant  # the lowest set bit (0 for none)
+    zeros = np.where(mant == 0, 23, np.frexp(low.astype(np.float64))[1] - 1)
+    shift = int(zeros.min())
+    key = np.where(u >> 31 == 1, 0xFFFFFFFF - u, u | 0x80000000) >> shift
+    return shift, varints.encode(np.concatenate([key[:, :1], np.diff(key, axis=1) - 1], axis=1))
+
+
+def unpack_levels(raw: bytes, shift: int, rows: int, count: int) -> np.ndarray:
+    """The float32 levels ``(rows, count)`` of a packed ``levels`` section
+    (:func:`pack_levels`); FormatError when ``raw`` is not exactly that many varints or a
+    key leaves the 32 bits. (Whether they are finite and ascending, the Transform checks.)"""
+    vals = varints.decode(raw, rows * count)
+    if vals is None:
+        raise FormatError("featcodec stream's levels section is corrupt (not the packed levels its header "
+                          "announces).")
+    vals = vals.reshape(rows, count)
+    vals[:, 1:] += 1
+    key = np.cumsum(vals, axis=1)  # < rows * count * 2**35: no overflow
+    if key[:, -1].max() >= 1 << (32 - shift):
+        raise FormatError("featcodec stream's levels section is corrupt (a key beyond 32 bits).")
+    key <<= shift
+    negative = key < 0x80000000
+    key |= np.where(negative, (1 << shift) - 1, 0)
+    u = np.where(negative, 0xFFFFFFFF - key, key ^ 0x80000000)
+    return u.astype("<u4").view("<f4")
 
 
 def _uniform_ends(t: Transform) -> list | None:
@@ -219,6 +274,13 @@ def _rebuild(levels: bytes, thresholds: bytes | None, channel_axis: int | None, 
 
 
 @functools.lru_cache(maxsize=64)
+def _unpacked(raw: bytes, shift: int, rows: int, count: int) -> bytes:
+    """:func:`unpack_levels` as raw little-endian float32 (for :func:`_rebuild`), cached as
+    it is: a series of streams repeats its levels."""
+    return unpack_levels(raw, shift, rows, count).tobytes()
+
+
+@functools.lru_cache(maxsize=64)
 def _rebuild_uniform(ends: str, channel_axis: int | None, bits: int) -> Transform:
     """The uniform transform between the stream's ends (JSON text, for the cache)."""
     lo, hi = json.loads(ends)
@@ -249,13 +311,16 @@ def _from_stream(h: dict, sections: dict[str, Any], given: Transform | None) -> 
     else:
         C = 1 if t["channels"] is None else t["channels"]
         K = 2 ** h["bits"]
-        for name, count in (("levels", C * K), ("thresholds", C * (K - 1))):
-            if name in sections and len(sections[name]) != 4 * count:
-                raise FormatError(f"featcodec stream's {name} section has {len(sections[name])} bytes, "
-                                  f"not {4 * count}.")
+        levels = bytes(sections["levels"])
+        if "packed" in t:
+            levels = _unpacked(levels, t["packed"], C, K)
+        for name, raw in (("levels", levels), ("thresholds", sections.get("thresholds"))):
+            count = C * K - (C if name == "thresholds" else 0)
+            if raw is not None and len(raw) != 4 * count:
+                raise FormatError(f"featcodec stream's {name} section has {len(raw)} bytes, not {4 * count}.")
         thr = sections.get("thresholds")
         try:
-            tr = _rebuild(bytes(sections["levels"]), None if thr is None else bytes(thr), t["channel_axis"],
+            tr = _rebuild(levels, None if thr is None else bytes(thr), t["channel_axis"],
                           t["channels"], h["bits"])
         except InputError as e:
             raise FormatError(f"featcodec stream's embedded transform is invalid: {e}") from None

@@ -27,18 +27,18 @@ from typing import Any, Sequence
 from ..errors import ChecksumError, FormatError, TruncatedError, VersionError
 from ..limits import MAX_ELEMENTS, MAX_HEADER_BYTES, MAX_NDIM, MAX_SECTIONS
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "BASE_VERSION", "UNIFORM_VERSION", "STAGES_VERSION", "RESIDUAL_VERSION", "VALUE_STAGES_VERSION", "SPATIAL_VERSION", "GRID_VERSION", "HEADER_TOKENS", "Stream",
+__all__ = ["MAGIC", "FORMAT_VERSION", "BASE_VERSION", "UNIFORM_VERSION", "STAGES_VERSION", "RESIDUAL_VERSION", "VALUE_STAGES_VERSION", "SPATIAL_VERSION", "GRID_VERSION", "PACKED_VERSION", "HEADER_TOKENS", "Stream",
            "write_stream", "stream_size", "read_stream", "validate_header", "COMMON_FIELDS"]
 
 MAGIC = b"\x89FCODEC\n"
 #: the newest format version this library reads and writes
-FORMAT_VERSION = 9
-#: the version written unless the header uses a field of a newer one (versions 3-8 keep
+FORMAT_VERSION = 10
+#: the version written unless the header uses a field of a newer one (versions 3-10 keep
 #: version 2's container; 3 adds ``transform.uniform`` and the index codec's grouped tables,
 #: 4 the grouped tables' predictions, 5 the ``stages`` field, 6 the error-bounded residual
 #: of learned streams (field and section ``residual``, codec parameter ``guard``), 7 the
 #: ``rotation`` and ``scales`` stages, 8 the ``spatial`` stage, 9 its patch grids of
-#: ViT-style tokens, docs/format.md)
+#: ViT-style tokens, 10 packed transform levels, docs/format.md)
 BASE_VERSION = 2
 #: the version that introduced ``transform.uniform``
 UNIFORM_VERSION = 3
@@ -53,6 +53,8 @@ SPATIAL_VERSION = 8
 #: the version that introduced the ``"spatial"`` stage on ViT-style tokens (its field's
 #: ``grid`` and ``prefix``)
 GRID_VERSION = 9
+#: the version that introduced packed transform levels (``transform.packed``)
+PACKED_VERSION = 10
 _PREFIX = struct.Struct("<8sHH")  # magic, version, flags
 _FIXED_V1 = struct.Struct("<8sHHII")  # version 1: ..., u32 header length, u32 section count
 _CRC = struct.Struct("<I")
@@ -68,7 +70,7 @@ HEADER_TOKENS = (
     'kv"', 'vit"', 'flat"', ',"shape":[', ']},"sections":["payload"', ',"levels"',
     ',"thresholds"', '],"shape":[', '],"transform":{"channel_axis":',
     'null,"channels":null', ',"channels":', ',"embedded":', 'true', 'false', ',"id":"',
-    '","thresholds":', '}}', 'null',
+    '","thresholds":', '}}', 'null', ',"packed":',
 )
 _TOKEN_BYTES = tuple(t.encode() for t in HEADER_TOKENS)
 
