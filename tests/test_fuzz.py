@@ -158,3 +158,24 @@ def test_every_single_bit_flip_is_detected(which):
         bad[i // 8] ^= 1 << (i % 8)
         with pytest.raises(featcodec.FormatError):
             featcodec.decode(bytes(bad))
+
+
+def test_random_packed_levels_sections_never_crash():
+    """Format version 10's packed levels (docs/format.md): any bytes under any shift give a
+    FeatcodecError or a well-formed tensor, never another exception."""
+    rng = np.random.default_rng(10)
+    blob = featcodec.encode(rng.normal(size=(4, 8)).astype(np.float32), bits=2)
+    s = read_stream(blob)
+    errors = 0
+    for k in range(1500):
+        raw = rng.integers(0, 256, rng.integers(0, 24)).astype(np.uint8).tobytes()
+        if k % 2:  # mostly terminal bytes: the right number of varints, hostile values
+            raw = bytes(b & 0x7F if rng.random() < 0.8 else b for b in raw)
+        h = {**s.header, "transform": {**s.header["transform"], "packed": int(rng.integers(0, 24))}}
+        try:
+            y = featcodec.decode(write_stream(h, [bytes(s.sections[0]), raw], s.version))
+        except featcodec.FeatcodecError:
+            errors += 1
+            continue
+        assert isinstance(y, np.ndarray) and y.shape == (4, 8)
+    assert errors > 1000
