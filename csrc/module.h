@@ -8,4 +8,5 @@ void register_rans(pybind11::module_& m);
 void register_lloydmax(pybind11::module_& m);
 void register_units(pybind11::module_& m);
 void register_hadamard(pybind11::module_& m);
+void register_varints(pybind11::module_& m);
 }  // namespace featcodec

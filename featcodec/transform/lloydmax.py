@@ -575,23 +575,26 @@ def round_levels(levels: np.ndarray) -> np.ndarray:
     [0.10009765625, 0.2998046875, 0.69921875]
     """
     lv = np.asarray(levels, np.float32)
+    l64 = lv.astype(np.float64)
     if lv.size < 2:
-        return np.asarray(levels, np.float64)
-    g = np.diff(lv.astype(np.float64))
-    gap = np.minimum(np.r_[g[:1], g], np.r_[g, g[-1:]])
-    nonzero = lv != 0
-    if not (gap > 0).all() or not nonzero.any():
-        return np.asarray(levels, np.float64)
+        return l64
+    g = l64[1:] - l64[:-1]
+    if not g.min() > 0:
+        return l64
+    gap = np.empty_like(l64)
+    gap[0], gap[-1] = g[0], g[-1]
+    np.minimum(g[:-1], g[1:], out=gap[1:-1])
     # |v| < 2**E moves by at most 2**(E - 2 - m) at m mantissa bits, gap >= 2**(G - 1)
-    e_v, e_g = np.frexp(lv.astype(np.float64))[1], np.frexp(gap)[1]
-    shift = 23 - int(np.clip((e_v - e_g + 7)[nonzero].max(), 0, 23))
+    need = np.frexp(l64)[1] - np.frexp(gap)[1]
+    need[lv == 0] = -64  # zero stays zero
+    shift = 23 - min(max(int(need.max()) + 7, 0), 23)
+    if shift == 0:
+        return l64
     u = lv.view(np.uint32).astype(np.int64)
-    mag = u & 0x7FFFFFFF
-    if shift:
-        mag = ((mag + (1 << (shift - 1))) >> shift) << shift
+    mag = (((u & 0x7FFFFFFF) + (1 << (shift - 1))) >> shift) << shift
     out = ((u & 0x80000000) | mag).astype(np.uint32).view(np.float32)
-    if not (np.isfinite(out).all() and (np.diff(out) > 0).all()):
-        return np.asarray(levels, np.float64)
+    if not (np.isfinite(out).all() and (out[1:] > out[:-1]).all()):
+        return l64
     return out.astype(np.float64)
 
 
