@@ -9,4 +9,5 @@ void register_lloydmax(pybind11::module_& m);
 void register_units(pybind11::module_& m);
 void register_hadamard(pybind11::module_& m);
 void register_varints(pybind11::module_& m);
+void register_packed_levels(pybind11::module_& m);
 }  // namespace featcodec

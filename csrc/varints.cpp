@@ -11,14 +11,12 @@
 #include <string>
 
 #include "module.h"
+#include "varint.h"
 
 namespace py = pybind11;
 
 namespace featcodec {
 namespace {
-
-constexpr int kMaxBytes = 5;
-constexpr int64_t kLimit = int64_t{1} << (7 * kMaxBytes);
 
 py::bytes varints_encode(py::array_t<int64_t, py::array::c_style | py::array::forcecast> values) {
   const int64_t* v = values.data();
@@ -26,13 +24,8 @@ py::bytes varints_encode(py::array_t<int64_t, py::array::c_style | py::array::fo
   std::string out;
   out.reserve(static_cast<size_t>(n) * 2);
   for (int64_t i = 0; i < n; ++i) {
-    int64_t x = v[i];
-    if (x < 0 || x >= kLimit) throw std::invalid_argument("varints hold integers in [0, 2**35).");
-    while (x >= 0x80) {
-      out.push_back(static_cast<char>((x & 0x7F) | 0x80));
-      x >>= 7;
-    }
-    out.push_back(static_cast<char>(x));
+    if (v[i] < 0 || v[i] >= varint::kLimit) throw std::invalid_argument("varints hold integers in [0, 2**35).");
+    varint::put(out, v[i]);
   }
   return py::bytes(out);
 }
@@ -44,25 +37,12 @@ py::object varints_decode(py::buffer raw, int64_t count) {
   if (info.ndim > 1 || count < 0) throw std::invalid_argument("varints_decode: 1-D bytes and count >= 0");
   const auto* b = static_cast<const uint8_t*>(info.ptr);
   const int64_t size = info.size * info.itemsize;
-  if (size > kMaxBytes * count || size < count) return py::none();
+  if (size > varint::kMaxBytes * count || size < count) return py::none();
   py::array_t<int64_t> out(count);
   int64_t* o = out.mutable_data();
   int64_t pos = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    int64_t x = 0;
-    int len = 0;
-    for (;;) {
-      if (pos >= size || len == kMaxBytes) return py::none();
-      const uint8_t c = b[pos++];
-      x |= static_cast<int64_t>(c & 0x7F) << (7 * len);
-      ++len;
-      if (c < 0x80) {
-        if (c == 0 && len > 1) return py::none();  // not minimal
-        break;
-      }
-    }
-    o[i] = x;
-  }
+  for (int64_t i = 0; i < count; ++i)
+    if (!varint::get(b, size, pos, o[i])) return py::none();
   if (pos != size) return py::none();
   return std::move(out);
 }

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import FeatcodecError, FormatError, InputError, MissingTransformError
-from ..stream import varints
 from ..stream.container import PACKED_VERSION, UNIFORM_VERSION
 from ..transform import MaxErrorFitter, Transform, fit_transform, fit_uniform, uniform_transform
 from ..transform.registry import lookup
@@ -189,7 +188,8 @@ def pack_levels(levels: np.ndarray) -> tuple[int, bytes]:
     Each level's float32 bits map to a key that ascends with the value (sign bit flipped
     on positives, all bits on negatives); ``shift`` is the number of low mantissa bits that
     are zero in every level (0 to 23), which the keys drop. Each row is then its first
-    key and the gaps to the next, less one, as LEB128 varints (docs/format.md). Lossless;
+    key and the gaps to the next, less one, as LEB128 varints (docs/format.md; compiled:
+    csrc/packed_levels.cpp). Lossless;
     levels with few significant bits (the fast fit rounds them so,
     :func:`featcodec.transform.lloydmax.round_levels`) take about 2 bytes each instead of 4.
 
@@ -197,34 +197,23 @@ def pack_levels(levels: np.ndarray) -> tuple[int, bytes]:
     >>> shift, len(raw), unpack_levels(raw, shift, 1, 4).tolist()
     (22, 7, [[-1.5, 0.0, 0.25, 3.0]])
     """
-    u = np.ascontiguousarray(levels, dtype="<f4").view("<u4").astype(np.int64)
-    u = u.reshape(-1, u.shape[-1])
-    mant = u & 0x7FFFFF
-    low = mant & -mant  # the lowest set bit (0 for none)
-    zeros = np.where(mant == 0, 23, np.frexp(low.astype(np.float64))[1] - 1)
-    shift = int(zeros.min())
-    key = np.where(u >> 31 == 1, 0xFFFFFFFF - u, u | 0x80000000) >> shift
-    return shift, varints.encode(np.concatenate([key[:, :1], np.diff(key, axis=1) - 1], axis=1))
+    from .. import _core
+
+    return _core.pack_levels(np.ascontiguousarray(levels, dtype=np.float32))
 
 
 def unpack_levels(raw: bytes, shift: int, rows: int, count: int) -> np.ndarray:
     """The float32 levels ``(rows, count)`` of a packed ``levels`` section
     (:func:`pack_levels`); FormatError when ``raw`` is not exactly that many varints or a
     key leaves the 32 bits. (Whether they are finite and ascending, the Transform checks.)"""
-    vals = varints.decode(raw, rows * count)
-    if vals is None:
-        raise FormatError("featcodec stream's levels section is corrupt (not the packed levels its header "
-                          "announces).")
-    vals = vals.reshape(rows, count)
-    vals[:, 1:] += 1
-    key = np.cumsum(vals, axis=1)  # < rows * count * 2**35: no overflow
-    if key[:, -1].max() >= 1 << (32 - shift):
-        raise FormatError("featcodec stream's levels section is corrupt (a key beyond 32 bits).")
-    key <<= shift
-    negative = key < 0x80000000
-    key |= np.where(negative, (1 << shift) - 1, 0)
-    u = np.where(negative, 0xFFFFFFFF - key, key ^ 0x80000000)
-    return u.astype("<u4").view("<f4")
+    from .. import _core
+
+    out = _core.unpack_levels(raw, shift, rows, count)
+    if out is None:
+        raise FormatError("featcodec stream's levels section is corrupt: not the packed levels its header "
+                          "announces (another number of varints, a cut or overlong one, or a key beyond 32 "
+                          "bits).")
+    return out
 
 
 def _uniform_ends(t: Transform) -> list | None:

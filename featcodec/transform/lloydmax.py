@@ -569,33 +569,13 @@ def round_levels(levels: np.ndarray) -> np.ndarray:
     the cell's own error (``f = 1/256``: 0.02%), and the levels then pack into about 2
     bytes each in a stream instead of 4
     (:func:`featcodec.stages.value_transform.pack_levels`). The bits are chosen from the
-    binary exponents of the levels and gaps (integers), so every platform rounds alike.
+    binary exponents of the levels and gaps (integers), so every platform rounds alike
+    (compiled: csrc/packed_levels.cpp).
 
     >>> round_levels(np.array([0.1, 0.30000001, 0.7])).tolist()
     [0.10009765625, 0.2998046875, 0.69921875]
     """
-    lv = np.asarray(levels, np.float32)
-    l64 = lv.astype(np.float64)
-    if lv.size < 2:
-        return l64
-    g = l64[1:] - l64[:-1]
-    if not g.min() > 0:
-        return l64
-    gap = np.empty_like(l64)
-    gap[0], gap[-1] = g[0], g[-1]
-    np.minimum(g[:-1], g[1:], out=gap[1:-1])
-    # |v| < 2**E moves by at most 2**(E - 2 - m) at m mantissa bits, gap >= 2**(G - 1)
-    need = np.frexp(l64)[1] - np.frexp(gap)[1]
-    need[lv == 0] = -64  # zero stays zero
-    shift = 23 - min(max(int(need.max()) + 7, 0), 23)
-    if shift == 0:
-        return l64
-    u = lv.view(np.uint32).astype(np.int64)
-    mag = (((u & 0x7FFFFFFF) + (1 << (shift - 1))) >> shift) << shift
-    out = ((u & 0x80000000) | mag).astype(np.uint32).view(np.float32)
-    if not (np.isfinite(out).all() and (out[1:] > out[:-1]).all()):
-        return l64
-    return out.astype(np.float64)
+    return _core.round_levels(np.asarray(levels, np.float64).reshape(-1))
 
 
 def _atoms_per_level(k: int) -> int:
