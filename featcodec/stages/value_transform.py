@@ -189,9 +189,9 @@ def pack_levels(levels: np.ndarray) -> tuple[int, bytes]:
     on positives, all bits on negatives); ``shift`` is the number of low mantissa bits that
     are zero in every level (0 to 23), which the keys drop. Each row is then its first
     key and the gaps to the next, less one, as LEB128 varints (docs/format.md; compiled:
-    csrc/packed_levels.cpp). Lossless;
-    levels with few significant bits (the fast fit rounds them so,
-    :func:`featcodec.transform.lloydmax.round_levels`) take about 2 bytes each instead of 4.
+    csrc/packed_levels.cpp). Lossless; levels with few significant bits (the fast fit
+    rounds them so, :func:`featcodec.transform.lloydmax.round_levels`) take about 2 bytes
+    each instead of 4.
 
     >>> shift, raw = pack_levels(np.array([-1.5, 0.0, 0.25, 3.0], np.float32))
     >>> shift, len(raw), unpack_levels(raw, shift, 1, 4).tolist()

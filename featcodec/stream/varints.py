@@ -1,4 +1,4 @@
-"""Unsigned LEB128 varints of whole arrays, vectorised: the outlier positions
+"""Unsigned LEB128 varints of whole arrays: the outlier positions
 (:mod:`featcodec.stages.outliers`) and the packed transform levels
 (:mod:`featcodec.stages.value_transform`) store their integers this way.
 

@@ -565,8 +565,9 @@ def round_levels(levels: np.ndarray) -> np.ndarray:
     every level within 1/256 of its gap to the nearest one (float64 out; unchanged if
     rounding would not keep them finite and strictly ascending).
 
-    A level that moves by a fraction ``f`` of its cell's width adds at most ``12 f**2`` of
-    the cell's own error (``f = 1/256``: 0.02%), and the levels then pack into about 2
+    A value decoded to a moved level is then off by at most 1/256 of that level's gap more
+    than before (on the test split of docs/encode.md: MSE 0.001% higher on CNN, latent
+    and ViT features, 0.08% on SmolLM2's, 0.3% at most), and the levels pack into about 2
     bytes each in a stream instead of 4
     (:func:`featcodec.stages.value_transform.pack_levels`). The bits are chosen from the
     binary exponents of the levels and gaps (integers), so every platform rounds alike
