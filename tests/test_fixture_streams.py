@@ -4,7 +4,8 @@ tests/data/fixture_streams/manifest.json (recorded before the encode pipeline wa
 into stages; re-recorded when the per-call default fit became the fast fit, which
 changed the "default", "bits4" and "hyperprior_q1" streams and no other, and when that fit
 took 4 atoms per level at 8 bits, which changed 12 "default" and 3 "hyperprior_q1"
-streams), and decodes to a tensor of the fixture's shape and dtype."""
+streams, and when format version 10 packed the embedded levels, which changed every
+stream that embeds them), and decodes to a tensor of the fixture's shape and dtype."""
 
 import hashlib
 import importlib.util

@@ -1,3 +1,3 @@
 """The stream: :mod:`.container` (the self-describing, checksummed, versioned byte
-format: magic, header, sections) and :mod:`.rans` (the compiled rANS entropy coder's
-bindings). docs/format.md specifies the bytes."""
+format: magic, header, sections), :mod:`.rans` (the compiled rANS entropy coder's
+bindings) and :mod:`.varints` (LEB128 varints of whole arrays). docs/format.md specifies the bytes."""
