@@ -4,8 +4,10 @@
 //   within 1/256 of its gap to the nearest level (integer exponents only: every platform
 //   rounds alike);
 // - pack_levels / unpack_levels: each level's float32 bits as a key that ascends with the
-//   value, the low mantissa bits that are zero in every level dropped, each row as its
-//   first key and the gaps to the next (less one) in LEB128 varints.
+//   value, the low mantissa bits that are zero in every level dropped; each row as its
+//   first key, its first step to the next key (less one), then each step's change from
+//   the step before (zigzag), in LEB128 varints. The fitted levels' steps change slowly,
+//   so most changes take one byte.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -80,6 +82,10 @@ py::array_t<double> round_levels(py::array_t<double, py::array::c_style | py::ar
   return out;
 }
 
+// signed -> unsigned varint value and back: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ...
+inline int64_t zigzag(int64_t v) { return v >= 0 ? 2 * v : -2 * v - 1; }
+inline int64_t unzigzag(int64_t z) { return z & 1 ? -(z >> 1) - 1 : z >> 1; }
+
 // the key of float32 bits u: ascends with the value (-0.0 just below +0.0)
 inline uint32_t key_of(uint32_t u) { return (u >> 31) ? 0xFFFFFFFFu - u : (u | 0x80000000u); }
 
@@ -95,17 +101,26 @@ py::tuple pack_levels(py::array_t<float, py::array::c_style | py::array::forceca
   }
   std::string out;
   out.reserve(static_cast<size_t>(n) * 2);
+  int64_t prev = 0, step = 0;  // the row's last key and the last step between keys
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t q = static_cast<int64_t>(key_of(bits_of(lv[i])) >> shift);
-    const int64_t prev = i % count ? static_cast<int64_t>(key_of(bits_of(lv[i - 1])) >> shift) : int64_t{-1};
-    if (q <= prev) throw std::invalid_argument("pack_levels: levels must ascend strictly in each row");
-    varint::put(out, q - prev - 1);  // the first of a row: q itself
+    const int64_t q = static_cast<int64_t>(key_of(bits_of(lv[i])) >> shift), at = i % count;
+    if (at == 0) {
+      varint::put(out, q);  // a row's first key
+    } else if (q <= prev) {
+      throw std::invalid_argument("pack_levels: levels must ascend strictly in each row");
+    } else if (at == 1) {
+      varint::put(out, q - prev - 1);  // its first step, less one
+    } else {
+      varint::put(out, zigzag((q - prev) - step));  // then each step's change
+    }
+    step = q - prev;
+    prev = q;
   }
   return py::make_tuple(shift, py::bytes(out));
 }
 
 // The (rows, count) float32 levels of a packed section, or None when raw is not exactly
-// rows * count minimal varints whose keys stay below 2**(32 - shift).
+// rows * count minimal varints whose keys ascend strictly and stay below 2**(32 - shift).
 py::object unpack_levels(py::buffer raw, int shift, int64_t rows, int64_t count) {
   const py::buffer_info info = raw.request();
   if (info.ndim > 1 || shift < 0 || shift > 23 || rows < 1 || count < 1)
@@ -118,12 +133,14 @@ py::object unpack_levels(py::buffer raw, int shift, int64_t rows, int64_t count)
   const int64_t limit = int64_t{1} << (32 - shift);
   int64_t pos = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    int64_t q = -1;
+    int64_t q = 0, step = 0;
     for (int64_t i = 0; i < count; ++i) {
-      int64_t gap;
-      if (!varint::get(b, size, pos, gap)) return py::none();
-      q += gap + 1;  // < rows * count * 2**35: no overflow before the check
-      if (q >= limit) return py::none();
+      int64_t v;
+      if (!varint::get(b, size, pos, v)) return py::none();
+      // |step| < 2**33 and |v| < 2**35 before the checks: no overflow
+      step = i == 0 ? 0 : i == 1 ? v + 1 : step + unzigzag(v);
+      q = i == 0 ? v : q + step;
+      if (step < (i == 0 ? 0 : 1) || q >= limit) return py::none();  // ascending, within 32 bits
       uint32_t key = static_cast<uint32_t>(q << shift);
       if (key < 0x80000000u) key |= (1u << shift) - 1;  // a negative value's dropped bits were ones
       o[r * count + i] = float_of(key < 0x80000000u ? 0xFFFFFFFFu - key : key ^ 0x80000000u);

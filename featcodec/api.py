@@ -102,8 +102,8 @@ def encode(
         check_quality: for a learned codec without ``max_error``, measure its feature-domain
             MSE against the index codec's at the same or a smaller stream size and warn
             (:class:`featcodec.QualityWarning`) if the index codec is better
-            (:func:`featcodec.bounded.check_quality`: one decode, one to three index
-            encodes). ``False`` skips it.
+            (:func:`featcodec.bounded.check_quality`: one decode and, as a rule, one or
+            two index encodes). ``False`` skips it.
         **params: further codec parameters.
 
     Returns:

@@ -188,10 +188,11 @@ def pack_levels(levels: np.ndarray) -> tuple[int, bytes]:
     Each level's float32 bits map to a key that ascends with the value (sign bit flipped
     on positives, all bits on negatives); ``shift`` is the number of low mantissa bits that
     are zero in every level (0 to 23), which the keys drop. Each row is then its first
-    key and the gaps to the next, less one, as LEB128 varints (docs/format.md; compiled:
+    key, its first step to the next key less one, and each later step's change from the
+    step before (zigzag), as LEB128 varints (docs/format.md; compiled:
     csrc/packed_levels.cpp). Lossless; levels with few significant bits (the fast fit
-    rounds them so, :func:`featcodec.transform.lloydmax.round_levels`) take about 2 bytes
-    each instead of 4.
+    rounds them so, :func:`featcodec.transform.lloydmax.round_levels`) take about 1.4
+    bytes each instead of 4.
 
     >>> shift, raw = pack_levels(np.array([-1.5, 0.0, 0.25, 3.0], np.float32))
     >>> shift, len(raw), unpack_levels(raw, shift, 1, 4).tolist()
@@ -204,15 +205,16 @@ def pack_levels(levels: np.ndarray) -> tuple[int, bytes]:
 
 def unpack_levels(raw: bytes, shift: int, rows: int, count: int) -> np.ndarray:
     """The float32 levels ``(rows, count)`` of a packed ``levels`` section
-    (:func:`pack_levels`); FormatError when ``raw`` is not exactly that many varints or a
-    key leaves the 32 bits. (Whether they are finite and ascending, the Transform checks.)"""
+    (:func:`pack_levels`); FormatError when ``raw`` is not exactly that many varints, the
+    keys do not ascend or one leaves the 32 bits. (Whether they are finite, the Transform
+    checks.)"""
     from .. import _core
 
     out = _core.unpack_levels(raw, shift, rows, count)
     if out is None:
         raise FormatError("featcodec stream's levels section is corrupt: not the packed levels its header "
-                          "announces (another number of varints, a cut or overlong one, or a key beyond 32 "
-                          "bits).")
+                          "announces (another number of varints, a cut or overlong one, keys that do not "
+                          "ascend, or one beyond 32 bits).")
     return out
 
 
