@@ -137,7 +137,7 @@ py::object unpack_levels(py::buffer raw, int shift, int64_t rows, int64_t count)
     for (int64_t i = 0; i < count; ++i) {
       int64_t v;
       if (!varint::get(b, size, pos, v)) return py::none();
-      // |step| < 2**33 and |v| < 2**35 before the checks: no overflow
+      // the last step is below 2**32 (checked), |unzigzag(v)| below 2**34: no overflow
       step = i == 0 ? 0 : i == 1 ? v + 1 : step + unzigzag(v);
       q = i == 0 ? v : q + step;
       if (step < (i == 0 ? 0 : 1) || q >= limit) return py::none();  // ascending, within 32 bits
