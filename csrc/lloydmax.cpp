@@ -95,14 +95,18 @@ void optimal_bounds(const Cost& cost, int64_t M, int64_t k, bool knuth, int64_t*
 
 // Local refinement of a k-cell partition `b` of atoms 0..M (k + 1 bounds): the optimal
 // partition whose bound l lies within `width` atoms of b[l] (a DP over those windows,
-// O(k width^2)), repeated from its own result until it no longer moves or `passes` are
-// done. Each pass can only lower the squared error.
-void banded_bounds(const Cost& cost, int64_t M, int64_t k, int64_t width, int64_t passes, int64_t* b) {
+// O(k width^2)), repeated from its own result until no bound moves as far as its window
+// allows (each then found its optimum inside the window: a further pass moved nothing
+// measurable on the benchmark of docs/encode.md, and cost as much again) or `passes` are
+// done. Each pass can only lower the squared error. Returns how many bounds the first
+// pass moved to the edge of their window: a start far from the optimum.
+int64_t banded_bounds(const Cost& cost, int64_t M, int64_t k, int64_t width, int64_t passes, int64_t* b) {
   const int64_t span = 2 * width + 1;
   std::vector<double> prev(span), cur(span);
   std::vector<int64_t> prev_j(span), cur_j(span);
   std::vector<int32_t> arg(static_cast<size_t>(k + 1) * span);
   std::vector<int64_t> lo(k + 1), cnt(k + 1);
+  int64_t first_edge = 0;
   for (int64_t pass = 0; pass < passes; ++pass) {
     for (int64_t l = 0; l <= k; ++l) {
       if (l == 0 || l == k) {
@@ -146,16 +150,18 @@ void banded_bounds(const Cost& cost, int64_t M, int64_t k, int64_t width, int64_
       prev_j.swap(cur_j);
     }
     // backtrack (the windows are feasible: b itself is a partition inside them)
-    bool moved = false;
+    int64_t edge = 0;
     int64_t c = 0;
     for (int64_t l = k; l >= 1; --l) {
       const int64_t j = lo[l] + c;
-      moved |= j != b[l];
+      edge += j - b[l] == width || b[l] - j == width;
       b[l] = j;
       c = arg[l * span + c];
     }
-    if (!moved) break;
+    if (pass == 0) first_edge = edge;
+    if (edge == 0) break;
   }
+  return first_edge;
 }
 
 py::array_t<int64_t> lloyd_dp(py::array_t<double, py::array::c_style | py::array::forcecast> W,
@@ -667,8 +673,66 @@ struct AtomSums {
   Cost cost() const { return Cost{W.data(), S.data(), S2.data()}; }
 };
 
+// A k-cell grouping of atoms 0..A (prefix sums in `cost`) by greedy merging: from one cell
+// per atom, the two neighbouring cells whose union adds the least squared error are merged
+// until k remain (Ward's rule; O(A log A), ties to the leftmost pair). Near the optimum
+// where the cells hold few atoms.
+std::vector<int64_t> merged_bounds(const Cost& cost, int64_t A, int64_t k) {
+  // cells by their first atom: next[a] starts the cell after a's, err[a] is a's squared
+  // error, stamp[a] counts a's changes (a queued pair is stale once either cell changed)
+  std::vector<int32_t> next(A + 1), prev(A + 1);
+  std::vector<uint16_t> stamp(A + 1, 0);
+  std::vector<double> err(A + 1, 0.0);
+  for (int64_t i = 0; i <= A; ++i) {
+    next[i] = static_cast<int32_t>(i + 1);
+    prev[i] = static_cast<int32_t>(i - 1);
+    if (i < A) err[i] = cost(i, i + 1);
+  }
+  struct Pair {
+    double delta;
+    int32_t a;
+    uint16_t sa, sb;
+  };
+  const auto later = [](const Pair& x, const Pair& y) { return x.delta > y.delta || (x.delta == y.delta && x.a > y.a); };
+  const auto pair = [&](int32_t a) {
+    const int32_t b = next[a];
+    return Pair{cost(a, next[b]) - err[a] - err[b], a, stamp[a], stamp[b]};
+  };
+  std::vector<Pair> heap;
+  heap.reserve(static_cast<size_t>(3 * A));
+  for (int32_t a = 0; a + 1 < A; ++a) heap.push_back(pair(a));
+  std::make_heap(heap.begin(), heap.end(), later);
+  auto push = [&](int32_t a) {
+    heap.push_back(pair(a));
+    std::push_heap(heap.begin(), heap.end(), later);
+  };
+  for (int64_t cells = A; cells > k && !heap.empty();) {
+    std::pop_heap(heap.begin(), heap.end(), later);
+    const Pair t = heap.back();
+    heap.pop_back();
+    const int32_t a = t.a, b = next[a];
+    if (b >= A || t.sa != stamp[a] || t.sb != stamp[b]) continue;  // a cell of it changed
+    next[a] = next[b];  // cell b joins cell a
+    prev[next[b]] = a;
+    err[a] = cost(a, next[a]);
+    ++stamp[a];
+    ++stamp[b];
+    --cells;
+    if (prev[a] >= 0) push(prev[a]);
+    if (next[a] < A) push(a);
+  }
+  std::vector<int64_t> bounds;
+  for (int64_t a = 0; a < A; a = next[a]) bounds.push_back(a);
+  bounds.push_back(A);
+  return bounds;
+}
+
 // The k-cell grouping of the atoms: the full DP (band == 0), else windowed passes from
-// the compander's partition, first on the coarse grid, then on every atom.
+// the compander's partition, first on the coarse grid, then on every atom. Where the
+// first pass finds the compander's partition far from the optimum (bounds moved as far
+// as their windows allow: heavy tails, a spike of zeros, few values per level), the
+// passes start again from the greedy merge of the atoms (merged_bounds), which is near
+// it: SmolLM2's 64 KB hidden state took 8 passes from the compander, 1 from the merge.
 std::vector<int64_t> group_atoms(const Points& p, const Compander& comp, const std::vector<int64_t>& atoms,
                                  int64_t k, int64_t band, int64_t passes) {
   const int64_t A = static_cast<int64_t>(atoms.size()) - 1;
@@ -689,9 +753,15 @@ std::vector<int64_t> group_atoms(const Points& p, const Compander& comp, const s
     for (int64_t i = 0; i <= Ac; ++i) coarse[i] = atoms[i == Ac ? A : i * COARSE];
     for (int64_t j = 0; j <= k; ++j) cb[j] = (ab[j] + COARSE / 2) / COARSE;
     pull_apart(cb, Ac);
-    banded_bounds(AtomSums(p, coarse).cost(), Ac, k, band, passes, cb.data());
-    for (int64_t j = 1; j < k; ++j) ab[j] = cb[j] * COARSE;
+    if (banded_bounds(AtomSums(p, coarse).cost(), Ac, k, band, 1, cb.data()) == 0) {
+      for (int64_t j = 1; j < k; ++j) ab[j] = cb[j] * COARSE;
+      banded_bounds(sums.cost(), A, k, band, passes, ab.data());
+      return ab;
+    }
+  } else if (banded_bounds(sums.cost(), A, k, band, 1, ab.data()) == 0) {
+    return ab;
   }
+  ab = merged_bounds(sums.cost(), A, k);
   banded_bounds(sums.cost(), A, k, band, passes, ab.data());
   return ab;
 }
@@ -741,12 +811,19 @@ py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t
     } else {
       const Compander comp(p, std::min(16 * k, std::max(k, M / GROUP_POINTS)),
                            static_cast<double>(atoms_per_level * k));
-      int64_t placed = 0;
-      const std::vector<int64_t> atoms = comp.atoms(atoms_per_level * k, placed);
+      // few points (a token or two): each point is an atom; else the compander places them
+      const bool few = M <= atoms_per_level * k;
+      int64_t placed = M;
+      std::vector<int64_t> atoms(M + 1);
+      if (few) {
+        for (int64_t i = 0; i <= M; ++i) atoms[i] = i;
+      } else {
+        atoms = comp.atoms(atoms_per_level * k, placed);
+      }
       // the compander's atoms collapsing below 2 k (onto a few isolated massive values)
       // marks a tail the fast fit does not serve well even once they are split (a 4M-value
       // tensor with a dozen massive values: 1.2x the exact fit's MSE at 8 bits)
-      if (placed < 2 * k) {
+      if (!few && placed < 2 * k) {
         status = 2;
       } else {
         const std::vector<int64_t> ab = group_atoms(p, comp, atoms, k, band, passes);
