@@ -95,18 +95,21 @@ void optimal_bounds(const Cost& cost, int64_t M, int64_t k, bool knuth, int64_t*
 
 // Local refinement of a k-cell partition `b` of atoms 0..M (k + 1 bounds): the optimal
 // partition whose bound l lies within `width` atoms of b[l] (a DP over those windows,
-// O(k width^2)), repeated from its own result until no bound moves as far as its window
-// allows (each then found its optimum inside the window: a further pass moved nothing
-// measurable on the benchmark of docs/encode.md, and cost as much again) or `passes` are
-// done. Each pass can only lower the squared error. Returns how many bounds the first
-// pass moved to the edge of their window: a start far from the optimum.
-int64_t banded_bounds(const Cost& cost, int64_t M, int64_t k, int64_t width, int64_t passes, int64_t* b) {
+// O(k width log width)), repeated from its own result until it no longer moves or
+// `passes` are done. Each pass can only lower the squared error. Returns how many bounds
+// the first pass moved as far as their windows allow (a start far from the optimum), and
+// whether the last pass moved none.
+struct Refined {
+  int64_t far = 0;
+  bool settled = false;
+};
+Refined banded_bounds(const Cost& cost, int64_t M, int64_t k, int64_t width, int64_t passes, int64_t* b) {
   const int64_t span = 2 * width + 1;
   std::vector<double> prev(span), cur(span);
   std::vector<int64_t> prev_j(span), cur_j(span);
   std::vector<int32_t> arg(static_cast<size_t>(k + 1) * span);
   std::vector<int64_t> lo(k + 1), cnt(k + 1);
-  int64_t first_edge = 0;
+  Refined out;
   for (int64_t pass = 0; pass < passes; ++pass) {
     for (int64_t l = 0; l <= k; ++l) {
       if (l == 0 || l == k) {
@@ -150,18 +153,20 @@ int64_t banded_bounds(const Cost& cost, int64_t M, int64_t k, int64_t width, int
       prev_j.swap(cur_j);
     }
     // backtrack (the windows are feasible: b itself is a partition inside them)
-    int64_t edge = 0;
+    int64_t edge = 0, moved = 0;
     int64_t c = 0;
     for (int64_t l = k; l >= 1; --l) {
       const int64_t j = lo[l] + c;
       edge += j - b[l] == width || b[l] - j == width;
+      moved += j != b[l];
       b[l] = j;
       c = arg[l * span + c];
     }
-    if (pass == 0) first_edge = edge;
-    if (edge == 0) break;
+    if (pass == 0) out.far = edge;
+    out.settled = moved == 0;
+    if (out.settled) break;
   }
-  return first_edge;
+  return out;
 }
 
 py::array_t<int64_t> lloyd_dp(py::array_t<double, py::array::c_style | py::array::forcecast> W,
@@ -734,7 +739,7 @@ std::vector<int64_t> merged_bounds(const Cost& cost, int64_t A, int64_t k) {
 // passes start again from the greedy merge of the atoms (merged_bounds), which is near
 // it: SmolLM2's 64 KB hidden state took 8 passes from the compander, 1 from the merge.
 std::vector<int64_t> group_atoms(const Points& p, const Compander& comp, const std::vector<int64_t>& atoms,
-                                 int64_t k, int64_t band, int64_t passes) {
+                                 int64_t k, int64_t band, int64_t passes, bool few) {
   const int64_t A = static_cast<int64_t>(atoms.size()) - 1;
   const AtomSums sums(p, atoms);
   std::vector<int64_t> ab(k + 1);
@@ -742,24 +747,38 @@ std::vector<int64_t> group_atoms(const Points& p, const Compander& comp, const s
     optimal_bounds(sums.cost(), A, k, true, ab.data());
     return ab;
   }
+  if (few) {  // every point an atom: the compander's partition means little
+    ab = merged_bounds(sums.cost(), A, k);
+    banded_bounds(sums.cost(), A, k, band, passes, ab.data());
+    return ab;
+  }
+  const int64_t far = std::max<int64_t>(1, k / 32);  // bounds at their window's edge
   for (int64_t j = 0; j <= k; ++j) {
     const int64_t pos = comp.position(static_cast<double>(j) / static_cast<double>(k));
     ab[j] = std::lower_bound(atoms.begin(), atoms.end(), pos) - atoms.begin();
   }
   pull_apart(ab, A);
+  // one pass from there tells whether the compander's partition is near the optimum
   const int64_t Ac = A / COARSE;
   if (Ac >= 2 * k) {
     std::vector<int64_t> coarse(Ac + 1), cb(k + 1);
     for (int64_t i = 0; i <= Ac; ++i) coarse[i] = atoms[i == Ac ? A : i * COARSE];
     for (int64_t j = 0; j <= k; ++j) cb[j] = (ab[j] + COARSE / 2) / COARSE;
     pull_apart(cb, Ac);
-    if (banded_bounds(AtomSums(p, coarse).cost(), Ac, k, band, 1, cb.data()) == 0) {
+    const AtomSums csums(p, coarse);
+    const Refined probe = banded_bounds(csums.cost(), Ac, k, band, 1, cb.data());
+    if (probe.far < far) {
+      if (!probe.settled) banded_bounds(csums.cost(), Ac, k, band, passes - 1, cb.data());
       for (int64_t j = 1; j < k; ++j) ab[j] = cb[j] * COARSE;
       banded_bounds(sums.cost(), A, k, band, passes, ab.data());
       return ab;
     }
-  } else if (banded_bounds(sums.cost(), A, k, band, 1, ab.data()) == 0) {
-    return ab;
+  } else {
+    const Refined probe = banded_bounds(sums.cost(), A, k, band, 1, ab.data());
+    if (probe.far < far) {
+      if (!probe.settled) banded_bounds(sums.cost(), A, k, band, passes - 1, ab.data());
+      return ab;
+    }
   }
   ab = merged_bounds(sums.cost(), A, k);
   banded_bounds(sums.cost(), A, k, band, passes, ab.data());
@@ -826,7 +845,7 @@ py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t
       if (!few && placed < 2 * k) {
         status = 2;
       } else {
-        const std::vector<int64_t> ab = group_atoms(p, comp, atoms, k, band, passes);
+        const std::vector<int64_t> ab = group_atoms(p, comp, atoms, k, band, passes, few);
         std::vector<int64_t> bounds(k + 1);
         for (int64_t j = 0; j <= k; ++j) bounds[j] = atoms[ab[j]];
         levels.assign(k, 0.0);
