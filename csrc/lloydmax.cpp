@@ -831,7 +831,7 @@ py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t
       const Compander comp(p, std::min(16 * k, std::max(k, M / GROUP_POINTS)),
                            static_cast<double>(atoms_per_level * k));
       // few points (a token or two): each point is an atom; else the compander places them
-      const bool few = M <= atoms_per_level * k;
+      const bool few = M <= 2 * atoms_per_level * k;
       int64_t placed = M;
       std::vector<int64_t> atoms(M + 1);
       if (few) {
