@@ -172,10 +172,9 @@ def _fields(t: Transform, embed: bool) -> tuple[dict[str, Any], dict[str, bytes]
     if ends is not None:  # evenly spaced levels: their two ends stand for them (version 3)
         info["uniform"] = ends
         return info, {}
-    raw = np.ascontiguousarray(t.levels, dtype="<f4").tobytes()
     info["packed"], packed = pack_levels(t.levels)
     secs = {"levels": packed}
-    if _rebuild(raw, None, t.channel_axis, t.channels, t.bits).id != t.id:
+    if not t.thresholds_are_midpoints:  # what the decoder derives from the levels
         info["thresholds"] = True
         secs["thresholds"] = np.ascontiguousarray(t.thresholds, dtype="<f4").tobytes()
     return info, secs

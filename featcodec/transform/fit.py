@@ -156,10 +156,8 @@ def _finish(levels: np.ndarray, bits: int, axis: int | None, kind: str, meta: di
             "the fitted levels overflow float32 (values too close to the float32 limit); "
             "pass clip=(low, high) with a narrower range."
         )
-    th = lloydmax.midpoint_thresholds(lv)
-    if axis is None:
-        lv, th = lv[0], th[0]
-    return Transform(lv, th, channel_axis=axis, kind=kind, meta=meta, _err=FitError)
+    # nearest-level thresholds, derived by the Transform (which then knows they need not be stored)
+    return Transform(lv[0] if axis is None else lv, channel_axis=axis, kind=kind, meta=meta, _err=FitError)
 
 
 def fit_transform(

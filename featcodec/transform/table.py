@@ -128,7 +128,7 @@ class Transform:
     [0, 2, 3]
     """
 
-    __slots__ = ("_levels", "_thresholds", "_bits", "_axis", "_kind", "_id", "_meta")
+    __slots__ = ("_levels", "_thresholds", "_bits", "_axis", "_kind", "_id", "_meta", "_midpoints")
 
     def __init__(
         self,
@@ -174,6 +174,7 @@ class Transform:
         lv32.setflags(write=False)
         th32.setflags(write=False)
         self._levels, self._thresholds, self._bits, self._axis = lv32, th32, bits, axis
+        self._midpoints = True if thresholds is None else None  # None: not known yet
         self._kind = str(kind)
         self._meta = dict(meta or {})
         h = hashlib.sha256()
@@ -213,6 +214,21 @@ class Transform:
     @property
     def id(self) -> str:
         return self._id
+
+    @property
+    def thresholds_are_midpoints(self) -> bool:
+        """Whether the thresholds are the midpoints the levels imply
+        (:func:`featcodec.transform.lloydmax.midpoint_thresholds`), so that a stream or a
+        file need not carry them: true of Lloyd-Max and uniform transforms.
+
+        >>> Transform([0.0, 1.0]).thresholds_are_midpoints
+        True
+        >>> Transform([0.0, 1.0], thresholds=[0.25]).thresholds_are_midpoints
+        False
+        """
+        if self._midpoints is None:
+            self._midpoints = bool(np.array_equal(self._thresholds, lloydmax.midpoint_thresholds(self._levels)))
+        return self._midpoints
 
     @property
     def meta(self) -> dict:
@@ -326,7 +342,7 @@ class Transform:
     def _thresholds_field(self) -> str:
         """"midpoint" or "round_down" when the thresholds follow from the levels (they are
         recomputed bit-exactly on load), else their base64."""
-        if np.array_equal(self._thresholds, lloydmax.midpoint_thresholds(self._levels)):
+        if self.thresholds_are_midpoints:
             return "midpoint"
         if np.array_equal(self._thresholds, self._levels[..., 1:]):
             return "round_down"
