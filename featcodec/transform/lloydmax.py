@@ -523,11 +523,16 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
        to the cube root of the data's density, estimated on ``16 k`` groups of equal
        weight, each group's share capped at its number of points): ``4-16`` atoms per
        level (:func:`_atoms_per_level`), about equally fine in units of the optimal level
-       spacing, where the exact fit splits greedily into ``8 k``.
+       spacing, where the exact fit splits greedily into ``8 k``. With at most twice
+       that many distinct points (a token or two), every point is an atom.
     2. **The optimal grouping of the atoms**: the full DP (with Knuth's bound) when small,
-       else a DP restricted to windows of ``4`` levels' worth of atoms around the
-       compander's partition (each window's monotone argmin by divide and conquer,
-       ``O(k w log w)`` a pass), repeated from its own result until it stops moving.
+       else a DP restricted to windows of ``4`` levels' worth of atoms around a start
+       (each window's monotone argmin by divide and conquer, ``O(k w log w)`` a pass),
+       repeated from its own result until it stops moving. The start is the compander's
+       partition, unless its first pass leaves ``k / 32`` bounds at their windows' edge
+       (heavy tails far from the compander's estimate) or every point is an atom: then
+       the greedy merge of neighbouring atoms (Ward's rule, least added error first),
+       which needs far fewer passes there (docs/encode.md, session 13).
     3. :data:`FAST_MAX_ITER` over-relaxed Lloyd iterations on the exact points.
 
     Returns float64 levels (C = 1), or float32 levels from :func:`fill_levels` when ``x``
