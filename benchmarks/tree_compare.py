@@ -10,13 +10,15 @@ functions to it; if it changed one, build the old tree.) Each tree runs in proce
 its own, with the tree first on ``sys.path``:
 
 - **sizes and MSE**: ``encode(x)`` (and ``bits=6``, ``codec="hyperprior", quality=1``)
-  of the ``encode_speed.sized`` tensors at 4 KB, 64 KB and 1 MB, of one SmolLM2 token, and
+  of the ``encode_speed.sized`` tensors at 4 KB, 64 KB and 1 MB, of one and four SmolLM2
+  tokens and one ViT token, and
   of the first ``--n-test`` TEST inputs of each family in the corpus
   (``FEATCODEC_CORPUS``, default /work/corpus; docs/corpus.md), decoded and compared with
   the input; printed as new / old ratios (geometric mean and range per group);
-- **time**: the default ``encode(x)`` of the 64 KB and 1 MB tensors of each family and of a
-  1 KB tensor (the fixed cost), thread CPU time per call, best of ``--reps`` calls; the two
-  trees' processes alternate ``--rounds`` times and each row keeps its best.
+- **time**: the default ``encode(x)`` of the 64 KB and 1 MB tensors of each family, of one
+  and four SmolLM2 tokens and one ViT token (what split inference sends per step), and of
+  a 1 KB tensor (the fixed cost), thread CPU time per call, best of ``--reps`` calls; the
+  two trees' processes alternate ``--rounds`` times and each row keeps its best.
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ def _inputs(n_test: int) -> dict[str, tuple[str, np.ndarray]]:
         x = np.load(FEATURES / f"{name}.npy").astype(np.float32)
         for size in (4 << 10, 64 << 10, 1 << 20):
             out[f"{fam} {size >> 10} KB"] = (f"{size >> 10} KB", sized(x, size))
-    out["llm one token"] = ("one SmolLM2 token", np.ascontiguousarray(
-        np.load(FEATURES / f"{FAMILIES['llm']}.npy").astype(np.float32)[:, :1]))
+    llm = np.load(FEATURES / f"{FAMILIES['llm']}.npy").astype(np.float32)
+    vit = np.load(FEATURES / f"{FAMILIES['vit']}.npy").astype(np.float32)
+    out["llm one token"] = ("one SmolLM2 token", np.ascontiguousarray(llm[:, :1]))
+    out["llm 4 tokens"] = ("4 SmolLM2 tokens", np.ascontiguousarray(llm[:, 40:44]))
+    out["vit one token"] = ("one ViT token", np.ascontiguousarray(vit[:, 100:101]))
     corpus = Path(os.environ.get("FEATCODEC_CORPUS", "/work/corpus"))
     for fam, pattern in TEST.items():
         for f in sorted(glob.glob(str(corpus / pattern)))[:n_test]:
@@ -74,7 +79,7 @@ def _child(tree: str, job: str, n_test: int, reps: int) -> dict:
                 y = np.asarray(featcodec.decode(blob), np.float64)
                 out[f"{name}|{setting}"] = [group, setting, len(blob), float(np.mean((y - x) ** 2))]
         return out
-    timed = {k: v[1] for k, v in inputs.items() if k.endswith(("64 KB", "1024 KB"))}
+    timed = {k: v[1] for k, v in inputs.items() if k.endswith(("64 KB", "1024 KB", "token", "tokens"))}
     timed["1 KB"] = np.random.default_rng(0).standard_t(3, (1, 256)).astype(np.float32)
     for name, x in timed.items():
         featcodec.encode(x)
