@@ -684,7 +684,8 @@ struct AtomSums {
 // where the cells hold few atoms.
 std::vector<int64_t> merged_bounds(const Cost& cost, int64_t A, int64_t k) {
   // cells by their first atom: next[a] starts the cell after a's, err[a] is a's squared
-  // error, stamp[a] counts a's changes (a queued pair is stale once either cell changed)
+  // error, stamp[a] counts a's changes (a queued pair is stale once either cell changed;
+  // fewer than A merges, and A <= 2 * 8 * 1024 atoms, so 16 bits never wrap)
   std::vector<int32_t> next(A + 1), prev(A + 1);
   std::vector<uint16_t> stamp(A + 1, 0);
   std::vector<double> err(A + 1, 0.0);
