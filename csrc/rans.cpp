@@ -273,12 +273,17 @@ void register_rans(py::module_& m) {
           std::vector<size_t> at(start.begin(), start.end() - 1);
           const auto* src = static_cast<const uint8_t*>(units.data());
           for (size_t i = 0; i < n; ++i) std::memcpy(buf.get() + (at[g[i]]++) * m * item, src + i * m * item, m * item);
+          std::vector<uint64_t> count(static_cast<size_t>(groups));
+          std::vector<const uint8_t*> p8(static_cast<size_t>(groups));
+          std::vector<const uint16_t*> p16(static_cast<size_t>(groups));
           for (int64_t k = 0; k < groups; ++k) {
             const uint8_t* p = buf.get() + start[k] * m * item;
-            const uint64_t count = uint64_t(start[k + 1] - start[k]) * m;
-            enc[k] = wide ? rans::encode_static16(reinterpret_cast<const uint16_t*>(p), count, threads_arg(threads))
-                          : rans::encode_static8(p, count, threads_arg(threads));
+            count[k] = uint64_t(start[k + 1] - start[k]) * m;
+            p8[k] = p;
+            p16[k] = reinterpret_cast<const uint16_t*>(p);
           }
+          enc = wide ? rans::encode_static_many16(p16, count, threads_arg(threads))
+                     : rans::encode_static_many8(p8, count, threads_arg(threads));
         }
         py::list out;
         for (const auto& e : enc) out.append(to_bytes(e));

@@ -276,6 +276,11 @@ void parallel_for(uint64_t n, int threads, F f) {
 // bytes.
 Encoded encode_static8(const uint8_t* data, uint64_t n, int threads);
 Encoded encode_static16(const uint16_t* data, uint64_t n, int threads);
+// encode_static8/16 of several arrays, the same bytes each (short ones coded in lockstep).
+std::vector<Encoded> encode_static_many8(const std::vector<const uint8_t*>& data, const std::vector<uint64_t>& n,
+                                         int threads);
+std::vector<Encoded> encode_static_many16(const std::vector<const uint16_t*>& data,
+                                          const std::vector<uint64_t>& n, int threads);
 // A lower bound on the bytes encode_static8/16 writes for n symbols with `distinct`
 // distinct values and empirical information `info` (bits: the sum of -log2 of each
 // symbol's frequency), without coding them: what lets a caller skip a candidate that

@@ -285,17 +285,29 @@ size_t encode_chunk(const Sym* s, uint64_t len, const Tab& tab, uint8_t* buf_end
   return size_t(buf_end - p);
 }
 
+// The model half of encode_static: the stream's header up to the chunk length, and the
+// encoder table. Without a table (no symbol, or one distinct symbol) the header is the
+// whole stream, its hash included.
 template <class Sym>
-Encoded encode_static(const Sym* s, uint64_t n, int threads) {
+struct StaticPlan {
+  using Tab = EncTable<size_t(1) << (8 * sizeof(Sym))>;
+  Encoded enc;
+  std::unique_ptr<Tab> tab;
+  int lanes_log2 = 0;
+};
+
+template <class Sym>
+StaticPlan<Sym> plan_static(const Sym* s, uint64_t n, int threads) {
   constexpr bool wide = sizeof(Sym) == 2;
   if (n >= kMaxCount) throw InputError("rANS: at most 2**40 symbols per call");
-  Encoded enc;
-  const int lanes_log2 = lanes_log2_for(n);
-  enc.head.push_back(uint8_t(kStaticTag | (wide ? 1 : 0) | (lanes_log2 << 1)));
+  StaticPlan<Sym> P;
+  Encoded& enc = P.enc;
+  P.lanes_log2 = lanes_log2_for(n);
+  enc.head.push_back(uint8_t(kStaticTag | (wide ? 1 : 0) | (P.lanes_log2 << 1)));
   put_varint(enc.head, n);
   if (n == 0) {
     put_hash(enc.head);
-    return enc;
+    return P;
   }
 
   std::vector<uint32_t> present;  // the symbols that occur, ascending, and their counts
@@ -327,39 +339,142 @@ Encoded encode_static(const Sym* s, uint64_t n, int threads) {
   for (size_t i = 0; i < k; ++i) put_varint(enc.head, freq[i] - 1);
   if (k == 1) {
     put_hash(enc.head);
-    return enc;
+    return P;
   }
 
   // Not zero-filled (2.6 MB for 16-bit alphabets): only the symbols present are looked up.
-  using Tab = EncTable<size_t(1) << (8 * sizeof(Sym))>;
-  const std::unique_ptr<Tab> tab(new Tab);
+  P.tab.reset(new typename StaticPlan<Sym>::Tab);
   uint32_t start = 0;
   for (size_t i = 0; i < k; ++i) {
-    tab->set(present[i], make_enc_sym(start, freq[i], uint32_t(bits)));
+    P.tab->set(present[i], make_enc_sym(start, freq[i], uint32_t(bits)));
     start += freq[i];
   }
   put_varint(enc.head, kChunk);
+  return P;
+}
+
+// The room a chunk of len symbols needs: at most one 32-bit word per symbol, the word
+// stored past them, the flushed states.
+inline size_t chunk_room(uint64_t len) { return size_t(4 * (len + 1) + 8 * (1 << kMaxLanesLog2)); }
+
+// The rest of the stream once its chunks are coded: their sizes and the header's hash.
+void close_stream(Encoded& enc) {
+  for (const auto& sp : enc.spans) put_varint(enc.head, sp.size);
+  put_hash(enc.head);
+}
+
+// The symbol half of encode_static: the chunks of a plan with a table, then close_stream.
+template <class Sym>
+void run_static(StaticPlan<Sym>& P, const Sym* s, uint64_t n, int threads) {
+  Encoded& enc = P.enc;
   const uint64_t chunks = (n + kChunk - 1) / kChunk;
   enc.bufs.resize(chunks);
   enc.spans.resize(chunks, Encoded::Span{0, 0, 0});
   parallel_for(chunks, threads, [&](uint64_t c) {
     const uint64_t b = c * kChunk, len = std::min(n, b + kChunk) - b;
-    // At most one 32-bit word per symbol, the word stored past them, the flushed states.
-    const size_t cap = size_t(4 * (len + 1) + 8 * (1 << kMaxLanesLog2));
+    const size_t cap = chunk_room(len);
     enc.bufs[c].reset(new uint8_t[cap]);
     uint8_t* end = enc.bufs[c].get() + cap;
     size_t used = 0;
-    switch (lanes_log2) {
-      case 0: used = encode_chunk<1>(s + b, len, *tab, end); break;
-      case 1: used = encode_chunk<2>(s + b, len, *tab, end); break;
-      case 2: used = encode_chunk<4>(s + b, len, *tab, end); break;
-      default: used = encode_chunk<8>(s + b, len, *tab, end); break;
+    switch (P.lanes_log2) {
+      case 0: used = encode_chunk<1>(s + b, len, *P.tab, end); break;
+      case 1: used = encode_chunk<2>(s + b, len, *P.tab, end); break;
+      case 2: used = encode_chunk<4>(s + b, len, *P.tab, end); break;
+      default: used = encode_chunk<8>(s + b, len, *P.tab, end); break;
     }
     enc.spans[c] = Encoded::Span{c, cap - used, used};
   });
-  for (const auto& sp : enc.spans) put_varint(enc.head, sp.size);
-  put_hash(enc.head);
-  return enc;
+  close_stream(enc);
+}
+
+template <class Sym>
+Encoded encode_static(const Sym* s, uint64_t n, int threads) {
+  StaticPlan<Sym> P = plan_static(s, n, threads);
+  if (P.tab) run_static(P, s, n, threads);
+  return std::move(P.enc);
+}
+
+// R one-lane streams (each one chunk, as encode_chunk<1> codes it) coded in lockstep: a
+// lone one-lane stream waits on its state's multiply at every symbol, R of them overlap
+// those waits. The bytes of each are those of encode_chunk<1>.
+template <int R, class Sym, class Tab>
+void encode_one_lane_lockstep(const Sym* const* s, const uint64_t* len, const Tab* const* tab, uint8_t* const* end,
+                              size_t* used) {
+  uint64_t st[R], i[R];
+  size_t w[R];
+  uint8_t* base[R];
+  lanes_down<R>([&](auto r) {
+    st[r] = kL;
+    i[r] = len[r];
+    w[r] = size_t(len[r]) + 1;
+    base[r] = end[r] - 4 * w[r];
+  });
+  uint64_t common = len[0];
+  for (int r = 1; r < R; ++r) common = std::min(common, len[r]);
+  for (uint64_t t = 0; t < common; ++t)
+    lanes_down<R>([&](auto r) {
+      --i[r];
+      enc_put(st[r], base[r], w[r], *tab[r], s[r][i[r]]);
+    });
+  lanes_down<R>([&](auto r) {
+    while (i[r]) {
+      --i[r];
+      enc_put(st[r], base[r], w[r], *tab[r], s[r][i[r]]);
+    }
+    uint8_t* p = base[r] + 4 * w[r] - 8;
+    store_le64(p, st[r]);
+    used[r] = size_t(end[r] - p);
+  });
+}
+
+// encode_static of each of several symbol arrays (rans_encode_groups): the same bytes, but
+// the one-lane streams (fewer than 2**12 symbols: most groups of a small plane) are coded
+// four at a time in lockstep.
+template <class Sym>
+std::vector<Encoded> encode_static_many(const std::vector<const Sym*>& s, const std::vector<uint64_t>& n,
+                                        int threads) {
+  constexpr int R = 4;
+  std::vector<StaticPlan<Sym>> plans;
+  plans.reserve(s.size());
+  std::vector<size_t> lone;  // the one-lane plans with a table
+  for (size_t g = 0; g < s.size(); ++g) {
+    plans.push_back(plan_static(s[g], n[g], threads));
+    if (!plans[g].tab) continue;
+    if (plans[g].lanes_log2 == 0)
+      lone.push_back(g);
+    else
+      run_static(plans[g], s[g], n[g], threads);
+  }
+  using Tab = typename StaticPlan<Sym>::Tab;
+  for (size_t at = 0; at < lone.size(); at += R) {
+    const size_t count = std::min<size_t>(R, lone.size() - at);  // fewer than R: each alone
+    const Sym* src[R];
+    uint64_t len[R];
+    const Tab* tab[R];
+    uint8_t* end[R];
+    size_t used[R];
+    for (size_t r = 0; r < count; ++r) {
+      const size_t g = lone[at + r];
+      Encoded& enc = plans[g].enc;
+      enc.bufs.resize(1);
+      enc.bufs[0].reset(new uint8_t[chunk_room(n[g])]);
+      src[r] = s[g];
+      len[r] = n[g];
+      tab[r] = plans[g].tab.get();
+      end[r] = enc.bufs[0].get() + chunk_room(n[g]);
+      if (count < R) used[r] = encode_chunk<1>(src[r], len[r], *tab[r], end[r]);
+    }
+    if (count == R) encode_one_lane_lockstep<R>(src, len, tab, end, used);
+    for (size_t r = 0; r < count; ++r) {
+      Encoded& enc = plans[lone[at + r]].enc;
+      enc.spans.assign(1, Encoded::Span{0, chunk_room(len[r]) - used[r], used[r]});
+      close_stream(enc);
+    }
+  }
+  std::vector<Encoded> out;
+  out.reserve(plans.size());
+  for (auto& P : plans) out.push_back(std::move(P.enc));
+  return out;
 }
 
 // ----- decoding -----
@@ -701,6 +816,14 @@ Encoded encode_static8(const uint8_t* data, uint64_t n, int threads) {
 }
 Encoded encode_static16(const uint16_t* data, uint64_t n, int threads) {
   return encode_static(data, n, threads);
+}
+std::vector<Encoded> encode_static_many8(const std::vector<const uint8_t*>& data, const std::vector<uint64_t>& n,
+                                         int threads) {
+  return encode_static_many(data, n, threads);
+}
+std::vector<Encoded> encode_static_many16(const std::vector<const uint16_t*>& data, const std::vector<uint64_t>& n,
+                                          int threads) {
+  return encode_static_many(data, n, threads);
 }
 // The header (layout above) holds at least one byte for each of the tag, the count, the
 // precision, the number of symbols and each symbol, one for each frequency, three for the

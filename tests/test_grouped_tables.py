@@ -13,7 +13,7 @@ import featcodec
 from featcodec.stream.container import read_stream, write_stream
 from featcodec.codecs import grouped_tables
 from featcodec.codecs.index import IndexCodec
-from featcodec.stream.rans import encode_symbols
+from featcodec.stream.rans import decode_symbols, encode_symbols
 
 FEATURES = Path(__file__).resolve().parent / "data" / "features"
 
@@ -285,6 +285,29 @@ def test_grouped_rans_equals_one_call_per_group(dtype):
     assert got == [encode_symbols(np.ascontiguousarray(units[gid == k])) for k in range(5)]
     with pytest.raises(featcodec.InputError, match="beyond groups"):
         _core.rans_encode_groups(units, gid, 4, 1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_grouped_rans_codes_short_groups_in_lockstep_with_the_same_bytes(seed):
+    """Groups of fewer than 2**12 symbols are coded four at a time in lockstep (session 13);
+    each group's bytes stay those of one call, whatever the mix: one-lane groups in fours
+    and a remainder, two-lane groups, groups of one repeated symbol, 8- and 16-bit."""
+    from featcodec import _core
+
+    rng = np.random.default_rng(seed)
+    dtype = np.uint16 if seed % 2 else np.uint8
+    m = int(rng.integers(20, 300))
+    G = int(rng.integers(5, 23))
+    rows = rng.integers(1, 30, G)  # rows per group: 20 .. 8,700 symbols
+    gid = np.repeat(np.arange(G, dtype=np.uint8), rows)
+    rng.shuffle(gid)
+    units = rng.integers(0, 200 if dtype == np.uint8 else 5000, (gid.size, m)).astype(dtype)
+    units[gid == 2] = units[gid == 2][0, 0]  # one symbol only: the stream has no table
+    got = _core.rans_encode_groups(units, gid, G, 1)
+    want = [encode_symbols(np.ascontiguousarray(units[gid == k])) for k in range(G)]
+    assert got == want
+    for k in range(G):
+        np.testing.assert_array_equal(decode_symbols(got[k], int((gid == k).sum()) * m), units[gid == k].reshape(-1))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
