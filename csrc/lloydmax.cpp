@@ -791,7 +791,8 @@ std::vector<int64_t> group_atoms(const Points& p, const Compander& comp, const s
 // 2: not served (the atoms merged below 2 k, or cells stayed empty): use the exact fit.
 // Above `sample` values (0: never) the fit sees their Summary.
 py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t k, int64_t atoms_per_level,
-                          int64_t max_iter, int64_t band, int64_t passes, int64_t sample, int64_t tail_div) {
+                          int64_t max_iter, int64_t band, int64_t passes, int64_t sample, int64_t tail_div,
+                          int64_t few_points) {
   if (values.ndim() != 1 || values.shape(0) < 1)
     throw std::invalid_argument("fit_levels_fast: values must be 1-D, not empty");
   if (k < 2 || k > 4096 || atoms_per_level < 1 || atoms_per_level > 64 || max_iter < 0 || band < 0 ||
@@ -832,7 +833,7 @@ py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t
       const Compander comp(p, std::min(16 * k, std::max(k, M / GROUP_POINTS)),
                            static_cast<double>(atoms_per_level * k));
       // few points (a token or two): each point is an atom; else the compander places them
-      const bool few = M <= 2 * atoms_per_level * k;
+      const bool few = M <= (few_points < 0 ? 2 * atoms_per_level * k : few_points);
       int64_t placed = M;
       std::vector<int64_t> atoms(M + 1);
       if (few) {
@@ -895,11 +896,12 @@ void register_lloydmax(py::module_& m) {
         "contiguous cells minimising the squared error; returns k+1 atom bounds.");
   m.def("fit_levels_fast", &fit_levels_fast, py::arg("values"), py::arg("k"), py::arg("atoms_per_level"),
         py::arg("max_iter"), py::arg("band") = 0, py::arg("passes") = 30, py::arg("sample") = 0,
-        py::arg("tail_div") = 256,
+        py::arg("tail_div") = 256, py::arg("few_points") = -1,
         "Lloyd-Max levels of finite float32 values (1-D) in one call: their keys (lloydmax.key32, "
         "-0.0 as +0.0) radix-sorted (above `sample` values: a stride sample of about `sample` "
         "values inside its 1/tail_div quantiles, weighted, and every value outside them exactly), "
-        "atoms at equal steps of the cube-root-density compander, their optimal "
+        "atoms at equal steps of the cube-root-density compander (every distinct value when "
+        "there are at most few_points of them; -1: twice the atoms), their optimal "
         "grouping (the full DP with band=0, else passes of a DP in windows of +-band atoms), "
         "bounded Lloyd iterations, empty cells re-seated. Returns (status, values): 0 levels; "
         "1 the <= k distinct values; 2 not served (use the exact fit).");

@@ -524,7 +524,8 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
        weight, each group's share capped at its number of points): ``4-16`` atoms per
        level (:func:`_atoms_per_level`), about equally fine in units of the optimal level
        spacing, where the exact fit splits greedily into ``8 k``. With at most twice
-       that many distinct points (a token or two), every point is an atom.
+       that many distinct points (a token or two; at 8 bits 2,048), every point is an
+       atom.
     2. **The optimal grouping of the atoms**: the full DP (with Knuth's bound) when small,
        else a DP restricted to windows of ``4`` levels' worth of atoms around a start
        (each window's monotone argmin by divide and conquer, ``O(k w log w)`` a pass),
@@ -554,10 +555,11 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
     if not 2 <= k <= FAST_MAX_LEVELS:
         return None
     x = np.ascontiguousarray(x, np.float32).reshape(-1)
-    per = _atoms_per_level(k)
+    per = _atoms_per_level(k, x.size)
     m = per * k
     band = 0 if k * m * math.log2(m) <= _FAST_FULL_DP else 4 * per
-    status, values = _core.fit_levels_fast(x, k, per, FAST_MAX_ITER, band, 30, FAST_SAMPLE, _TAIL_DIV)
+    few = 2 * _atoms_per_level(k) * k  # up to this many distinct values, each is an atom
+    status, values = _core.fit_levels_fast(x, k, per, FAST_MAX_ITER, band, 30, FAST_SAMPLE, _TAIL_DIV, few)
     if status == 0:
         return round_levels(values)
     if status == 1 and x.size <= FAST_SAMPLE:  # (a sample's few distinct values may not be all of x's)
@@ -584,14 +586,19 @@ def round_levels(levels: np.ndarray) -> np.ndarray:
     return _core.round_levels(np.asarray(levels, np.float64).reshape(-1))
 
 
-def _atoms_per_level(k: int) -> int:
-    """The fast fit's atoms per level for ``k`` levels. Fewer atoms make the windowed DP's
-    passes cheaper (their windows are ``4`` levels' worth of atoms) and coarser. At 8 bits,
-    the default encode's, 4 atoms fit 1.5x faster than 6 on 64 KB tensors for 0.2% more
-    MSE on the benchmark of docs/encode.md. Above 8 bits the sparse tails of heavy-tailed
-    tensors need finer atoms: with 6, a sink-token tensor's 10-bit levels had 1.41x the
-    exact fit's MSE (8: 1.008)."""
-    return 16 if k <= 16 else 8 if k <= 128 else 4 if k <= 256 else 8
+def _atoms_per_level(k: int, n: int | None = None) -> int:
+    """The fast fit's atoms per level for ``k`` levels (of ``n`` values). Fewer atoms make
+    the windowed DP's passes cheaper (their windows are ``4`` levels' worth of atoms) and
+    coarser. At 8 bits, the default encode's, 4 atoms fit 1.5x faster than 6 on 64 KB
+    tensors for 0.2% more MSE on the benchmark of docs/encode.md; but on tensors of ``8 k``
+    to ``32 k`` values (a few tokens: 2-6 values an atom) they merged values the optimum
+    keeps apart (up to 1.32x the exact fit's MSE on `fast_fit.py --slices`), so those get 6.
+    Above 8 bits the sparse tails of heavy-tailed tensors need finer atoms: with 6, a
+    sink-token tensor's 10-bit levels had 1.41x the exact fit's MSE (8: 1.008)."""
+    per = 16 if k <= 16 else 8 if k <= 128 else 4 if k <= 256 else 8
+    if per < 6 and n is not None and 8 * k < n <= 32 * k:
+        return 6
+    return per
 
 
 def fill_levels(values: np.ndarray, k: int) -> np.ndarray:
