@@ -685,7 +685,8 @@ struct AtomSums {
 std::vector<int64_t> merged_bounds(const Cost& cost, int64_t A, int64_t k) {
   // cells by their first atom: next[a] starts the cell after a's, err[a] is a's squared
   // error, stamp[a] counts a's changes (a queued pair is stale once either cell changed;
-  // fewer than A merges, and A <= 2 * 8 * 1024 atoms, so 16 bits never wrap)
+  // lloydmax.fit_levels_fast passes at most 2 * 8 * 1024 atoms, so 16 bits do not wrap, and
+  // a wrapped stamp would only merge a cell with its current neighbour out of turn)
   std::vector<int32_t> next(A + 1), prev(A + 1);
   std::vector<uint16_t> stamp(A + 1, 0);
   std::vector<double> err(A + 1, 0.0);
