@@ -67,12 +67,15 @@ def _check_axis(axis: Any, err: type[Exception] = InputError) -> int | None:
     return int(axis)
 
 
-def _validate_tables(levels: np.ndarray, thresholds: np.ndarray, err: type[Exception]) -> None:
-    """Levels finite and strictly ascending; ``levels[k] < thresholds[k] <= levels[k+1]``."""
-    if not (np.all(np.isfinite(levels)) and np.all(np.isfinite(thresholds))):
+def _validate_tables(levels: np.ndarray, thresholds: np.ndarray | None, err: type[Exception]) -> None:
+    """Levels finite and strictly ascending; ``levels[k] < thresholds[k] <= levels[k+1]``
+    (``thresholds=None``: the midpoints the levels imply, which keep it by construction)."""
+    if not (np.all(np.isfinite(levels)) and (thresholds is None or np.all(np.isfinite(thresholds)))):
         raise err("transform levels and thresholds must be finite numbers.")
     if np.any(np.diff(levels, axis=-1) <= 0):
         raise err("transform levels must be strictly ascending.")
+    if thresholds is None:
+        return
     lo, hi = levels[..., :-1], levels[..., 1:]
     if np.any(thresholds <= lo) or np.any(thresholds > hi):
         raise err(
@@ -161,6 +164,7 @@ class Transform:
             raise _err("levels must be within the float32 range.")
         lv32 = lv.astype(np.float32) + np.float32(0.0)
         if thresholds is None:
+            _validate_tables(lv32, None, _err)
             th32 = lloydmax.midpoint_thresholds(lv32)
         else:
             try:
@@ -170,7 +174,7 @@ class Transform:
             if th.shape != lv.shape[:-1] + (n - 1,):
                 raise _err(f"thresholds must have shape {lv.shape[:-1] + (n - 1,)}, not {th.shape}.")
             th32 = th.astype(np.float32) + np.float32(0.0)
-        _validate_tables(lv32, th32, _err)
+            _validate_tables(lv32, th32, _err)
         lv32.setflags(write=False)
         th32.setflags(write=False)
         self._levels, self._thresholds, self._bits, self._axis = lv32, th32, bits, axis
