@@ -89,8 +89,22 @@ def _render_object(modname: str, name: str, obj: object) -> list[str]:
     elif callable(obj):
         lines += [f"### `{name}{_sig(obj)}`", "", _doc(obj), ""]
     else:
-        lines += [f"### `{name}`", "", f"`{obj!r}`"[:300], ""]
+        lines += [f"### `{name}`", "", f"`{_value(obj)}`"[:300], ""]
     return lines
+
+
+def _value(obj: object) -> str:
+    """A constant as the reference shows it: a path inside the package relative to it (an
+    absolute one would differ from one install to the next), anything else as its repr."""
+    import featcodec
+
+    if isinstance(obj, Path):
+        pkg = Path(featcodec.__file__).resolve().parent
+        try:
+            return f"<featcodec package>/{obj.resolve().relative_to(pkg).as_posix()}"
+        except ValueError:
+            pass
+    return repr(obj)
 
 
 def render() -> str:
