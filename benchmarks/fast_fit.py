@@ -58,7 +58,7 @@ def tensors() -> dict[str, np.ndarray]:
 
 def slices() -> dict[str, np.ndarray]:
     """A few tokens or channels of each real feature (axis 1 of its first item: 2, 4, 8 and 16
-    of them at eight offsets): the small tensors split inference sends, 1-6K values, where
+    of them at eight offsets): the small tensors split inference sends, 0.5-6K values, where
     the compander's atoms hold two or three values each."""
     out = {}
     for p in sorted(glob.glob(str(ROOT / "tests" / "data" / "features" / "*.npy"))):
