@@ -681,52 +681,50 @@ struct AtomSums {
 // A k-cell grouping of atoms 0..A (prefix sums in `cost`) by greedy merging: from one cell
 // per atom, the two neighbouring cells whose union adds the least squared error are merged
 // until k remain (Ward's rule; O(A log A), ties to the leftmost pair). Near the optimum
-// where the cells hold few atoms.
+// where the cells hold few atoms. The pairs live in a tournament tree over the cells' first
+// atoms (each cell's pair with the next; infinity where there is none), whose root is the
+// least pair, ties to the smaller atom: a merge rewrites three leaves, with no stale
+// entries to skip (a binary heap of pairs took twice as long).
 std::vector<int64_t> merged_bounds(const Cost& cost, int64_t A, int64_t k) {
-  // cells by their first atom: next[a] starts the cell after a's, err[a] is a's squared
-  // error, stamp[a] counts a's changes (a queued pair is stale once either cell changed;
-  // lloydmax.fit_levels_fast passes at most 2 * 8 * 1024 atoms, so 16 bits do not wrap, and
-  // a wrapped stamp would only merge a cell with its current neighbour out of turn)
+  // cells by their first atom: next[a] starts the cell after a's, err[a] is a's squared error
   std::vector<int32_t> next(A + 1), prev(A + 1);
-  std::vector<uint16_t> stamp(A + 1, 0);
   std::vector<double> err(A + 1, 0.0);
   for (int64_t i = 0; i <= A; ++i) {
     next[i] = static_cast<int32_t>(i + 1);
     prev[i] = static_cast<int32_t>(i - 1);
     if (i < A) err[i] = cost(i, i + 1);
   }
-  struct Pair {
-    double delta;
-    int32_t a;
-    uint16_t sa, sb;
-  };
-  const auto later = [](const Pair& x, const Pair& y) { return x.delta > y.delta || (x.delta == y.delta && x.a > y.a); };
-  const auto pair = [&](int32_t a) {
+  constexpr double kNone = std::numeric_limits<double>::infinity();
+  int64_t size = 1;
+  while (size < A) size *= 2;
+  // node i: the least (delta, atom) below it; leaves at size + a
+  std::vector<double> delta(2 * size, kNone);
+  std::vector<int32_t> at(2 * size, 0);
+  const auto pair = [&](int32_t a) {  // the error cell a's union with the next one adds
     const int32_t b = next[a];
-    return Pair{cost(a, next[b]) - err[a] - err[b], a, stamp[a], stamp[b]};
+    return b < A ? cost(a, next[b]) - err[a] - err[b] : kNone;
   };
-  std::vector<Pair> heap;
-  heap.reserve(static_cast<size_t>(3 * A));
-  for (int32_t a = 0; a + 1 < A; ++a) heap.push_back(pair(a));
-  std::make_heap(heap.begin(), heap.end(), later);
-  auto push = [&](int32_t a) {
-    heap.push_back(pair(a));
-    std::push_heap(heap.begin(), heap.end(), later);
+  const auto pull = [&](int64_t i) {  // node i from its children (ties: the left one)
+    const int64_t l = 2 * i, r = l + 1, w = delta[r] < delta[l] ? r : l;
+    delta[i] = delta[w];
+    at[i] = at[w];
   };
-  for (int64_t cells = A; cells > k && !heap.empty();) {
-    std::pop_heap(heap.begin(), heap.end(), later);
-    const Pair t = heap.back();
-    heap.pop_back();
-    const int32_t a = t.a, b = next[a];
-    if (b >= A || t.sa != stamp[a] || t.sb != stamp[b]) continue;  // a cell of it changed
+  for (int64_t a = 0; a < size; ++a) at[size + a] = static_cast<int32_t>(a);
+  for (int32_t a = 0; a + 1 < A; ++a) delta[size + a] = pair(a);
+  for (int64_t i = size - 1; i >= 1; --i) pull(i);
+  const auto set = [&](int32_t a, double d) {
+    int64_t i = size + a;
+    delta[i] = d;
+    for (i >>= 1; i >= 1; i >>= 1) pull(i);
+  };
+  for (int64_t cells = A; cells > k && delta[1] < kNone; --cells) {
+    const int32_t a = at[1], b = next[a];
     next[a] = next[b];  // cell b joins cell a
     prev[next[b]] = a;
     err[a] = cost(a, next[a]);
-    ++stamp[a];
-    ++stamp[b];
-    --cells;
-    if (prev[a] >= 0) push(prev[a]);
-    if (next[a] < A) push(a);
+    set(b, kNone);
+    set(a, pair(a));
+    if (prev[a] >= 0) set(prev[a], pair(prev[a]));
   }
   std::vector<int64_t> bounds;
   for (int64_t a = 0; a < A; a = next[a]) bounds.push_back(a);
@@ -872,6 +870,21 @@ py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t
   return py::make_tuple(status, out);
 }
 
+// merged_bounds for prefix sums given from Python (for tests)
+py::array_t<int64_t> greedy_merge(py::array_t<double, py::array::c_style | py::array::forcecast> W,
+                                  py::array_t<double, py::array::c_style | py::array::forcecast> S,
+                                  py::array_t<double, py::array::c_style | py::array::forcecast> S2, int64_t k) {
+  if (W.ndim() != 1 || S.ndim() != 1 || S2.ndim() != 1 || W.shape(0) != S.shape(0) ||
+      W.shape(0) != S2.shape(0) || W.shape(0) < 2 || W.shape(0) > (int64_t{1} << 24))
+    throw std::invalid_argument("greedy_merge: W, S, S2 must be 1-D prefix sums of equal length, 2 to 2**24");
+  const int64_t A = W.shape(0) - 1;
+  if (k < 1 || k > A) throw std::invalid_argument("greedy_merge: need 1 <= k <= number of atoms");
+  const std::vector<int64_t> b = merged_bounds(Cost{W.data(), S.data(), S2.data()}, A, k);
+  py::array_t<int64_t> out(static_cast<py::ssize_t>(b.size()));
+  std::copy(b.begin(), b.end(), out.mutable_data());
+  return out;
+}
+
 // (bulk, tails, weight) of the Summary, each sorted (float32; -0.0 as +0.0): what the fast
 // fit sees of n > sample values (for tests).
 py::tuple fast_fit_summary(py::array_t<float, py::array::c_style> values, int64_t sample, int64_t tail_div) {
@@ -906,6 +919,10 @@ void register_lloydmax(py::module_& m) {
         "grouping (the full DP with band=0, else passes of a DP in windows of +-band atoms), "
         "bounded Lloyd iterations, empty cells re-seated. Returns (status, values): 0 levels; "
         "1 the <= k distinct values; 2 not served (use the exact fit).");
+  m.def("greedy_merge", &greedy_merge, py::arg("W"), py::arg("S"), py::arg("S2"), py::arg("k"),
+        "The fast fit's greedy start: from one cell per atom (prefix sums W, S, S2 of length M+1), "
+        "merge the two neighbouring cells whose union adds the least squared error (ties: the "
+        "leftmost pair) until k remain; returns the k+1 atom bounds.");
   m.def("fast_fit_summary", &fast_fit_summary, py::arg("values"), py::arg("sample"), py::arg("tail_div") = 256,
         "(bulk, tails, weight): what fit_levels_fast sees of more than `sample` values, each sorted.");
 }

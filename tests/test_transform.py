@@ -181,6 +181,38 @@ def test_compiled_dp_matches_brute_force():
         assert got == pytest.approx(_optimal_sse(v, k), rel=1e-9, abs=1e-12)
 
 
+def _ward_merge(W: np.ndarray, S: np.ndarray, S2: np.ndarray, k: int) -> list[int]:
+    """Ward's greedy merge the plain way: every step, the first adjacent pair of cells whose
+    union adds the least squared error (the compiled core's Cost, operation for operation)."""
+    def cost(i, j):
+        w = W[j] - W[i]
+        if w <= 0.0:
+            return 0.0
+        s = S[j] - S[i]
+        c = (S2[j] - S2[i]) - s * s / w
+        return c if c > 0.0 else 0.0
+
+    bounds = list(range(len(W)))
+    while len(bounds) - 1 > k:
+        deltas = [cost(bounds[c], bounds[c + 2]) - cost(bounds[c], bounds[c + 1]) - cost(bounds[c + 1], bounds[c + 2])
+                  for c in range(len(bounds) - 2)]
+        del bounds[1 + int(np.argmin(deltas))]  # argmin: the first of equal deltas
+    return bounds
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_greedy_merge_matches_wards_rule_step_by_step(seed):
+    # the fast fit's start for tensors of a token or two (merged_bounds, a tournament tree)
+    rng = np.random.default_rng(seed)
+    v = np.sort(rng.standard_t(2.0, 300))
+    v[100:140] = v[100]  # a run of equal values: merges of zero cost, ties to the left
+    w = rng.integers(1, 5, v.size).astype(np.float64)
+    P = lambda a: np.concatenate([[0.0], np.cumsum(a)])  # noqa: E731
+    W, S, S2 = P(w), P(w * v), P(w * v * v)
+    for k in (1, 7, 64, 299, 300):
+        assert _core.greedy_merge(W, S, S2, k).tolist() == _ward_merge(W, S, S2, k)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fit_reaches_the_optimal_quantizer_on_small_data(seed):
     x = np.random.default_rng(seed).standard_t(2.5, 70).astype(np.float32)
