@@ -259,21 +259,41 @@ void radix_sort(uint32_t* a, uint32_t* b, size_t n) {
 }
 
 // out = the ascending keys (value_key) of n values, the i-th at x[i * stride] (tmp: the
-// sort's other buffer). Returns false when a value is not finite.
+// sort's other buffer). Returns false when a value is not finite. Where zeros are many (a
+// ReLU map: more than half its values), they are taken out before the sort and put back
+// as one block: in the sort, a run of equal keys makes every count update wait on the one
+// before (a CNN map's keys sorted at 3.5 ns each, other features' at 2.4).
 bool sorted_keys(const float* x, int64_t n, std::vector<uint32_t>& out, std::vector<uint32_t>& tmp,
                  int64_t stride = 1) {
   const size_t N = static_cast<size_t>(n);
   if (out.size() < N + 1) out.resize(N + 1);
   if (tmp.size() < N + 1) tmp.resize(N + 1);
+  const uint32_t zero = float_key(0u);
   uint32_t bad = 0;
+  size_t zeros = 0;
   for (size_t i = 0; i < N; ++i) {
     uint32_t u;
     std::memcpy(&u, x + i * stride, 4);
     bad |= not_finite(u);
     out[i] = float_key(u);
+    zeros += out[i] == zero;
   }
   if (bad) return false;
-  radix_sort(out.data(), tmp.data(), N);
+  uint32_t* const o = out.data();
+  if (zeros < N / 8) {
+    radix_sort(o, tmp.data(), N);
+    return true;
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < N; ++i) {
+    const uint32_t key = o[i];
+    o[m] = key;
+    m += key != zero;
+  }
+  radix_sort(o, tmp.data(), m);
+  const size_t at = static_cast<size_t>(std::lower_bound(o, o + m, zero) - o);
+  std::memmove(o + at + zeros, o + at, (m - at) * 4);
+  std::fill(o + at, o + at + zeros, zero);
   return true;
 }
 

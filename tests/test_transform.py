@@ -325,6 +325,25 @@ def test_fast_fit_summary_of_large_inputs_keeps_the_tails_exact():
     np.testing.assert_allclose(fast.inverse(fast.forward(big)), big, rtol=0.01)
 
 
+@pytest.mark.parametrize("zero_share", [0.1, 0.6, 0.97])
+def test_fast_fit_sorts_relu_maps_with_their_zeros_in_place(zero_share):
+    # zeros are taken out of the sort and put back as one block where they are many
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(600_000).astype(np.float32) * 3 - 1
+    x[rng.random(x.size) < zero_share] = 0.0
+    x[::11] = np.float32(-0.0)
+    bulk, tails, weight = lloydmax.fast_summary(x)
+    sample = x[:: -(-x.size // lloydmax.FAST_SAMPLE)]
+    t = sample.size // 256
+    lo, hi = np.partition(sample, (t, sample.size - 1 - t))[[t, sample.size - 1 - t]]
+    np.testing.assert_array_equal(bulk, np.sort(sample[(sample >= lo) & (sample <= hi)]))
+    np.testing.assert_array_equal(tails, np.sort(x[(x < lo) | (x > hi)]))
+    assert not np.signbit(bulk[bulk == 0]).any()
+    small = x[:20_000]  # not summarised: every value sorted
+    assert _sse(small, lloydmax.fit_levels_fast(small, 64)) <= _sse(small, lloydmax.fit_levels(
+        lloydmax.points_from_values(small[None]), 64)[0]) * 1.01
+
+
 def test_fast_fit_summary_finds_the_tails_in_every_block_and_rejects_non_finite_values():
     # tails at the block edges and a -0.0 / +0.0 pair: every value outside the quantiles, once
     x = np.zeros(300_000, np.float32)
