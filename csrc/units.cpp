@@ -289,6 +289,48 @@ py::array_t<T> plane_of_tiles(const py::array_t<T, py::array::c_style>& units, i
   return out;
 }
 
+// The grouped tables' groups (featcodec.codecs.grouped_tables): each unit's key is its
+// mode plus 4 x the bit length of v * v, v = 16 x its mean |residual| (sum * 16 // m: a
+// step of the bit length is half an octave of v), shifted right until at most max_groups
+// keys are distinct; the groups are the distinct keys in ascending order. Returns (the
+// group of each unit (uint8), the mode of each group). Integer arithmetic only.
+py::tuple unit_groups(const py::array_t<int64_t, py::array::c_style>& sums,
+                      const py::array_t<uint8_t, py::array::c_style>& modes, int64_t m, int64_t max_groups) {
+  if (sums.ndim() != 1 || modes.ndim() != 1 || sums.shape(0) != modes.shape(0) || m < 1 || m > (int64_t(1) << 40) ||
+      max_groups < 1 || max_groups > 256)
+    throw std::invalid_argument("unit_groups: sums and modes of one length, 1 <= m <= 2**40, 1 <= max_groups <= 256");
+  const size_t n = size_t(sums.shape(0));
+  const int64_t* ps = sums.data();
+  const uint8_t* pd = modes.data();
+  std::vector<uint32_t> octave2(n);
+  for (size_t i = 0; i < n; ++i) {
+    // a sum of m magnitudes of 16-bit residuals is at most m * 2**15: v <= 2**19
+    if (ps[i] < 0 || ps[i] > (m << 15) || pd[i] > 3)
+      throw std::invalid_argument("unit_groups: sums must be in [0, m * 2**15], modes in 0..3");
+    const uint64_t v = uint64_t(ps[i]) * 16 / uint64_t(m), vv = v * v;
+    octave2[i] = vv ? uint32_t(64 - __builtin_clzll(vv)) : 0;
+  }
+  std::vector<int> rank;
+  std::vector<int64_t> group_modes;
+  int shift = 0;
+  for (;; ++shift) {
+    rank.assign(4 * 64 + 4, -1);  // keys <= 4 * 39 + 3
+    for (size_t i = 0; i < n; ++i) rank[(octave2[i] >> shift) * 4 + pd[i]] = 0;
+    int64_t g = 0;
+    group_modes.clear();
+    for (size_t key = 0; key < rank.size(); ++key)
+      if (rank[key] == 0) {
+        rank[key] = int(g++);
+        group_modes.push_back(int64_t(key & 3));
+      }
+    if (g <= max_groups) break;
+  }
+  py::array_t<uint8_t> gid{py::ssize_t(n)};
+  uint8_t* pg = gid.mutable_data();
+  for (size_t i = 0; i < n; ++i) pg[i] = uint8_t(rank[(octave2[i] >> shift) * 4 + pd[i]]);
+  return py::make_tuple(gid, group_modes);
+}
+
 }  // namespace
 
 void register_units(py::module_& m) {
@@ -315,6 +357,11 @@ void register_units(py::module_& m) {
         "value lags[k-1] places earlier, the first lags[k-1] minus the median), and that "
         "mode's sum of min(r, 2**bits - r) (the last output: mode 0's). Use featcodec.codecs.columns, which validates "
         "its arguments.");
+  m.def("unit_groups", &unit_groups, py::arg("sums"), py::arg("modes"), py::arg("m"), py::arg("max_groups"),
+        "(group of each unit (uint8), mode of each group) for the grouped tables: units of one mode "
+        "and one half-octave of mean |residual| (sums: int64 sums of the m residual magnitudes of "
+        "each unit; modes: uint8) share a group, coarser where that makes more than max_groups; "
+        "groups in ascending order of (spread, mode).");
   m.def("minus_median", &minus_median<uint8_t>, py::arg("units"), py::arg("med"), py::arg("bits"));
   m.def("minus_median", &minus_median<uint16_t>, py::arg("units"), py::arg("med"), py::arg("bits"),
         "(units - med[:, None]) mod 2**bits, a new array: mode 0's residuals of every row of a "

@@ -369,3 +369,36 @@ def test_compiled_transpose_equals_numpy(shape, dtype):
     a = np.random.default_rng(9).integers(0, 250, shape).astype(dtype)
     t = _core.transpose(a)
     assert t.dtype == dtype and t.flags.c_contiguous and np.array_equal(t, a.T)
+
+
+def _groups_numpy(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """The grouping rule in numpy: key = mode + 4 x the binary exponent of v * v (v = 16 x
+    the mean |residual|, frexp: exact below 2**53), coarser until at most MAX_GROUPS keys."""
+    v = sums * 16 // m
+    octave2 = np.frexp((v * v).astype(np.float64))[1].astype(np.int64)
+    shift = 0
+    while True:
+        key = (octave2 >> shift) * 4 + modes
+        codes = np.unique(key)
+        if codes.size <= grouped_tables.MAX_GROUPS:
+            return np.searchsorted(codes, key).astype(np.uint8), [int(c) & 3 for c in codes]
+        shift += 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_unit_groups_match_the_rule_in_numpy(seed):
+    from featcodec import _core
+
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(1, 3000)), int(rng.integers(1, 5000))
+    # mean residuals over many octaves (and zeros): with four modes, more keys than groups
+    sums = (np.exp2(rng.uniform(-5, 19, n)) * m / 16).astype(np.int64)
+    sums[rng.random(n) < 0.05] = 0
+    sums[: 1 + seed] = m << 15  # the largest a 16-bit residual allows
+    modes = rng.integers(0, 4 if seed % 2 else 1, n).astype(np.uint8)
+    gid, group_modes = _core.unit_groups(sums, modes, m, grouped_tables.MAX_GROUPS)
+    want_gid, want_modes = _groups_numpy(sums, m, modes)
+    np.testing.assert_array_equal(gid, want_gid)
+    assert group_modes == want_modes
+    with pytest.raises(ValueError, match="sums"):
+        _core.unit_groups(np.array([(m << 15) + 1]), np.zeros(1, np.uint8), m, 64)

@@ -56,19 +56,11 @@ def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, li
     """(group id per unit, mode per group) from each unit's mode and ``sums`` (the sum
     of its ``m`` absolute residuals): units of one mode and one half-octave of mean
     residual share a group (whole octaves, or coarser, if that makes more than
-    :data:`MAX_GROUPS`). Integer arithmetic only."""
-    v = sums * 16 // m  # 16 x mean |residual| (< 2**21, so v * v < 2**42 fits in int64)
-    # bit length of v * v (about 2 log2(v)): frexp's exponent, exact below 2**53
-    octave2 = np.frexp((v * v).astype(np.float64))[1].astype(np.int64)
-    shift = 0
-    while True:
-        key = (octave2 >> shift) * 4 + modes  # < 4 * 43 + 4: the distinct keys, ascending
-        present = np.bincount(key, minlength=1) > 0
-        codes = np.flatnonzero(present)
-        if codes.size <= MAX_GROUPS:
-            rank = np.cumsum(present, dtype=np.int64) - 1
-            return rank[key].astype(np.uint8), [int(c) & 3 for c in codes]
-        shift += 1
+    :data:`MAX_GROUPS`). Integer arithmetic only (compiled: ``_core.unit_groups``)."""
+    from .. import _core
+
+    gid, group_modes = _core.unit_groups(sums, modes, m, MAX_GROUPS)
+    return gid, group_modes
 
 
 @dataclass
