@@ -15,10 +15,11 @@ its own, with the tree first on ``sys.path``:
   of the first ``--n-test`` TEST inputs of each family in the corpus
   (``FEATCODEC_CORPUS``, default /work/corpus; docs/corpus.md), decoded and compared with
   the input; printed as new / old ratios (geometric mean and range per group);
-- **time**: the default ``encode(x)`` of the 64 KB and 1 MB tensors of each family, of one
-  and four SmolLM2 tokens and one ViT token (what split inference sends per step), and of
-  a 1 KB tensor (the fixed cost), thread CPU time per call, best of ``--reps`` calls; the
-  two trees' processes alternate ``--rounds`` times and each row keeps its best.
+- **time**: the default ``encode(x)`` and the session form (``featcodec.Encoder`` with an
+  8-bit transform fitted on ``x`` beforehand) of the 64 KB and 1 MB tensors of each family,
+  of one and four SmolLM2 tokens and one ViT token (what split inference sends per step),
+  and of a 1 KB tensor (the fixed cost), thread CPU time per call, best of ``--reps``
+  calls; the two trees' processes alternate ``--rounds`` times and each row keeps its best.
 """
 
 from __future__ import annotations
@@ -82,13 +83,15 @@ def _child(tree: str, job: str, n_test: int, reps: int) -> dict:
     timed = {k: v[1] for k, v in inputs.items() if k.endswith(("64 KB", "1024 KB", "token", "tokens"))}
     timed["1 KB"] = np.random.default_rng(0).standard_t(3, (1, 256)).astype(np.float32)
     for name, x in timed.items():
-        featcodec.encode(x)
-        best = float("inf")
-        for _ in range(reps):
-            t0 = time.thread_time()
-            featcodec.encode(x)
-            best = min(best, time.thread_time() - t0)
-        out[name] = best
+        enc = featcodec.Encoder(featcodec.fit_transform(x, bits=8))  # the session form, fitted on x
+        for form, fn in (("default", lambda: featcodec.encode(x)), ("session", lambda: enc.encode(x))):
+            fn()
+            best = float("inf")
+            for _ in range(reps):
+                t0 = time.thread_time()
+                fn()
+                best = min(best, time.thread_time() - t0)
+            out[f"{name}|{form}"] = best
     return out
 
 
@@ -133,10 +136,12 @@ def main() -> None:
         for tree in (old, new):
             for k, t in _run(tree, "time", args).items():
                 times[tree][k] = min(times[tree].get(k, float("inf")), t)
-    print("\n| default encode (thread CPU time, best) | old | new | new / old |")
-    print("|---|---:|---:|---:|")
+    print("\n| tensor | encode (thread CPU time, best) | old | new | new / old |")
+    print("|---|---|---:|---:|---:|")
     for k in times[old]:
-        print(f"| {k} | {times[old][k] * 1e3:.3f} ms | {times[new][k] * 1e3:.3f} ms | {times[new][k] / times[old][k]:.3f} |")
+        name, form = k.split("|")
+        print(f"| {name} | {form} | {times[old][k] * 1e3:.3f} ms | {times[new][k] * 1e3:.3f} ms "
+              f"| {times[new][k] / times[old][k]:.3f} |")
 
 
 if __name__ == "__main__":
