@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
   featcodec::register_hadamard(m);
   featcodec::register_varints(m);
   featcodec::register_packed_levels(m);
+  featcodec::register_pool(m);
 }

@@ -10,4 +10,5 @@ void register_units(pybind11::module_& m);
 void register_hadamard(pybind11::module_& m);
 void register_varints(pybind11::module_& m);
 void register_packed_levels(pybind11::module_& m);
+void register_pool(pybind11::module_& m);
 }  // namespace featcodec

@@ -269,7 +269,7 @@ void register_rans(py::module_& m) {
           std::vector<size_t> start(size_t(groups) + 1, 0);
           for (size_t i = 0; i < n; ++i) ++start[g[i] + 1];
           for (int64_t k = 0; k < groups; ++k) start[k + 1] += start[k];
-          const std::unique_ptr<uint8_t[]> buf(new uint8_t[n * m * item]);  // not zero-filled: all copied over
+          const pool::Buffer buf = pool::buffer(n * m * item);  // not zero-filled: all copied over
           std::vector<size_t> at(start.begin(), start.end() - 1);
           const auto* src = static_cast<const uint8_t*>(units.data());
           for (size_t i = 0; i < n; ++i) std::memcpy(buf.get() + (at[g[i]]++) * m * item, src + i * m * item, m * item);

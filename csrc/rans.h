@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "pool.h"
+
 namespace featcodec {
 namespace rans {
 
@@ -222,7 +224,7 @@ class Reader {
 // encoder wrote backwards), so the caller copies it once into its final home.
 struct Encoded {
   std::vector<uint8_t> head;
-  std::vector<std::unique_ptr<uint8_t[]>> bufs;  // not zero-filled
+  std::vector<pool::Buffer> bufs;  // not zero-filled
   struct Span {
     size_t buf, offset, size;  // bytes [offset, offset + size) of bufs[buf]
   };

@@ -114,7 +114,7 @@ Encoded encode_indexed(const int32_t* symbols, const int32_t* indexes, uint64_t 
   }
   const int K = 1 << lanes_log2;
   const size_t cap = size_t(4 * steps + 8 * K);
-  enc.bufs.emplace_back(new uint8_t[cap]);
+  enc.bufs.push_back(pool::buffer(cap));
   uint8_t* const end = enc.bufs[0].get() + cap;
   uint8_t* p = end;
   uint64_t st[1 << kMaxLanesLog2];

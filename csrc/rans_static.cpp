@@ -373,7 +373,7 @@ void run_static(StaticPlan<Sym>& P, const Sym* s, uint64_t n, int threads) {
   parallel_for(chunks, threads, [&](uint64_t c) {
     const uint64_t b = c * kChunk, len = std::min(n, b + kChunk) - b;
     const size_t cap = chunk_room(len);
-    enc.bufs[c].reset(new uint8_t[cap]);
+    enc.bufs[c] = pool::buffer(cap);
     uint8_t* end = enc.bufs[c].get() + cap;
     size_t used = 0;
     switch (P.lanes_log2) {
@@ -457,7 +457,7 @@ std::vector<Encoded> encode_static_many(const std::vector<const Sym*>& s, const 
       const size_t g = lone[at + r];
       Encoded& enc = plans[g].enc;
       enc.bufs.resize(1);
-      enc.bufs[0].reset(new uint8_t[chunk_room(n[g])]);
+      enc.bufs[0] = pool::buffer(chunk_room(n[g]));
       src[r] = s[g];
       len[r] = n[g];
       tab[r] = plans[g].tab.get();

@@ -24,6 +24,7 @@
 #include "histogram.h"
 #include "module.h"
 #include "parallel.h"
+#include "pool.h"
 
 namespace py = pybind11;
 
@@ -104,7 +105,7 @@ py::tuple residuals(const py::array_t<T, py::array::c_style>& units, int bits, c
   for (int64_t L : lags)
     if (L < 1 || size_t(L) >= m) throw std::invalid_argument("every lag must be in [1, m)");
   py::array_t<T> med{py::ssize_t(n)};
-  py::array_t<T> res({py::ssize_t(n), py::ssize_t(m)});
+  py::array_t<T> res = pool::array<T>({py::ssize_t(n), py::ssize_t(m)});
   py::array_t<int64_t> sums{py::ssize_t(n)};
   py::array_t<uint8_t> modes{py::ssize_t(n)};
   py::array_t<int64_t> base{py::ssize_t(n)};
@@ -166,7 +167,7 @@ py::array_t<T> minus_median(const py::array_t<T, py::array::c_style>& units, con
     throw std::invalid_argument("units must be (n, m) and med (n,)");
   if (bits < 1 || bits > int(8 * sizeof(T))) throw std::invalid_argument("bits out of range for the dtype");
   const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
-  py::array_t<T> out({py::ssize_t(n), py::ssize_t(m)});
+  py::array_t<T> out = pool::array<T>({py::ssize_t(n), py::ssize_t(m)});
   const T* u = units.data();
   const T* pm = med.data();
   T* o = out.mutable_data();
@@ -207,7 +208,7 @@ template <class T>
 py::array_t<T> transpose(const py::array_t<T, py::array::c_style>& a) {
   if (a.ndim() != 2) throw std::invalid_argument("transpose takes a 2-D array");
   const size_t R = size_t(a.shape(0)), C = size_t(a.shape(1));
-  py::array_t<T> out({py::ssize_t(C), py::ssize_t(R)});
+  py::array_t<T> out = pool::array<T>({py::ssize_t(C), py::ssize_t(R)});
   const T* src = a.data();
   T* dst = out.mutable_data();
   py::gil_scoped_release release;
@@ -266,7 +267,7 @@ py::array_t<T> tiles_of(const py::array_t<T, py::array::c_style>& plane, int64_t
   if (plane.ndim() != 2 || h < 1 || w < 1 || plane.shape(0) % h || plane.shape(1) % w)
     throw std::invalid_argument("tiles_of takes a 2-D plane whose sides are multiples of h and w");
   const size_t R = size_t(plane.shape(0)), C = size_t(plane.shape(1));
-  py::array_t<T> out({py::ssize_t(R / h * (C / w)), py::ssize_t(h * w)});
+  py::array_t<T> out = pool::array<T>({py::ssize_t(R / h * (C / w)), py::ssize_t(h * w)});
   const T* src = plane.data();
   T* dst = out.mutable_data();
   py::gil_scoped_release release;
@@ -281,7 +282,7 @@ py::array_t<T> plane_of_tiles(const py::array_t<T, py::array::c_style>& units, i
   if (units.ndim() != 2 || h < 1 || w < 1 || R < 1 || C < 1 || R % h || C % w ||
       units.shape(0) != R / h * (C / w) || units.shape(1) != h * w)
     throw std::invalid_argument("plane_of_tiles: units must be (R/h * C/w, h*w) with R % h == C % w == 0");
-  py::array_t<T> out({py::ssize_t(R), py::ssize_t(C)});
+  py::array_t<T> out = pool::array<T>({py::ssize_t(R), py::ssize_t(C)});
   const T* src = units.data();
   T* dst = out.mutable_data();
   py::gil_scoped_release release;

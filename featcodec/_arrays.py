@@ -41,6 +41,29 @@ class Origin:
     device: str = "cpu"
 
 
+#: arrays of at least this many bytes come from the compiled core's block cache
+POOLED_BYTES = 1 << 16
+
+
+def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``np.empty(shape, dtype)``; from :data:`POOLED_BYTES` on, its memory comes from the
+    compiled core's block cache (``featcodec._core.empty``, csrc/pool.h), which keeps the
+    blocks of freed arrays for the next ones: repeated encodes of large tensors then touch
+    no fresh pages (the kernel zeroes each on first touch, in the caller's CPU time).
+
+    >>> a = empty((512, 512), np.uint8)
+    >>> a.shape, a.dtype, a.flags.c_contiguous, a.flags.writeable
+    ((512, 512), dtype('uint8'), True, True)
+    """
+    dt = np.dtype(dtype)
+    shape = tuple(int(s) for s in shape)
+    if int(np.prod(shape, dtype=np.int64)) * dt.itemsize < POOLED_BYTES:
+        return np.empty(shape, dt)
+    from . import _core
+
+    return _core.empty(list(shape), dt)
+
+
 @functools.lru_cache(maxsize=64)
 def dtype_name(dtype: np.dtype) -> str:
     """``dtype.name``, remembered: numpy computes it in Python (a few microseconds, several

@@ -34,3 +34,57 @@ def test_every_error_is_a_featcodec_error_and_the_warning_a_user_warning():
             assert issubclass(cls, UserWarning) and not issubclass(cls, featcodec.FeatcodecError)
         else:
             assert issubclass(cls, featcodec.FeatcodecError)
+
+
+# ------------------------------------------------------------ the core's block cache
+def test_large_arrays_reuse_the_blocks_of_freed_ones():
+    from featcodec import _core
+    from featcodec._arrays import POOLED_BYTES, empty
+
+    assert empty((POOLED_BYTES // 8 - 1,), np.float64).base is None  # small: plain numpy
+    _core.pool_release()
+    assert _core.pool_held()[:2] == (0, 0)
+    a = empty((1024, 1024), np.uint8)
+    assert a.flags.c_contiguous and a.flags.writeable and a.shape == (1024, 1024)
+    a[:] = 7
+    at = a.ctypes.data
+    view = a[10:20]
+    del a
+    assert _core.pool_held()[1] == 0  # the view keeps the block
+    assert int(view.sum()) == 7 * 10 * 1024
+    del view
+    held, blocks, limit = _core.pool_held()
+    assert blocks == 1 and 1 << 20 <= held <= limit
+    b = empty((1000, 1024), np.uint16)  # 2 MB: does not fit the freed block
+    c = empty((900, 1024), np.uint8)  # fits it
+    assert c.ctypes.data == at and b.ctypes.data != at and _core.pool_held()[1] == 0
+    # the compiled core's own outputs come from it too, and go back to it when freed
+    t = _core.transpose(c)
+    assert t.shape == (1024, 900) and np.array_equal(t, np.ascontiguousarray(c.T))
+    del b, c, t
+    assert _core.pool_held()[1] == 3
+    _core.pool_release()
+    assert _core.pool_held()[:2] == (0, 0)
+
+
+@pytest.mark.parametrize("mb, held", [("0", 0), ("3", 3 << 20)])
+def test_the_block_cache_holds_at_most_featcodec_pool_mb(run_python, monkeypatch, mb, held):
+    monkeypatch.setenv("FEATCODEC_POOL_MB", mb)
+    code = (
+        "import numpy as np; from featcodec import _core; from featcodec._arrays import empty;"
+        "arrays = [empty((1 << 20,), np.uint8) for _ in range(5)]; [a.fill(1) for a in arrays];"
+        "del arrays; print(*_core.pool_held())"
+    )
+    out = run_python("-c", code, text=True).stdout.split()
+    assert [int(v) for v in out] == [held, held >> 20, int(mb) << 20]
+
+
+def test_encodes_on_several_threads_share_the_block_cache():
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = np.random.default_rng(0).standard_t(4, (4, 64, 32, 32)).astype(np.float32)
+    want = featcodec.encode(x)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: featcodec.encode(x), range(16)))
+    assert all(g == want for g in got)
+    assert np.array_equal(featcodec.decode(want), featcodec.decode(got[-1]))

@@ -54,6 +54,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .._arrays import empty
 from .._tiles import plane_of_tiles, tiles_of
 from ..errors import FormatError, InputError
 from ..limits import MAX_DIM, MAX_ELEMENTS, MAX_NDIM
@@ -87,7 +88,7 @@ def _contiguous(x: Any) -> Any:
 def _empty_like(x: Any, shape: tuple[int, ...]) -> Any:
     if _is_torch(x):
         return torch.empty(shape, dtype=x.dtype, device=x.device)
-    return np.empty(shape, dtype=x.dtype)
+    return empty(shape, x.dtype)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._arrays import dtype_name
+from .._arrays import dtype_name, empty
 from ..errors import InputError
 from ..threads import get_num_threads, set_num_threads
 from .kernel_args import (
@@ -151,7 +151,7 @@ def quantize(
     T = thr.shape[1]
     odt = index_dtype(T)
     if out is None:
-        out = np.empty(a.shape, dtype=odt)
+        out = empty(a.shape, odt)
     else:
         out = _check_out(out, a.shape, odt, a)
     bad = _core.quantize_into(a, kind, thr, out, -1 if axis is None else axis, get_num_threads())
@@ -210,7 +210,7 @@ def dequantize(
     lv, axis = prepare_levels(levels, axis, a.shape, dtype)
     odt = np.dtype(np.uint16 if dtype == "bfloat16" else dtype)
     if out is None:
-        out = np.empty(a.shape, dtype=odt)
+        out = empty(a.shape, odt)
     else:
         out = _check_out(out, a.shape, odt, a)
     bad = _core.dequantize_into(a, lv, out, -1 if axis is None else axis, get_num_threads())

@@ -1,0 +1,141 @@
+// The block cache of pool.h.
+#include "pool.h"
+
+#include <pybind11/stl.h>
+
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "module.h"
+
+namespace py = pybind11;
+
+namespace featcodec {
+namespace pool {
+namespace {
+
+constexpr size_t kHeader = 64;                 // before each block: its Head (keeps 16-byte alignment)
+constexpr size_t kPooled = size_t(1) << 16;    // smaller requests: plain malloc / free
+constexpr size_t kGrain = size_t(1) << 16;     // pooled capacities are multiples of this
+
+struct Head {
+  size_t capacity;
+  size_t pooled;
+};
+
+struct Cache {
+  std::mutex mu;
+  std::deque<Head*> held;  // free blocks, the most recently given last
+  size_t held_bytes = 0;
+  size_t limit = size_t(128) << 20;
+  Cache() {
+    if (const char* e = std::getenv("FEATCODEC_POOL_MB")) {
+      char* end = nullptr;
+      const unsigned long long mb = std::strtoull(e, &end, 10);
+      if (end != e && *end == '\0' && mb < (1ull << 24)) limit = size_t(mb) << 20;
+    }
+  }
+  void trim(size_t keep) {  // under mu: free the oldest blocks until at most `keep` bytes are held
+    while (held_bytes > keep) {
+      Head* h = held.front();
+      held.pop_front();
+      held_bytes -= h->capacity;
+      std::free(h);
+    }
+  }
+};
+
+Cache& cache() {
+  static Cache* c = new Cache;  // never destroyed: arrays may be freed during interpreter exit
+  return *c;
+}
+
+}  // namespace
+
+void* take(size_t bytes) {
+  Cache& c = cache();
+  const bool pooled = bytes >= kPooled && c.limit > 0;
+  if (pooled) {
+    std::lock_guard<std::mutex> lock(c.mu);
+    // the smallest held block that fits without wasting more than the request itself
+    size_t best = c.held.size();
+    for (size_t i = 0; i < c.held.size(); ++i) {
+      const size_t cap = c.held[i]->capacity;
+      if (cap >= bytes && cap - bytes <= bytes + kGrain && (best == c.held.size() || cap < c.held[best]->capacity))
+        best = i;
+    }
+    if (best < c.held.size()) {
+      Head* h = c.held[best];
+      c.held.erase(c.held.begin() + std::ptrdiff_t(best));
+      c.held_bytes -= h->capacity;
+      return reinterpret_cast<uint8_t*>(h) + kHeader;
+    }
+  }
+  const size_t cap = pooled ? (bytes + kGrain - 1) / kGrain * kGrain : bytes;
+  if (cap > SIZE_MAX - kHeader) throw std::bad_alloc();
+  auto* h = static_cast<Head*>(std::malloc(kHeader + cap));
+  if (h == nullptr) throw std::bad_alloc();
+  h->capacity = cap;
+  h->pooled = pooled;
+  return reinterpret_cast<uint8_t*>(h) + kHeader;
+}
+
+void give(void* p) noexcept {
+  if (p == nullptr) return;
+  Head* h = reinterpret_cast<Head*>(static_cast<uint8_t*>(p) - kHeader);
+  Cache& c = cache();
+  if (!h->pooled || h->capacity > c.limit) {
+    std::free(h);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.held.push_back(h);
+  c.held_bytes += h->capacity;
+  c.trim(c.limit);
+}
+
+py::array array(const py::dtype& dt, const std::vector<py::ssize_t>& shape) {
+  size_t n = 1;
+  for (py::ssize_t s : shape) {
+    if (s < 0) throw std::invalid_argument("array shape must not be negative");
+    if (s > 0 && n > (SIZE_MAX / 2) / size_t(s)) throw std::bad_alloc();
+    n *= size_t(s);
+  }
+  const size_t item = size_t(dt.itemsize());
+  if (item > 0 && n > (SIZE_MAX / 2) / item) throw std::bad_alloc();
+  void* p = take(std::max<size_t>(1, n * item));
+  py::capsule owner(p, [](void* q) { give(q); });
+  return py::array(dt, shape, p, owner);
+}
+
+}  // namespace pool
+
+void register_pool(py::module_& m) {
+  m.def(
+      "empty", [](const std::vector<py::ssize_t>& shape, const py::dtype& dtype) { return pool::array(dtype, shape); },
+      py::arg("shape"), py::arg("dtype"),
+      "A new C-contiguous array (not zero-filled) from the core's block cache: blocks of 64 KiB "
+      "and more are kept when freed (at most FEATCODEC_POOL_MB megabytes, default 128) and serve "
+      "the next request, so repeated encodes of large tensors touch no fresh pages.");
+  m.def(
+      "pool_held",
+      [] {
+        pool::Cache& c = pool::cache();
+        std::lock_guard<std::mutex> lock(c.mu);
+        return py::make_tuple(c.held_bytes, c.held.size(), c.limit);
+      },
+      "(bytes, blocks, limit) the block cache holds free.");
+  m.def(
+      "pool_release",
+      [] {
+        pool::Cache& c = pool::cache();
+        std::lock_guard<std::mutex> lock(c.mu);
+        c.trim(0);
+      },
+      "Free every block the cache holds.");
+}
+
+}  // namespace featcodec
