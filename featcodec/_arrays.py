@@ -8,11 +8,13 @@ tagged ``"bfloat16"``.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from . import _core
 from .errors import InputError
 
 try:  # torch is a dependency, but keep numpy-only use working if it is broken
@@ -56,12 +58,9 @@ def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     ((512, 512), dtype('uint8'), True, True)
     """
     dt = np.dtype(dtype)
-    shape = tuple(int(s) for s in shape)
-    if int(np.prod(shape, dtype=np.int64)) * dt.itemsize < POOLED_BYTES:
+    if math.prod(shape) * dt.itemsize < POOLED_BYTES:
         return np.empty(shape, dt)
-    from . import _core
-
-    return _core.empty(list(shape), dt)
+    return _core.empty([int(s) for s in shape], dt)
 
 
 @functools.lru_cache(maxsize=64)
