@@ -306,9 +306,9 @@ void register_rans(py::module_& m) {
         py::array dst;
         if (out.is_none()) {
           if (bits == 8)
-            dst = py::array_t<uint8_t>{py::ssize_t(count)};
+            dst = pool::array<uint8_t>({py::ssize_t(count)});
           else
-            dst = py::array_t<uint16_t>{py::ssize_t(count)};
+            dst = pool::array<uint16_t>({py::ssize_t(count)});
         } else {
           dst = py::reinterpret_borrow<py::array>(out);
           const bool ok = bits == 8 ? py::isinstance<py::array_t<uint8_t>>(dst)

@@ -202,8 +202,21 @@ void undo_prediction(py::array_t<T, py::array::c_style>& r, const py::array_t<T,
   }
 }
 
-// The transpose of a C-contiguous (R, C) array, in blocks of 32 x 32 so that both sides
-// stay in cache (numpy's strided copy of a uint8 transpose reads one byte per cache line).
+// dst (C, R) = the transpose of src (R, C), both C-contiguous, in blocks of 32 x 32 so that
+// both sides stay in cache (numpy's strided copy of a uint8 transpose reads one byte per
+// cache line).
+template <class T>
+void transpose_blocks(const T* __restrict src, T* __restrict dst, size_t R, size_t C) {
+  constexpr size_t B = 32;
+  for (size_t i0 = 0; i0 < R; i0 += B)
+    for (size_t j0 = 0; j0 < C; j0 += B) {
+      const size_t i1 = std::min(R, i0 + B), j1 = std::min(C, j0 + B);
+      for (size_t j = j0; j < j1; ++j)
+        for (size_t i = i0; i < i1; ++i) dst[j * R + i] = src[i * C + j];
+    }
+}
+
+// The transpose of a C-contiguous (R, C) array, as a new (C, R) one.
 template <class T>
 py::array_t<T> transpose(const py::array_t<T, py::array::c_style>& a) {
   if (a.ndim() != 2) throw std::invalid_argument("transpose takes a 2-D array");
@@ -212,13 +225,7 @@ py::array_t<T> transpose(const py::array_t<T, py::array::c_style>& a) {
   const T* src = a.data();
   T* dst = out.mutable_data();
   py::gil_scoped_release release;
-  constexpr size_t B = 32;
-  for (size_t i0 = 0; i0 < R; i0 += B)
-    for (size_t j0 = 0; j0 < C; j0 += B) {
-      const size_t i1 = std::min(R, i0 + B), j1 = std::min(C, j0 + B);
-      for (size_t j = j0; j < j1; ++j)
-        for (size_t i = i0; i < i1; ++i) dst[j * R + i] = src[i * C + j];
-    }
+  transpose_blocks(src, dst, R, C);
   return out;
 }
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._arrays import empty
 from ..errors import FormatError
 from .._tiles import plane_of_tiles, tiles_of
 
@@ -239,15 +240,15 @@ def decode(payload: bytes, n: int, m: int, bits: int, lags: tuple[int, ...] = ()
     pos += 4 * k
     if pos + sum(lengths) != len(payload):
         raise FormatError("index payload (grouped tables) lengths do not add up to its size.")
-    parts = []
+    parts, view = [], memoryview(payload)  # slices of a view: no copies
     for length in lengths:
-        parts.append(payload[pos : pos + length])
+        parts.append(view[pos : pos + length])
         pos += length
     med = decode_symbols(parts[0], n)
     gid = decode_symbols(parts[1], n)
     if med.dtype != dtype or gid.dtype != np.uint8 or int(med.max()) >= modulus or int(gid.max()) >= G:
         raise FormatError("index payload (grouped tables) has invalid medians or groups.")
-    units = np.empty((n, m), dtype)
+    units = empty((n, m), dtype)
     for g in range(G):
         sel = np.flatnonzero(gid == g)
         if sel.size == 0:
