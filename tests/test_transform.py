@@ -304,17 +304,22 @@ def test_fast_fit_is_deterministic_across_processes(run_python):
     assert run_python("-c", code, text=True).stdout.strip() == t.id
 
 
-def test_fast_fit_summary_of_large_inputs_keeps_the_tails_exact():
-    rng = np.random.default_rng(3)
-    x = rng.standard_t(3, 600_000).astype(np.float32)  # above lloydmax.FAST_SAMPLE
-    x[rng.choice(x.size, 5, replace=False)] = [300.0, -250.0, 900.0, 1200.0, -4000.0]
-    bulk, tails, weight = lloydmax.fast_summary(x)
-    # numpy's own account: the stride sample, its 1/256 quantiles, what lies outside them
+def _check_summary(x: np.ndarray, bulk: np.ndarray, tails: np.ndarray) -> None:
+    """``fast_summary(x)``'s bulk and tails against numpy's own account: the stride sample,
+    its 1/256 quantiles, what lies outside them, each sorted."""
     sample = x[:: -(-x.size // lloydmax.FAST_SAMPLE)]
     t = sample.size // 256
     lo, hi = np.partition(sample, (t, sample.size - 1 - t))[[t, sample.size - 1 - t]]
     np.testing.assert_array_equal(bulk, np.sort(sample[(sample >= lo) & (sample <= hi)]))
     np.testing.assert_array_equal(tails, np.sort(x[(x < lo) | (x > hi)]))
+
+
+def test_fast_fit_summary_of_large_inputs_keeps_the_tails_exact():
+    rng = np.random.default_rng(3)
+    x = rng.standard_t(3, 600_000).astype(np.float32)  # above lloydmax.FAST_SAMPLE
+    x[rng.choice(x.size, 5, replace=False)] = [300.0, -250.0, 900.0, 1200.0, -4000.0]
+    bulk, tails, weight = lloydmax.fast_summary(x)
+    _check_summary(x, bulk, tails)
     assert weight == (x.size - tails.size) / bulk.size
     assert bulk.size <= lloydmax.FAST_SAMPLE
     fast = featcodec.fit_transform(x, bits=6, method="fast")
@@ -332,12 +337,8 @@ def test_fast_fit_sorts_relu_maps_with_their_zeros_in_place(zero_share):
     x = rng.standard_normal(600_000).astype(np.float32) * 3 - 1
     x[rng.random(x.size) < zero_share] = 0.0
     x[::11] = np.float32(-0.0)
-    bulk, tails, weight = lloydmax.fast_summary(x)
-    sample = x[:: -(-x.size // lloydmax.FAST_SAMPLE)]
-    t = sample.size // 256
-    lo, hi = np.partition(sample, (t, sample.size - 1 - t))[[t, sample.size - 1 - t]]
-    np.testing.assert_array_equal(bulk, np.sort(sample[(sample >= lo) & (sample <= hi)]))
-    np.testing.assert_array_equal(tails, np.sort(x[(x < lo) | (x > hi)]))
+    bulk, tails, _ = lloydmax.fast_summary(x)
+    _check_summary(x, bulk, tails)
     assert not np.signbit(bulk[bulk == 0]).any()
     small = x[:20_000]  # not summarised: every value sorted
     assert _sse(small, lloydmax.fit_levels_fast(small, 64)) <= _sse(small, lloydmax.fit_levels(
