@@ -3,9 +3,11 @@
 // InputError.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "histogram.h"
@@ -107,6 +109,39 @@ class IndexedStream {
 };
 
 int threads_arg(int threads) { return threads < 1 ? 1 : threads; }
+
+// The static rANS streams of the rows of each group (gid (n,) in [0, groups)) of the
+// C-contiguous (n, m) uint8/uint16 units, in row order: the rows gathered group after
+// group into one buffer, then coded with encode_static_many.
+std::vector<Encoded> encode_groups(const py::array& units, const py::array& gid, int64_t groups, int threads) {
+  if (!(units.flags() & py::array::c_style) || units.ndim() != 2)
+    throw rans::InputError("units must be a C-contiguous 2-D array");
+  const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
+  const uint8_t* g = group_ids(gid, n, groups);
+  const bool wide = py::isinstance<py::array_t<uint16_t>>(units);
+  if (!wide && !py::isinstance<py::array_t<uint8_t>>(units)) throw rans::InputError("units must be uint8 or uint16");
+  const size_t item = wide ? 2 : 1;
+  py::gil_scoped_release release;
+  std::vector<size_t> start(size_t(groups) + 1, 0);
+  for (size_t i = 0; i < n; ++i) ++start[g[i] + 1];
+  for (int64_t k = 0; k < groups; ++k) start[k + 1] += start[k];
+  const pool::Buffer buf = pool::buffer(n * m * item);  // not zero-filled: all copied over
+  std::vector<size_t> at(start.begin(), start.end() - 1);
+  const auto* src = static_cast<const uint8_t*>(units.data());
+  for (size_t i = 0; i < n; ++i) std::memcpy(buf.get() + (at[g[i]]++) * m * item, src + i * m * item, m * item);
+  std::vector<uint64_t> count(static_cast<size_t>(groups));
+  std::vector<const uint8_t*> p8(static_cast<size_t>(groups));
+  std::vector<const uint16_t*> p16(static_cast<size_t>(groups));
+  for (int64_t k = 0; k < groups; ++k) {
+    const uint8_t* p = buf.get() + start[k] * m * item;
+    count[k] = uint64_t(start[k + 1] - start[k]) * m;
+    p8[k] = p;
+    p16[k] = reinterpret_cast<const uint16_t*>(p);
+  }
+  return wide ? rans::encode_static_many16(p16, count, threads_arg(threads))
+              : rans::encode_static_many8(p8, count, threads_arg(threads));
+}
+
 
 }  // namespace
 
@@ -254,45 +289,50 @@ void register_rans(py::module_& m) {
   m.def(
       "rans_encode_groups",
       [](const py::array& units, const py::array& gid, int64_t groups, int threads) {
-        if (!(units.flags() & py::array::c_style) || units.ndim() != 2)
-          throw rans::InputError("units must be a C-contiguous 2-D array");
-        const size_t n = size_t(units.shape(0)), m = size_t(units.shape(1));
-        const uint8_t* g = group_ids(gid, n, groups);
-        const bool wide = py::isinstance<py::array_t<uint16_t>>(units);
-        if (!wide && !py::isinstance<py::array_t<uint8_t>>(units))
-          throw rans::InputError("units must be uint8 or uint16");
-        const size_t item = wide ? 2 : 1;
-        std::vector<Encoded> enc(static_cast<size_t>(groups));
-        {
-          py::gil_scoped_release release;
-          // the rows of each group, in row order, one group after the other
-          std::vector<size_t> start(size_t(groups) + 1, 0);
-          for (size_t i = 0; i < n; ++i) ++start[g[i] + 1];
-          for (int64_t k = 0; k < groups; ++k) start[k + 1] += start[k];
-          const pool::Buffer buf = pool::buffer(n * m * item);  // not zero-filled: all copied over
-          std::vector<size_t> at(start.begin(), start.end() - 1);
-          const auto* src = static_cast<const uint8_t*>(units.data());
-          for (size_t i = 0; i < n; ++i) std::memcpy(buf.get() + (at[g[i]]++) * m * item, src + i * m * item, m * item);
-          std::vector<uint64_t> count(static_cast<size_t>(groups));
-          std::vector<const uint8_t*> p8(static_cast<size_t>(groups));
-          std::vector<const uint16_t*> p16(static_cast<size_t>(groups));
-          for (int64_t k = 0; k < groups; ++k) {
-            const uint8_t* p = buf.get() + start[k] * m * item;
-            count[k] = uint64_t(start[k + 1] - start[k]) * m;
-            p8[k] = p;
-            p16[k] = reinterpret_cast<const uint16_t*>(p);
-          }
-          enc = wide ? rans::encode_static_many16(p16, count, threads_arg(threads))
-                     : rans::encode_static_many8(p8, count, threads_arg(threads));
-        }
         py::list out;
-        for (const auto& e : enc) out.append(to_bytes(e));
+        for (const auto& e : encode_groups(units, gid, groups, threads)) out.append(to_bytes(e));
         return out;
       },
       py::arg("units"), py::arg("gid"), py::arg("groups"), py::arg("threads") = 1,
       "Static-model rANS per group: for k in range(groups), the bytes rans_encode_static "
       "gives the rows of the C-contiguous (n, m) uint8/uint16 units whose gid (n,) is k, "
       "in row order (one call instead of a gather and a call per group).");
+
+  m.def(
+      "rans_grouped_payload",
+      [](const py::array& units, const py::array& gid, int64_t groups, const py::bytes& head,
+         const std::vector<py::bytes>& first, int threads) {
+        const std::vector<Encoded> enc = encode_groups(units, gid, groups, threads);
+        std::vector<std::string_view> lead;
+        for (const auto& b : first) lead.emplace_back(b);
+        const std::string_view h(head);
+        size_t total = h.size() + 4 * (lead.size() + enc.size());
+        const auto u32 = [](size_t v) {
+          if (v > 0xFFFFFFFFu) throw rans::InputError("a grouped payload's part exceeds 4 GiB");
+          return uint32_t(v);
+        };
+        for (const auto& b : lead) total += u32(b.size());
+        for (const auto& e : enc) total += u32(e.size());
+        PyObject* obj = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(total));
+        if (!obj) throw py::error_already_set();
+        py::bytes out = py::reinterpret_steal<py::bytes>(obj);
+        uint8_t* p = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+        {
+          py::gil_scoped_release release;
+          std::memcpy(p, h.data(), h.size());
+          p += h.size();
+          for (const auto& b : lead) rans::store_le32(p, uint32_t(b.size())), p += 4;
+          for (const auto& e : enc) rans::store_le32(p, uint32_t(e.size())), p += 4;
+          for (const auto& b : lead) std::memcpy(p, b.data(), b.size()), p += b.size();
+          for (const auto& e : enc) e.write_to(p), p += e.size();
+        }
+        return out;
+      },
+      py::arg("units"), py::arg("gid"), py::arg("groups"), py::arg("head"), py::arg("first"),
+      py::arg("threads") = 1,
+      "One bytes object: head, the u32 little-endian lengths of the parts, then the parts: "
+      "first (bytes each), then rans_encode_groups(units, gid, groups) (the grouped tables' "
+      "payload, written once instead of coded group by group and joined).");
 
   m.def(
       "rans_decode_static",

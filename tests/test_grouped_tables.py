@@ -285,6 +285,13 @@ def test_grouped_rans_equals_one_call_per_group(dtype):
     assert got == [encode_symbols(np.ascontiguousarray(units[gid == k])) for k in range(5)]
     with pytest.raises(featcodec.InputError, match="beyond groups"):
         _core.rans_encode_groups(units, gid, 4, 1)
+    # the whole payload in one bytes object: head, the parts' u32 lengths, the parts
+    first = [b"", b"medians", encode_symbols(units[:, 0].copy())]
+    parts = first + got
+    want = b"head" + struct.pack(f"<{len(parts)}I", *map(len, parts)) + b"".join(parts)
+    assert _core.rans_grouped_payload(units, gid, 5, b"head", first, 1) == want
+    with pytest.raises(featcodec.InputError, match="beyond groups"):
+        _core.rans_grouped_payload(units, gid, 4, b"", [], 1)
 
 
 @pytest.mark.parametrize("seed", range(6))

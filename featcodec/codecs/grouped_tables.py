@@ -81,11 +81,11 @@ class _Plan:
         from ..stream.rans import encode_symbols
         from ..threads import get_num_threads
 
-        # each group's residuals (its units in order) under its own table, in one call
-        groups = _core.rans_encode_groups(self.resid, self.gid, len(self.group_modes), get_num_threads())
-        parts = [encode_symbols(self.med), encode_symbols(self.gid), *groups]
         head = struct.pack("<H", len(self.group_modes)) + (bytes(self.group_modes) if with_modes else b"")
-        return b"".join([head, struct.pack(f"<{len(parts)}I", *map(len, parts)), *parts])
+        # each group's residuals (its units in order) under its own table, written with the
+        # rest into one bytes object
+        return _core.rans_grouped_payload(self.resid, self.gid, len(self.group_modes), head,
+                                          [encode_symbols(self.med), encode_symbols(self.gid)], get_num_threads())
 
 
 def _plan(med: np.ndarray, resid: np.ndarray, sums: np.ndarray, modes: np.ndarray) -> _Plan:
