@@ -65,6 +65,13 @@ def test_large_arrays_reuse_the_blocks_of_freed_ones():
     assert _core.pool_held()[1] == 3
     _core.pool_release()
     assert _core.pool_held()[:2] == (0, 0)
+    # impossible requests fail cleanly
+    with pytest.raises(ValueError, match="negative"):
+        _core.empty([-1], np.dtype(np.uint8))
+    for shape in ([1 << 62], [1 << 40, 1 << 40]):
+        with pytest.raises(MemoryError):
+            _core.empty(shape, np.dtype(np.uint8))
+    assert _core.empty([0, 5], np.dtype(np.float32)).shape == (0, 5)
 
 
 @pytest.mark.parametrize("mb, held", [("0", 0), ("3", 3 << 20)])
