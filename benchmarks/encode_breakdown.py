@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import featcodec  # noqa: E402
 from featcodec import _core  # noqa: E402
 
-CALLS = ("quantize_into", "unit_residuals", "group_information", "rans_encode_static", "rans_encode_groups",
+CALLS = ("quantize_into", "unit_residuals", "group_information", "rans_encode_static", "rans_encode_groups", "rans_grouped_payload",
          "transpose")
 
 

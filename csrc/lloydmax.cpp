@@ -854,10 +854,11 @@ py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t
       // few points (a token or two): each point is an atom; else the compander places them
       const bool few = M <= (few_points < 0 ? 2 * atoms_per_level * k : few_points);
       int64_t placed = M;
-      std::vector<int64_t> atoms(M + 1);
+      std::vector<int64_t> atoms;
       if (few) {
+        atoms.resize(M + 1);
         for (int64_t i = 0; i <= M; ++i) atoms[i] = i;
-      } else {
+      } else {  // (not sized first: a fill of M + 1 entries for nothing on large tensors)
         atoms = comp.atoms(atoms_per_level * k, placed);
       }
       // the compander's atoms collapsing below 2 k (onto a few isolated massive values)

@@ -9,6 +9,10 @@
 #include <new>
 #include <string>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "module.h"
 
 namespace py = pybind11;
@@ -81,6 +85,16 @@ void* take(size_t bytes) {
   if (cap > SIZE_MAX - kOffset) throw std::bad_alloc();
   void* raw = std::malloc(kOffset + cap);
   if (raw == nullptr) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  // as numpy does for its arrays of 4 MB and more: ask for huge pages (one fault per 2 MB
+  // where the kernel grants them; measured: without it a 16 MB CNN encode with the cache
+  // off took twice the faults of numpy-allocated arrays)
+  if (kOffset + cap >= (size_t(1) << 22)) {
+    const uintptr_t start = (reinterpret_cast<uintptr_t>(raw) + 4095) & ~uintptr_t(4095);
+    const uintptr_t end = reinterpret_cast<uintptr_t>(raw) + kOffset + cap;
+    if (end > start) madvise(reinterpret_cast<void*>(start), end - start, MADV_HUGEPAGE);
+  }
+#endif
   uint8_t* data = static_cast<uint8_t*>(raw) + kOffset;
   Head* h = reinterpret_cast<Head*>(data) - 1;
   h->raw = raw;

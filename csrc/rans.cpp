@@ -142,7 +142,6 @@ std::vector<Encoded> encode_groups(const py::array& units, const py::array& gid,
               : rans::encode_static_many8(p8, count, threads_arg(threads));
 }
 
-
 }  // namespace
 
 void register_rans(py::module_& m) {
@@ -287,18 +286,6 @@ void register_rans(py::module_& m) {
       "framing take).");
 
   m.def(
-      "rans_encode_groups",
-      [](const py::array& units, const py::array& gid, int64_t groups, int threads) {
-        py::list out;
-        for (const auto& e : encode_groups(units, gid, groups, threads)) out.append(to_bytes(e));
-        return out;
-      },
-      py::arg("units"), py::arg("gid"), py::arg("groups"), py::arg("threads") = 1,
-      "Static-model rANS per group: for k in range(groups), the bytes rans_encode_static "
-      "gives the rows of the C-contiguous (n, m) uint8/uint16 units whose gid (n,) is k, "
-      "in row order (one call instead of a gather and a call per group).");
-
-  m.def(
       "rans_grouped_payload",
       [](const py::array& units, const py::array& gid, int64_t groups, const py::bytes& head,
          const std::vector<py::bytes>& first, int threads) {
@@ -330,9 +317,10 @@ void register_rans(py::module_& m) {
       },
       py::arg("units"), py::arg("gid"), py::arg("groups"), py::arg("head"), py::arg("first"),
       py::arg("threads") = 1,
-      "One bytes object: head, the u32 little-endian lengths of the parts, then the parts: "
-      "first (bytes each), then rans_encode_groups(units, gid, groups) (the grouped tables' "
-      "payload, written once instead of coded group by group and joined).");
+      "The grouped tables' payload as one bytes object: head, the u32 little-endian lengths of "
+      "the parts, then the parts: first (bytes each), then for k in range(groups) the bytes "
+      "rans_encode_static gives the rows of the C-contiguous (n, m) uint8/uint16 units whose "
+      "gid (n,) is k, in row order.");
 
   m.def(
       "rans_decode_static",

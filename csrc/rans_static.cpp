@@ -427,7 +427,7 @@ void encode_one_lane_lockstep(const Sym* const* s, const uint64_t* len, const Ta
   });
 }
 
-// encode_static of each of several symbol arrays (rans_encode_groups): the same bytes, but
+// encode_static of each of several symbol arrays (rans_grouped_payload): the same bytes, but
 // the one-lane streams (fewer than 2**12 symbols: most groups of a small plane) are coded
 // four at a time in lockstep.
 template <class Sym>

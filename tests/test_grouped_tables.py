@@ -273,21 +273,28 @@ def test_hostile_predicted_payloads_are_format_errors():
     _check_random_damage(good, (1, 4), seed=10, trials=2000)
 
 
+def _payload_parts(payload: bytes, head: int, count: int) -> list[bytes]:
+    """The parts of a payload laid out as ``head`` bytes, ``count`` u32 lengths, the parts."""
+    lengths = struct.unpack_from(f"<{count}I", payload, head)
+    pos, parts = head + 4 * count, []
+    for n in lengths:
+        parts.append(payload[pos : pos + n])
+        pos += n
+    assert pos == len(payload)
+    return parts
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_grouped_rans_equals_one_call_per_group(dtype):
-    """_core.rans_encode_groups: group k's bytes are encode_symbols of its rows in order."""
+def test_grouped_payload_is_the_join_of_one_call_per_group(dtype):
+    """_core.rans_grouped_payload: head, the parts' u32 lengths, the given parts, then group
+    k's bytes as encode_symbols gives its rows in order."""
     from featcodec import _core
 
     rng = np.random.default_rng(7)
     units = rng.integers(0, 200 if dtype == np.uint8 else 3000, (300, 17)).astype(dtype)
     gid = rng.integers(0, 5, 300).astype(np.uint8)
-    got = _core.rans_encode_groups(units, gid, 5, 1)
-    assert got == [encode_symbols(np.ascontiguousarray(units[gid == k])) for k in range(5)]
-    with pytest.raises(featcodec.InputError, match="beyond groups"):
-        _core.rans_encode_groups(units, gid, 4, 1)
-    # the whole payload in one bytes object: head, the parts' u32 lengths, the parts
     first = [b"", b"medians", encode_symbols(units[:, 0].copy())]
-    parts = first + got
+    parts = first + [encode_symbols(np.ascontiguousarray(units[gid == k])) for k in range(5)]
     want = b"head" + struct.pack(f"<{len(parts)}I", *map(len, parts)) + b"".join(parts)
     assert _core.rans_grouped_payload(units, gid, 5, b"head", first, 1) == want
     with pytest.raises(featcodec.InputError, match="beyond groups"):
@@ -310,7 +317,7 @@ def test_grouped_rans_codes_short_groups_in_lockstep_with_the_same_bytes(seed):
     rng.shuffle(gid)
     units = rng.integers(0, 200 if dtype == np.uint8 else 5000, (gid.size, m)).astype(dtype)
     units[gid == 2] = units[gid == 2][0, 0]  # one symbol only: the stream has no table
-    got = _core.rans_encode_groups(units, gid, G, 1)
+    got = _payload_parts(_core.rans_grouped_payload(units, gid, G, b"", [], 1), 0, G)
     want = [encode_symbols(np.ascontiguousarray(units[gid == k])) for k in range(G)]
     assert got == want
     for k in range(G):

@@ -60,8 +60,7 @@ def _groups(sums: np.ndarray, m: int, modes: np.ndarray) -> tuple[np.ndarray, li
     :data:`MAX_GROUPS`). Integer arithmetic only (compiled: ``_core.unit_groups``)."""
     from .. import _core
 
-    gid, group_modes = _core.unit_groups(sums, modes, m, MAX_GROUPS)
-    return gid, group_modes
+    return _core.unit_groups(sums, modes, m, MAX_GROUPS)
 
 
 @dataclass
