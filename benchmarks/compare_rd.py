@@ -1,5 +1,5 @@
-"""BD-rate and BD-PSNR of one method's curves in two ``learned_rd.py`` JSON files, per
-family: how much a retrained codec gained over the weights it replaced, measured on the
+"""BD-rate and BD-PSNR of one method's curves in two ``learned_rd.py`` (or ``heldout_rd.py``)
+JSON files, per family: how much a retrained codec gained over the weights it replaced, measured on the
 same test tensors with the same stream accounting.
 
 A family's point is the mean over its tensors (BPFP = stream bits / values, PSNR in the
@@ -41,13 +41,15 @@ def main() -> None:
     ap.add_argument("old", help="learned_rd.py JSON of the earlier weights")
     ap.add_argument("new", help="learned_rd.py JSON of the later weights")
     ap.add_argument("method", help="the method to compare, e.g. hyperprior, elic, caufc")
+    ap.add_argument("--families", default=",".join(FAMILIES),
+                    help="comma list (heldout_rd.py's families, for its JSON files)")
     a = ap.parse_args()
     old = json.loads(Path(a.old).read_text())["points"]
     new = json.loads(Path(a.new).read_text())["points"]
     rates = []
     print(f"| family | BD-rate of {a.method}, new vs old | BD-PSNR |")
     print("|---|---|---|")
-    for fam in FAMILIES:
+    for fam in a.families.split(","):
         r1, p1 = curve(old, a.method, fam)
         r2, p2 = curve(new, a.method, fam)
         if len(r1) < 2 or len(r2) < 2:

@@ -1,0 +1,141 @@
+"""Fine-tune the shipped learned codecs with the feature-domain loss (issue 15, item 4).
+
+Each shipped quality of ``--codec`` is the starting point of a run at its own lambda with
+``distortion="feature"`` (``featcodec.codecs.learned.train.feature_rd_loss``) on the
+train split of ``--corpus``, restricted to ``--families`` (default cnn, latent, vit: the
+LLM stays out, so it remains a family the new objective never saw). Runs are resumable:
+rerun the same command after a stop. ``--export DIR`` then writes the runs' weights and a
+manifest to DIR (the codec's other entries copied from the shipped manifest), ready for
+``FEATCODEC_LEARNED_WEIGHTS=DIR`` or to replace ``featcodec/codecs/learned/weights``.
+
+    PYTHONPATH=$PWD python tools/feature_finetune.py --codec hyperprior \\
+        --corpus /work/corpus_train --out /work/ft15 --steps 1500 --export /work/ft15/weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def refit_density(net, sampler, crops: int = 512, steps: int = 3000) -> tuple[float, float]:
+    """Fit the hyper-latents' factorized density (and its quantiles) of ``net`` again, the
+    rest of the network fixed: the shipped files keep only its integer tables, so a
+    network loaded from them starts with the density of a fresh model, which would code
+    the hyper-latents at several times their cost. The hyper-latents of ``crops``
+    training crops are computed once; Adam then minimises their noisy-rounding bits.
+    Returns the bits per hyper-latent before and after."""
+    import torch
+    from compressai.entropy_models import EntropyBottleneck
+
+    (eb,) = [m for m in net.modules() if isinstance(m, EntropyBottleneck)]
+    zs = []
+    hook = eb.register_forward_pre_hook(lambda _m, args: zs.append(args[0].detach()))
+    net.eval()
+    with torch.no_grad():
+        for _ in range(crops // 8):
+            net(torch.from_numpy(sampler.batch(8)))
+    hook.remove()
+    z = torch.cat(zs)
+    density = [p for n, p in eb.named_parameters() if not n.endswith("quantiles")]
+    opt = torch.optim.Adam(density, lr=1e-2)
+    aux_opt = torch.optim.Adam([eb.quantiles], lr=1e-1)
+    eb.train()
+
+    def bits() -> torch.Tensor:
+        return -torch.log2(eb(z)[1]).sum() / z.numel()
+
+    with torch.no_grad():
+        before = float(bits())
+    for i in range(steps):
+        if i == int(0.8 * steps):
+            for g in opt.param_groups:
+                g["lr"] = 1e-3
+        opt.zero_grad()
+        loss = bits()
+        loss.backward()
+        opt.step()
+        aux_opt.zero_grad()
+        eb.loss().backward()
+        aux_opt.step()
+    with torch.no_grad():
+        after = float(bits())
+    net.train()
+    return before, after
+
+
+def shipped_start(codec: str, quality: int, path: Path, corpus: str, families: list[str]) -> float:
+    """The shipped ``codec`` at ``quality`` saved as a training checkpoint, its hyper-latent
+    density fitted again (:func:`refit_density`); returns its lambda."""
+    import torch
+
+    from featcodec.codecs.learned import codec as lc
+    from featcodec.codecs.learned.data import CropSampler, build_planes
+    from featcodec.codecs.learned.models import build_model
+
+    entry = next(e for e in lc.manifest()["models"] if e["codec"] == codec and e["quality"] == quality)
+    if not path.exists():
+        shipped = lc.load_model(codec, quality)
+        net = build_model(shipped.config)
+        net.load_state_dict(shipped.net.state_dict())
+        sampler = CropSampler(build_planes(corpus, "dtufc", families=families), seed=1)
+        before, after = refit_density(net, sampler)
+        print(f"{codec} q{quality}: hyper-latent density refitted, {before:.3f} -> {after:.3f} "
+              "bits per hyper-latent", flush=True)
+        torch.save({"model": net.state_dict(), "step": 0}, path)
+    return float(entry["lmbda"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--codec", choices=("hyperprior", "elic"), default="hyperprior")
+    ap.add_argument("--corpus", required=True, help="corpus with a train split")
+    ap.add_argument("--out", required=True, help="directory of the runs")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--qualities", default=None, help="comma list (default: every shipped quality)")
+    ap.add_argument("--families", default="cnn,latent,vit")
+    ap.add_argument("--export", default=None, help="write the runs' weights and manifest here")
+    a = ap.parse_args()
+
+    from featcodec.codecs.learned import codec as lc
+    from featcodec.codecs.learned.export import export_checkpoint, write_manifest
+    from featcodec.codecs.learned.train import train
+
+    shipped = [e for e in lc.manifest()["models"] if e["codec"] == a.codec]
+    qualities = [int(q) for q in a.qualities.split(",")] if a.qualities else [e["quality"] for e in shipped]
+    families = [f for f in a.families.split(",") if f]
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    for q in qualities:
+        run = out / f"{a.codec}_q{q}"
+        start = out / f"{a.codec}_q{q}_shipped.pt"
+        lmbda = shipped_start(a.codec, q, start, a.corpus, families)
+        train(a.corpus, str(run), arch=a.codec, lmbda=lmbda, steps=a.steps, init=str(start),
+              families=families, distortion="feature",
+              progress=False, save_every=50, log_every=25)
+        runs[q] = run / "ckpt.pt"
+    if a.export:
+        dest = Path(a.export)
+        dest.mkdir(parents=True, exist_ok=True)
+        weights = {e["quality"]: e["weights"] for e in shipped}
+        models = []
+        for e in lc.manifest()["models"]:
+            if e["codec"] == a.codec and e["quality"] in runs:
+                models.append(export_checkpoint(str(runs[e["quality"]]), dest, a.codec, e["quality"],
+                                                weights[e["quality"]]))
+            else:  # the shipped file, unchanged
+                shutil.copy(lc.WEIGHTS_DIR / e["file"], dest / e["file"])
+                models.append(e)
+        print(write_manifest(dest, models))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
