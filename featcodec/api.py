@@ -26,7 +26,7 @@ from .bounded import encode_bounded
 from .codecs.learned.codec import learned_codecs
 from .errors import InputError
 from .stages import with_value_stages
-from .stages.outliers import count_for_bound
+from .stages.outliers import count_for_bound, count_for_peaks
 from .transform import Transform
 from .transform.registry import register_transform, registered_transforms
 
@@ -79,7 +79,12 @@ def encode(
             (:func:`featcodec.stages.outliers.count_for_bound`).
         outliers: move this many values of largest magnitude out of the tensor before the
             transform and store them exactly in a sparse section (dense + sparse,
-            :mod:`featcodec.stages.outliers`); adds the ``"outliers"`` stage.
+            :mod:`featcodec.stages.outliers`); adds the ``"outliers"`` stage. A learned
+            codec without ``max_error`` and ``stages`` does so by itself for the peaks of
+            ``x`` (:func:`featcodec.stages.outliers.count_for_peaks`: the fewest largest
+            values whose removal leaves none above 8 times the rest's RMS, at most 1%):
+            its reconstruction is off by several levels, which on a massive activation's
+            far-apart levels is most of the tensor's error.
         rotation: ``True`` (seed 0) or a seed: rotate every token along the last (hidden)
             axis by a randomised Hadamard transform before the transform, so that no
             channel dominates (QuaRot; :mod:`featcodec.stages.rotation`); adds the
@@ -140,6 +145,10 @@ def encode(
         # massive values the 16-bit indices cannot span at this bound travel exactly instead
         outliers = count_for_bound(x, max_error) or None
     values = {"outliers": outliers, "rotation": rotation, "scales": scales, "spatial": spatial}
+    plain = (dict(values), stages)  # what the quality check's index codec runs with
+    if learned and outliers is None and stages is None and max_error is None:
+        # a learned reconstruction misses peaks by several levels: they travel exactly
+        values["outliers"] = count_for_peaks(x) or None
     stages = with_value_stages(stages, values)
     options = {"transform": transform, "bits": bits, "max_error": max_error, "layout": layout,
                "embed_transform": embed_transform, **values}
@@ -157,7 +166,8 @@ def encode(
         return encode_bounded(x, codec, params, max_error, options, stages)
     blob, ctx = pipeline.encode_context(x, codec, options, params, stages)
     if learned and check_quality:
-        quality_check(x, blob, ctx.state["transform"], options, stages)
+        quality_check(x, blob, ctx.state["transform"], {**options, **plain[0]},
+                      with_value_stages(plain[1], plain[0]))
     return blob
 
 

@@ -19,9 +19,11 @@ lowest mean squared error in the feature domain:
   :mod:`featcodec.stages.spatial`): the bound holds on the coefficients, the choice is by
   the decoded feature's MSE like every other; on TAEF2 latents it wins at 1-2.5 bits per
   value (docs/spatial.md);
-* every shipped learned codec at its highest fitting quality, on the 8-bit transform.
+* every shipped learned codec at its highest fitting quality, on the 8-bit transform
+  (with the peaks of :func:`featcodec.stages.outliers.count_for_peaks` moved out exactly
+  first, and the transform fitted on the rest, as ``encode(x, codec=...)`` does).
 
-The value stages (``outliers``, ``rotation``, ``scales``) are not candidates unless the
+Otherwise the value stages (``outliers``, ``rotation``, ``scales``) are not candidates unless the
 caller asks for them (then every candidate runs after them): measured on the 12 real
 features at 0.5, 1 and 2 bits per value (``benchmarks/auto_candidates.py``,
 docs/guides/choose-codec.md), the index codec after ``outliers`` or ``rotation`` had the
@@ -59,7 +61,7 @@ from .codecs.learned.codec import learned_codecs
 from ._arrays import is_torch
 from .errors import InputError
 from .stages import VALUE_STAGES, with_value_stages
-from .stages.outliers import count_for_bound
+from .stages.outliers import count_for_bound, count_for_peaks
 from .stages.spatial import COEFFICIENT_BOUND, candidate_block
 
 __all__ = ["encode_within"]
@@ -113,8 +115,13 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
                 streams.append(finest)
     base = at_bits(8) if fitted else streams[0]  # the 8-bit transform the learned codecs code
     if base[1].bits == 8:
+        peaks = count_for_peaks(x) if options.get("outliers") is None and stages is None else 0
         for name in learned_codecs():
-            streams.append(encode(name, {"target_bpfp": target_bpfp}, transform=base[1]))
+            if peaks:  # as encode(x, codec=name) does: the peaks exact, an 8-bit fit of the rest
+                streams.append(encode(name, {"target_bpfp": target_bpfp}, bits=8, outliers=peaks,
+                                      transform="auto" if fitted else base[1]))
+            else:
+                streams.append(encode(name, {"target_bpfp": target_bpfp}, transform=base[1]))
     fitting = [s for s in streams if len(s[0]) <= budget]
     if not fitting:
         return min((s for s, _ in streams), key=len)

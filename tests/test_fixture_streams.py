@@ -5,7 +5,9 @@ into stages; re-recorded when the per-call default fit became the fast fit, whic
 changed the "default", "bits4" and "hyperprior_q1" streams and no other, and when that fit
 took 4 atoms per level at 8 bits, which changed 12 "default" and 3 "hyperprior_q1"
 streams, and when format version 10 packed the embedded levels, which changed every
-stream that embeds them), and decodes to a tensor of the fixture's shape and dtype."""
+stream that embeds them, and when the learned codecs began moving the peaks out exactly
+(``count_for_peaks``), which changed the one "hyperprior_q1" stream with peaks:
+cnn__features13), and decodes to a tensor of the fixture's shape and dtype."""
 
 import hashlib
 import importlib.util

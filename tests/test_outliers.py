@@ -4,6 +4,7 @@ FormatErrors; streams are deterministic and decode from committed bytes."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import torch
 
 import featcodec
 from conftest import check_golden_stage, digest, on_threads, write_golden_stage
-from featcodec.stages.outliers import count_for_bound, decode_positions, encode_positions, largest
+from featcodec.stages.outliers import (PEAK_RATIO, count_for_bound, count_for_peaks, decode_positions,
+                                       encode_positions, largest)
 from featcodec.stream.container import read_stream, write_stream
 
 
@@ -185,6 +187,66 @@ def test_with_a_learned_codec_the_massive_values_also_travel_exactly():
     h = featcodec.header(blob)
     assert h["stages"][:2] in (["outliers", "transform"], ["residual", "outliers"])
     assert np.abs(featcodec.decode(blob).astype(np.float64) - x).max() <= 0.02
+
+
+def _peaks_by_definition(x: np.ndarray, ratio: float) -> int:
+    """count_for_peaks by its definition: take the largest magnitudes out one at a time."""
+    mag = np.sort(np.abs(x.astype(np.float64)).ravel())[::-1]
+    kmax = min(mag.size - 1, max(1, mag.size // 100))
+    for k in range(kmax + 1):
+        rest = mag[k:]
+        if rest[0] <= ratio * math.sqrt(np.mean(rest * rest)):
+            return k
+    return kmax
+
+
+@pytest.mark.parametrize("case", ["gaussian", "massive", "t2", "channels", "constant", "zeros", "relu"])
+def test_peaks_are_the_fewest_largest_values_whose_removal_leaves_no_peak(case):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 64, 96))
+    if case == "massive":
+        x[0, 0, [3, 9, 40]] = [2e4, -7e3, 900.0]
+    elif case == "t2":
+        x = rng.standard_t(2, size=x.shape)
+    elif case == "channels":
+        x[..., [5, 70]] *= 60
+    elif case == "constant":
+        x[:] = -3.5
+    elif case == "zeros":
+        x[:] = 0.0
+    elif case == "relu":
+        x = np.maximum(x, 0) ** 3
+    x = x.astype(np.float32)
+    for ratio in (PEAK_RATIO, 4.0, 12.0):
+        assert count_for_peaks(x, ratio) == _peaks_by_definition(x, ratio), ratio
+    want = {"gaussian": 0, "massive": 3, "constant": 0, "zeros": 0}
+    if case in want:
+        assert count_for_peaks(x) == want[case]
+    assert count_for_peaks(torch.from_numpy(x).to(torch.bfloat16)) == _peaks_by_definition(
+        torch.from_numpy(x).to(torch.bfloat16).float().numpy(), PEAK_RATIO)
+
+
+def test_a_learned_codec_takes_the_peaks_out_by_default():
+    x = _llm_like()[:, :32, :64]
+    k = count_for_peaks(x)
+    assert k >= 3  # the massive activations at least
+    blob = featcodec.encode(x, codec="hyperprior", quality=2, check_quality=False)
+    h = featcodec.header(blob)
+    assert h["stages"][0] == "outliers" and h["outliers"]["count"] == k
+    y = featcodec.decode(blob)
+    top = largest(np.abs(x).ravel(), k)
+    assert np.array_equal(y.ravel()[top], x.ravel()[top])  # exact
+    # asked for explicitly, the user's choice stands; with stages given, none are added
+    assert featcodec.header(featcodec.encode(x, codec="hyperprior", quality=2, outliers=1,
+                                             check_quality=False))["outliers"]["count"] == 1
+    h = featcodec.header(featcodec.encode(x, codec="hyperprior", quality=2, stages=["transform", "pack"],
+                                          check_quality=False))
+    assert "outliers" not in h.get("stages", [])
+    # nothing to take out of a Gaussian tensor, and the index codec never takes any by itself
+    g = np.random.default_rng(1).normal(size=(32, 64)).astype(np.float32)
+    assert "outliers" not in featcodec.header(featcodec.encode(g, codec="hyperprior", quality=2,
+                                                               check_quality=False)).get("stages", [])
+    assert "outliers" not in featcodec.header(featcodec.encode(x)).get("stages", [])
 
 
 def test_streams_are_the_same_for_any_thread_count_and_in_another_process(digest_elsewhere):
