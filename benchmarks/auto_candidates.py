@@ -6,7 +6,7 @@ where the value stages (outliers, rotation) would stand among them, on the real 
 For each tensor of tests/data/features and each target (bits per value of the whole
 stream), the candidates of featcodec.ratecontrol (the index codec at the most bits that
 fit, the finest max_error that fits, on maps the same on the spatial stage's
-coefficients, each learned codec at its highest fitting quality)
+coefficients, each learned codec at its highest fitting quality, its peaks moved out exactly)
 and two more: the index codec at the most bits that fit after the ``outliers`` stage
 (one value in 4096 moved out, at least 8 and at most 256) and after the ``rotation`` stage. Prints
 each one's bits per value and MSE relative to the tensor's variance, and which wins.
@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import featcodec  # noqa: E402
 from featcodec import pipeline, ratecontrol  # noqa: E402
 from featcodec.codecs.learned.codec import learned_codecs  # noqa: E402
+from featcodec.stages.outliers import count_for_peaks  # noqa: E402
 from featcodec.stages import DEFAULT_STAGES  # noqa: E402
 from featcodec.stages.spatial import COEFFICIENT_BOUND, candidate_block  # noqa: E402
 
@@ -54,8 +55,12 @@ def candidates(x: np.ndarray, target: float) -> dict[str, bytes]:
         if fin is not None:
             out["spatial + index max_error (finest)"] = fin[0]
     t8 = featcodec.fit_transform(x, bits=8, method="fast")
-    for name in learned_codecs():
-        out[f"{name} (highest quality)"] = pipeline.encode(x, name, {"transform": t8}, {"target_bpfp": target})
+    peaks = count_for_peaks(x)
+    for name in learned_codecs():  # as ratecontrol runs them: the peaks exact, an 8-bit fit of the rest
+        out[f"{name} (highest quality)"] = (
+            pipeline.encode(x, name, {"transform": "auto", "bits": 8, "outliers": peaks}, {"target_bpfp": target},
+                            ["outliers", *DEFAULT_STAGES]) if peaks
+            else pipeline.encode(x, name, {"transform": t8}, {"target_bpfp": target}))
     k = int(min(256, max(8, x.size >> 12)))  # a handful per token or channel, not a share
     out["outliers + index"] = most_bits({"transform": "auto", "outliers": k}, ["outliers", *DEFAULT_STAGES])
     try:

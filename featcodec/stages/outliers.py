@@ -152,7 +152,7 @@ def count_for_peaks(x: Any, ratio: float = PEAK_RATIO) -> int:
         return 0  # the encode's own checks say what is wrong
     top = largest(mag, kmax + 1)
     top = np.sort(mag[top])[::-1]  # the kmax + 1 largest magnitudes, descending
-    energy = float(np.dot(mag, mag)) - np.concatenate(([0.0], np.cumsum(top[:-1] ** 2)))
+    energy = float(np.sum(mag * mag)) - np.concatenate(([0.0], np.cumsum(top[:-1] ** 2)))
     left = n - np.arange(kmax + 1)  # after taking k = 0..kmax out: the count left ...
     ok = np.flatnonzero(top ** 2 <= ratio**2 * np.maximum(energy, 0) / left)  # ... its peak vs its RMS
     return int(ok[0]) if ok.size else kmax
