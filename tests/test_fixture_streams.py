@@ -7,7 +7,8 @@ took 4 atoms per level at 8 bits, which changed 12 "default" and 3 "hyperprior_q
 streams, and when format version 10 packed the embedded levels, which changed every
 stream that embeds them, and when the learned codecs began moving the peaks out exactly
 (``count_for_peaks``), which changed the one "hyperprior_q1" stream with peaks:
-cnn__features13), and decodes to a tensor of the fixture's shape and dtype."""
+cnn__features13, and when the hyperprior weights were fine-tuned with the feature-domain
+loss, which changed all three "hyperprior_q1" streams), and decodes to a tensor of the fixture's shape and dtype."""
 
 import hashlib
 import importlib.util

@@ -100,6 +100,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--qualities", default=None, help="comma list (default: every shipped quality)")
     ap.add_argument("--families", default="cnn,latent,vit")
+    ap.add_argument("--lmbda", action="append", default=[], metavar="Q=LAMBDA",
+                    help="train quality Q at LAMBDA instead of its shipped lambda (repeatable)")
     ap.add_argument("--export", default=None, help="write the runs' weights and manifest here")
     a = ap.parse_args()
 
@@ -110,13 +112,14 @@ def main() -> int:
     shipped = [e for e in lc.manifest()["models"] if e["codec"] == a.codec]
     qualities = [int(q) for q in a.qualities.split(",")] if a.qualities else [e["quality"] for e in shipped]
     families = [f for f in a.families.split(",") if f]
+    own = {int(q): float(v) for q, v in (o.split("=") for o in a.lmbda)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = {}
     for q in qualities:
-        run = out / f"{a.codec}_q{q}"
         start = out / f"{a.codec}_q{q}_shipped.pt"
-        lmbda = shipped_start(a.codec, q, start, a.corpus, families)
+        lmbda = own.get(q, shipped_start(a.codec, q, start, a.corpus, families))
+        run = out / (f"{a.codec}_q{q}" + (f"_lambda{lmbda:g}" if q in own else ""))
         train(a.corpus, str(run), arch=a.codec, lmbda=lmbda, steps=a.steps, init=str(start),
               families=families, distortion="feature",
               progress=False, save_every=50, log_every=25)

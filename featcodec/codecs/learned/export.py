@@ -110,8 +110,8 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, codec: str, quality: in
     _canonical_header(out / name)
     (out / name).chmod(0o644)
     return {"codec": codec, "quality": quality, "file": name, "lmbda": cfg["lmbda"],
-            "steps": ck["step"], "input": cfg["input"], "weights": weights,
-            "config": {k: cfg[k] for k in ("arch", "N", "M")}}
+            "steps": ck["step"], "input": cfg["input"], "distortion": cfg.get("distortion", "index"),
+            "weights": weights, "config": {k: cfg[k] for k in ("arch", "N", "M")}}
 
 
 def write_manifest(out: str | Path, models: list[dict]) -> Path:
