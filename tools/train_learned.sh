@@ -12,6 +12,7 @@ PY=${PY:-/work/venv/bin/python}
 CORPUS=${CORPUS:-/work/corpus}
 ROOT=${ROOT:-/work/train}
 INPUT=${INPUT:-dtufc}
+DISTORTION=${DISTORTION:-index}      # or feature: the error after the inverse transform
 ARCH=${ARCH:-hyperprior}
 MAIN_LMBDA=${MAIN_LMBDA:-0.006}
 UP_LMBDAS=${UP_LMBDAS:-"0.02 0.06 0.15"}   # fine-tune chain towards higher rates
@@ -29,7 +30,7 @@ M=${M:-192}
 BATCH=${BATCH:-4}
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD
-common=(--corpus "$CORPUS" --arch "$ARCH" --input "$INPUT" --families "$FAMILIES"
+common=(--corpus "$CORPUS" --arch "$ARCH" --input "$INPUT" --distortion "$DISTORTION" --families "$FAMILIES"
         --threads 1 --seed 0 --N "$N" --M "$M" --batch "$BATCH" --no-progress)
 run() { echo "$ROOT/${ARCH}_${INPUT}${TAG}_$1"; }
 $PY -m featcodec.codecs.learned.train "${common[@]}" --out "$(run "$MAIN_LMBDA")" --lr "$LR" \
