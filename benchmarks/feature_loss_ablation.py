@@ -8,7 +8,8 @@ tuned on and of one it never saw.
         --runs index:0.15,index:0.6,feature:0.15,feature:0.6 [--markdown]
 
 Training: ``featcodec.codecs.learned.train.train`` from the shipped ``hyperprior`` quality
-``--quality`` (its own lambda), on the train split of ``--train-corpus`` restricted to
+``--quality`` (its own lambda; ``shipped_checkpoint``: its hyper-latent density fitted
+again first, which the session-8 runs below did not do), on the train split of ``--train-corpus`` restricted to
 ``--families`` (default cnn, latent, vit: the LLM is left out), each ``--runs`` entry
 (``distortion:lambda``; default index and feature at the quality's own lambda), resumable
 (each run is a run directory under ``--out``). The corpora: ``python -m featcodec.features
@@ -37,18 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TAPS = {"vit": "layer9", "cnn": "features13", "latent": "latent256", "llm": "hidden15"}
-
-
-def init_checkpoint(quality: int, path: Path) -> float:
-    """The shipped hyperprior at ``quality`` as a training checkpoint; returns its lambda."""
-    import torch
-
-    from featcodec.codecs.learned import codec as lc
-
-    entry = next(e for e in lc.manifest()["models"] if e["codec"] == "hyperprior" and e["quality"] == quality)
-    if not path.exists():
-        torch.save({"model": lc.load_model("hyperprior", quality).net.state_dict(), "step": 0}, path)
-    return float(entry["lmbda"])
 
 
 def evaluate(net, test_corpus: str, n_eval: int) -> dict[str, tuple[float, float]]:
@@ -132,14 +121,15 @@ def main() -> None:
 
     from featcodec.codecs.learned import codec as lc
     from featcodec.codecs.learned.models import build_model
-    from featcodec.codecs.learned.train import train
+    from featcodec.codecs.learned.train import shipped_checkpoint, train
 
     if a.bands:
         print("\n".join(error_by_band(lc.load_model("hyperprior", a.quality).net, a.test_corpus)))
         return
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    lmbda = init_checkpoint(a.quality, out / "init.pt")
+    lmbda = shipped_checkpoint("hyperprior", a.quality, out / "init.pt", a.train_corpus,
+                               [f for f in a.families.split(",") if f])
     results = {"shipped": evaluate(lc.load_model("hyperprior", a.quality).net, a.test_corpus, a.n_eval)}
     runs = [r.split(":") for r in a.runs.split(",")] if a.runs else [("index", lmbda), ("feature", lmbda)]
     for distortion, lam in runs:

@@ -10,7 +10,7 @@ import torch
 
 from featcodec.codecs.learned.data import (CropSampler, PlaneSet, TapTransform, build_planes,
                                     fit_lloyd_max, to_plane)
-from featcodec.codecs.learned.train import FEATURE_WEIGHT, feature_rd_loss, rd_loss, train
+from featcodec.codecs.learned.train import FEATURE_WEIGHT, feature_rd_loss, rd_loss, refit_density, train
 
 
 def test_to_plane_mosaic_places_each_channel_as_a_tile():
@@ -160,6 +160,32 @@ def test_training_with_feature_distortion_runs_and_is_recorded(corpus, tmp_path)
     assert torch.load(tmp_path / "f" / "ckpt.pt", weights_only=False)["config"]["distortion"] == "feature"
     with pytest.raises(ValueError, match="distortion"):
         train(str(corpus), str(tmp_path / "g"), steps=1, input="caufc", distortion="feature", progress=False)
+
+
+def test_a_network_loaded_from_the_shipped_files_gets_its_hyper_latent_density_back(corpus):
+    """The shipped files hold the hyper-latents' tables, not their density: loaded for
+    fine-tuning, a network prices its hyper-latents as a fresh one would, until
+    refit_density fits the density (and the quantiles its tables are cut at) to them."""
+    from compressai.entropy_models import EntropyBottleneck
+
+    from featcodec.codecs.learned import codec as lc
+    from featcodec.codecs.learned.models import build_model
+
+    shipped = lc.load_model("hyperprior", 3)
+    net = build_model(shipped.config)
+    net.load_state_dict(shipped.net.state_dict())
+    sampler = CropSampler(build_planes(corpus, "dtufc"), crop=128, seed=1)
+    before, after = refit_density(net, sampler, crops=32, steps=300)
+    assert before > 4 and after < 0.25 * before
+    (eb,) = [m for m in net.modules() if isinstance(m, EntropyBottleneck)]
+    zs = []
+    hook = eb.register_forward_pre_hook(lambda _m, args: zs.append(args[0].detach()))
+    with torch.no_grad():
+        net.eval()(torch.from_numpy(sampler.batch(8)))
+    hook.remove()
+    z = zs[0].transpose(0, 1).reshape(eb.quantiles.shape[0], -1)  # channel x values
+    lo, hi = eb.quantiles[:, 0, :1].detach(), eb.quantiles[:, 0, 2:].detach()
+    assert float(((z >= lo - 0.5) & (z <= hi + 0.5)).float().mean()) > 0.99  # the tables span them
 
 
 def test_export_int8_and_float16_load_as_the_trained_elic(corpus, tmp_path):

@@ -24,74 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def refit_density(net, sampler, crops: int = 512, steps: int = 3000) -> tuple[float, float]:
-    """Fit the hyper-latents' factorized density (and its quantiles) of ``net`` again, the
-    rest of the network fixed: the shipped files keep only its integer tables, so a
-    network loaded from them starts with the density of a fresh model, which would code
-    the hyper-latents at several times their cost. The hyper-latents of ``crops``
-    training crops are computed once; Adam then minimises their noisy-rounding bits.
-    Returns the bits per hyper-latent before and after."""
-    import torch
-    from compressai.entropy_models import EntropyBottleneck
-
-    (eb,) = [m for m in net.modules() if isinstance(m, EntropyBottleneck)]
-    zs = []
-    hook = eb.register_forward_pre_hook(lambda _m, args: zs.append(args[0].detach()))
-    net.eval()
-    with torch.no_grad():
-        for _ in range(crops // 8):
-            net(torch.from_numpy(sampler.batch(8)))
-    hook.remove()
-    z = torch.cat(zs)
-    density = [p for n, p in eb.named_parameters() if not n.endswith("quantiles")]
-    opt = torch.optim.Adam(density, lr=1e-2)
-    aux_opt = torch.optim.Adam([eb.quantiles], lr=1e-1)
-    eb.train()
-
-    def bits() -> torch.Tensor:
-        return -torch.log2(eb(z)[1]).sum() / z.numel()
-
-    with torch.no_grad():
-        before = float(bits())
-    for i in range(steps):
-        if i == int(0.8 * steps):
-            for g in opt.param_groups:
-                g["lr"] = 1e-3
-        opt.zero_grad()
-        loss = bits()
-        loss.backward()
-        opt.step()
-        aux_opt.zero_grad()
-        eb.loss().backward()
-        aux_opt.step()
-    with torch.no_grad():
-        after = float(bits())
-    net.train()
-    return before, after
-
-
-def shipped_start(codec: str, quality: int, path: Path, corpus: str, families: list[str]) -> float:
-    """The shipped ``codec`` at ``quality`` saved as a training checkpoint, its hyper-latent
-    density fitted again (:func:`refit_density`); returns its lambda."""
-    import torch
-
-    from featcodec.codecs.learned import codec as lc
-    from featcodec.codecs.learned.data import CropSampler, build_planes
-    from featcodec.codecs.learned.models import build_model
-
-    entry = next(e for e in lc.manifest()["models"] if e["codec"] == codec and e["quality"] == quality)
-    if not path.exists():
-        shipped = lc.load_model(codec, quality)
-        net = build_model(shipped.config)
-        net.load_state_dict(shipped.net.state_dict())
-        sampler = CropSampler(build_planes(corpus, "dtufc", families=families), seed=1)
-        before, after = refit_density(net, sampler)
-        print(f"{codec} q{quality}: hyper-latent density refitted, {before:.3f} -> {after:.3f} "
-              "bits per hyper-latent", flush=True)
-        torch.save({"model": net.state_dict(), "step": 0}, path)
-    return float(entry["lmbda"])
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--codec", choices=("hyperprior", "elic"), default="hyperprior")
@@ -107,7 +39,7 @@ def main() -> int:
 
     from featcodec.codecs.learned import codec as lc
     from featcodec.codecs.learned.export import export_checkpoint, write_manifest
-    from featcodec.codecs.learned.train import train
+    from featcodec.codecs.learned.train import shipped_checkpoint, train
 
     shipped = [e for e in lc.manifest()["models"] if e["codec"] == a.codec]
     qualities = [int(q) for q in a.qualities.split(",")] if a.qualities else [e["quality"] for e in shipped]
@@ -118,7 +50,7 @@ def main() -> int:
     runs = {}
     for q in qualities:
         start = out / f"{a.codec}_q{q}_shipped.pt"
-        lmbda = own.get(q, shipped_start(a.codec, q, start, a.corpus, families))
+        lmbda = own.get(q, shipped_checkpoint(a.codec, q, start, a.corpus, families))
         run = out / (f"{a.codec}_q{q}" + (f"_lambda{lmbda:g}" if q in own else ""))
         train(a.corpus, str(run), arch=a.codec, lmbda=lmbda, steps=a.steps, init=str(start),
               families=families, distortion="feature",

@@ -31,7 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["train", "main", "build_parser", "rd_loss", "feature_rd_loss", "FEATURE_WEIGHT"]
+__all__ = ["train", "main", "build_parser", "rd_loss", "feature_rd_loss", "FEATURE_WEIGHT", "refit_density",
+           "shipped_checkpoint"]
 
 #: ``feature_rd_loss`` weighs its distortion (in units of each tensor's variance) by
 #: ``lmbda * FEATURE_WEIGHT``: for levels spread evenly over +-2 standard deviations, an
@@ -234,6 +235,77 @@ def train(corpus: str, out: str, *, lmbda: float = 0.004, steps: int = 20000,
     bar.close()
     log.close()
     return last
+
+
+def refit_density(net, sampler, crops: int = 512, steps: int = 3000) -> tuple[float, float]:
+    """Fit the hyper-latents' factorized density (and its quantiles) of ``net`` again, the
+    rest of the network fixed: the shipped files keep only its integer tables, so a
+    network loaded from them starts with the density of a fresh model, which would code
+    the hyper-latents at several times their cost. The hyper-latents of ``crops``
+    training crops are computed once; Adam then minimises their noisy-rounding bits.
+    Returns the bits per hyper-latent before and after."""
+    import torch
+    from compressai.entropy_models import EntropyBottleneck
+
+    (eb,) = [m for m in net.modules() if isinstance(m, EntropyBottleneck)]
+    zs = []
+    hook = eb.register_forward_pre_hook(lambda _m, args: zs.append(args[0].detach()))
+    net.eval()
+    with torch.no_grad():
+        for _ in range(crops // 8):
+            net(torch.from_numpy(sampler.batch(8)))
+    hook.remove()
+    z = torch.cat(zs)
+    density = [p for n, p in eb.named_parameters() if not n.endswith("quantiles")]
+    opt = torch.optim.Adam(density, lr=1e-2)
+    aux_opt = torch.optim.Adam([eb.quantiles], lr=1e-1)
+    eb.train()
+
+    def bits() -> torch.Tensor:
+        return -torch.log2(eb(z)[1]).sum() / z.numel()
+
+    with torch.no_grad():
+        before = float(bits())
+    for i in range(steps):
+        if i == int(0.8 * steps):
+            for g in opt.param_groups:
+                g["lr"] = 1e-3
+        opt.zero_grad()
+        loss = bits()
+        loss.backward()
+        opt.step()
+        aux_opt.zero_grad()
+        eb.loss().backward()
+        aux_opt.step()
+    with torch.no_grad():
+        after = float(bits())
+    net.train()
+    return before, after
+
+
+def shipped_checkpoint(codec: str, quality: int, path: str | Path, corpus: str,
+                       families: Sequence[str]) -> float:
+    """The shipped ``codec`` at ``quality`` saved to ``path`` (unless it exists) as a
+    checkpoint to fine-tune from (``train(..., init=path)``), its hyper-latent density
+    fitted again on ``families`` of ``corpus`` (:func:`refit_density`); returns the
+    quality's lambda."""
+    import torch
+
+    from . import codec as lc
+    from .data import CropSampler, build_planes
+    from .models import build_model
+
+    entry = next(e for e in lc.manifest()["models"] if e["codec"] == codec and e["quality"] == quality)
+    if not Path(path).exists():
+        shipped = lc.load_model(codec, quality)
+        net = build_model(shipped.config)
+        net.load_state_dict(shipped.net.state_dict())
+        sampler = CropSampler(build_planes(corpus, "dtufc", families=families), seed=1)
+        before, after = refit_density(net, sampler)
+        print(f"{codec} q{quality}: hyper-latent density refitted, {before:.3f} -> {after:.3f} "
+              "bits per hyper-latent", flush=True)
+        torch.save({"model": net.state_dict(), "step": 0}, path)
+    return float(entry["lmbda"])
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
