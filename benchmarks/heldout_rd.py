@@ -196,13 +196,41 @@ def report(pts: list[dict], families: list[str], learned: list[str]) -> str:
     return "\n".join(lines)
 
 
+def plot(pts: list[dict], families: list[str], learned: list[str], path: Path) -> None:
+    """One panel per family: MSE / variance against bits per value, every method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = [f for f in families if any(p["family"] == f for p in pts)]
+    fig, axes = plt.subplots(2, math.ceil(len(fams) / 2), figsize=(5 * math.ceil(len(fams) / 2), 8),
+                             squeeze=False)
+    for ax, fam in zip(axes.T.ravel(), fams):
+        for m in (*learned, INDEX, *ALTERNATIVES):
+            r, d = family_curve(pts, fam, m)
+            keep = r <= 4
+            if keep.any():
+                ax.plot(r[keep], d[keep], "o-" if m in learned else ".--", label=m, lw=2 if m in learned else 1)
+        ax.set_yscale("log")
+        ax.set_title(fam)
+        ax.set_xlabel("bits per value (whole stream)")
+        ax.set_ylabel("MSE / variance")
+        ax.grid(alpha=0.3)
+    axes.T.ravel()[0].legend(fontsize=8)
+    for ax in axes.T.ravel()[len(fams):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=4, help="tensors per family")
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--codecs", default=",".join(LEARNED))
     ap.add_argument("--corpus", default="/work/corpus", help="for the llm family's test tensors")
-    ap.add_argument("--out", required=True, help="writes <out>.json and <out>.md")
+    ap.add_argument("--out", required=True, help="writes <out>.json, <out>.md and <out>.png")
     a = ap.parse_args()
 
     import zstandard
@@ -228,6 +256,7 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps({"weights": str(WEIGHTS_DIR), "points": pts}))
     md = report(pts, families, learned)
     out.with_suffix(".md").write_text(f"Weights: `{WEIGHTS_DIR}`\n\n{md}\n")
+    plot(pts, families, learned, out.with_suffix(".png"))
     print(md)
 
 
