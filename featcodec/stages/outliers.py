@@ -147,12 +147,14 @@ def count_for_peaks(x: Any, ratio: float = PEAK_RATIO) -> int:
     kmax = min(n - 1, max(1, n // 100))
     if n < 2:
         return 0
-    mag = np.abs(flat.astype(np.float64))
+    mag = np.abs(flat)  # in x's own float type: exact
     if not np.isfinite(mag.max()):
         return 0  # the encode's own checks say what is wrong
     top = largest(mag, kmax + 1)
-    top = np.sort(mag[top])[::-1]  # the kmax + 1 largest magnitudes, descending
-    energy = float(np.sum(mag * mag)) - np.concatenate(([0.0], np.cumsum(top[:-1] ** 2)))
+    top = np.sort(mag[top].astype(np.float64))[::-1]  # the kmax + 1 largest magnitudes, descending
+    step = 1 << 20  # squares summed in float64 a block at a time: no tensor-sized float64 copy
+    total = sum(float(np.sum(np.square(mag[i:i + step], dtype=np.float64))) for i in range(0, n, step))
+    energy = total - np.concatenate(([0.0], np.cumsum(top[:-1] ** 2)))
     left = n - np.arange(kmax + 1)  # after taking k = 0..kmax out: the count left ...
     ok = np.flatnonzero(top ** 2 <= ratio**2 * np.maximum(energy, 0) / left)  # ... its peak vs its RMS
     return int(ok[0]) if ok.size else kmax
