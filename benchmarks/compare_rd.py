@@ -1,6 +1,6 @@
 """BD-rate and BD-PSNR of one method's curves in two ``learned_rd.py`` (or ``heldout_rd.py``)
-JSON files, per family: how much a retrained codec gained over the weights it replaced, measured on the
-same test tensors with the same stream accounting.
+JSON files, per family: how much a retrained codec gained over the weights it replaced,
+measured on the same test tensors with the same stream accounting.
 
 A family's point is the mean over its tensors (BPFP = stream bits / values, PSNR in the
 feature domain), as in learned_rd.py; BD figures are of NEW against OLD (negative

@@ -9,8 +9,9 @@ tuned on and of one it never saw.
 
 Training: ``featcodec.codecs.learned.train.train`` from the shipped ``hyperprior`` quality
 ``--quality`` (its own lambda; ``shipped_checkpoint``: its hyper-latent density fitted
-again first, which the session-8 runs below did not do), on the train split of ``--train-corpus`` restricted to
-``--families`` (default cnn, latent, vit: the LLM is left out), each ``--runs`` entry
+again first, which the session-8 runs of docs/learned.md did not do), on the train split of
+``--train-corpus`` restricted to ``--families`` (default cnn, latent, vit: the LLM is left
+out), each ``--runs`` entry
 (``distortion:lambda``; default index and feature at the quality's own lambda), resumable
 (each run is a run directory under ``--out``). The corpora: ``python -m featcodec.features
 extract --out /work/corpus_train --families cnn latent vit --n-train 16 --n-val 0 --n-test 0``

@@ -7,9 +7,18 @@ LLM stays out, so it remains a family the new objective never saw). Runs are res
 rerun the same command after a stop. ``--export DIR`` then writes the runs' weights and a
 manifest to DIR (the codec's other entries copied from the shipped manifest), ready for
 ``FEATCODEC_LEARNED_WEIGHTS=DIR`` or to replace ``featcodec/codecs/learned/weights``.
+``--lmbda Q=L`` trains quality Q at L instead (the new loss codes at more bits at the same
+lambda: quality 1 moves down to keep the lowest rate).
 
-    PYTHONPATH=$PWD python tools/feature_finetune.py --codec hyperprior \\
-        --corpus /work/corpus_train --out /work/ft15 --steps 1500 --export /work/ft15/weights
+The shipped weights (session 15) were made from the session-6 weights with::
+
+    git checkout 059ab8d -- featcodec/codecs/learned/weights
+    PYTHONPATH=$PWD python tools/feature_finetune.py --codec hyperprior --corpus /work/corpus_train \\
+        --out /work/ft15 --steps 1500 --lmbda 1=0.0002 --export /work/ft15/hp_final
+    cp /work/ft15/hp_final/* featcodec/codecs/learned/weights/
+    PYTHONPATH=$PWD python tools/feature_finetune.py --codec elic --corpus /work/corpus_train \\
+        --out /work/ft15 --steps 1000 --lmbda 1=0.0006 --export /work/ft15/elic_final
+    cp /work/ft15/elic_final/* featcodec/codecs/learned/weights/
 """
 
 from __future__ import annotations
@@ -53,8 +62,7 @@ def main() -> int:
         lmbda = own.get(q, shipped_checkpoint(a.codec, q, start, a.corpus, families))
         run = out / (f"{a.codec}_q{q}" + (f"_lambda{lmbda:g}" if q in own else ""))
         train(a.corpus, str(run), arch=a.codec, lmbda=lmbda, steps=a.steps, init=str(start),
-              families=families, distortion="feature",
-              progress=False, save_every=50, log_every=25)
+              families=families, distortion="feature", save_every=50, log_every=25)
         runs[q] = run / "ckpt.pt"
     if a.export:
         dest = Path(a.export)

@@ -303,7 +303,7 @@ def shipped_checkpoint(codec: str, quality: int, path: str | Path, corpus: str,
         sampler = CropSampler(build_planes(corpus, "dtufc", families=families), seed=1)
         before, after = refit_density(net, sampler)
         print(f"{codec} q{quality}: hyper-latent density refitted, {before:.3f} -> {after:.3f} "
-              "bits per hyper-latent", flush=True)
+              "bits per hyper-latent", file=sys.stderr, flush=True)
         torch.save({"model": net.state_dict(), "step": 0}, path)
     return float(entry["lmbda"])
 
