@@ -4,10 +4,10 @@ where the value stages (outliers, rotation) would stand among them, on the real 
     PYTHONPATH=$PWD python benchmarks/auto_candidates.py [--targets 0.5,1,2] [--markdown]
 
 For each tensor of tests/data/features and each target (bits per value of the whole
-stream), the candidates of featcodec.ratecontrol (the index codec at the most bits that
-fit, the finest max_error that fits, on maps the same on the spatial stage's
-coefficients, each learned codec at its highest fitting quality, its peaks moved out exactly)
-and two more: the index codec at the most bits that fit after the ``outliers`` stage
+stream), the candidates of featcodec.ratecontrol (``ratecontrol.candidates``: the index
+codec at the most bits that fit, the finest max_error that fits, on maps the same on the
+spatial stage's coefficients, each learned codec at its highest fitting quality, its peaks
+moved out exactly) and two more: the index codec at the most bits that fit after the ``outliers`` stage
 (one value in 4096 moved out, at least 8 and at most 256) and after the ``rotation`` stage. Prints
 each one's bits per value and MSE relative to the tensor's variance, and which wins.
 """
@@ -27,40 +27,20 @@ sys.path.insert(0, str(ROOT))
 
 import featcodec  # noqa: E402
 from featcodec import pipeline, ratecontrol  # noqa: E402
-from featcodec.codecs.learned.codec import learned_codecs  # noqa: E402
-from featcodec.stages.outliers import count_for_peaks  # noqa: E402
 from featcodec.stages import DEFAULT_STAGES  # noqa: E402
-from featcodec.stages.spatial import COEFFICIENT_BOUND, candidate_block  # noqa: E402
 
 
 def candidates(x: np.ndarray, target: float) -> dict[str, bytes]:
+    """ratecontrol's own candidates (what ``encode(x, codec="auto", target_bpfp=target)``
+    chooses among) and the index codec after the outliers and rotation stages."""
     budget = target * x.size / 8
-    out: dict[str, bytes] = {}
+    out = {name: s for name, (s, _) in ratecontrol.candidates(x, target, {"transform": "auto"}).items()}
 
-    def most_bits(opts: dict, stages=None) -> bytes:
+    def most_bits(opts: dict, stages) -> bytes:
         enc = functools.lru_cache(maxsize=None)(
             lambda b: (pipeline.encode(x, "index", {**opts, "bits": b}, None, stages), None))
         return ratecontrol._most_bits_within(budget, enc)[0]
 
-    out["index (most bits)"] = most_bits({"transform": "auto"})
-    fin = ratecontrol._finest_bound_within(
-        x, budget, lambda e: (pipeline.encode(x, "index", {"transform": "auto", "max_error": e}), None))
-    if fin is not None:
-        out["index max_error (finest)"] = fin[0]
-    block = candidate_block(x)
-    if block:  # maps: the same on the spatial stage's coefficients (a candidate of ratecontrol since session 10)
-        fin = ratecontrol._finest_bound_within(x, budget, lambda e: (pipeline.encode(
-            x, "index", {"transform": "auto", "max_error": e, "spatial": block, COEFFICIENT_BOUND: True}, None,
-            ["spatial", *DEFAULT_STAGES]), None))
-        if fin is not None:
-            out["spatial + index max_error (finest)"] = fin[0]
-    t8 = featcodec.fit_transform(x, bits=8, method="fast")
-    peaks = count_for_peaks(x)
-    for name in learned_codecs():  # as ratecontrol runs them: the peaks exact, an 8-bit fit of the rest
-        out[f"{name} (highest quality)"] = (
-            pipeline.encode(x, name, {"transform": "auto", "bits": 8, "outliers": peaks}, {"target_bpfp": target},
-                            ["outliers", *DEFAULT_STAGES]) if peaks
-            else pipeline.encode(x, name, {"transform": t8}, {"target_bpfp": target}))
     k = int(min(256, max(8, x.size >> 12)))  # a handful per token or channel, not a share
     out["outliers + index"] = most_bits({"transform": "auto", "outliers": k}, ["outliers", *DEFAULT_STAGES])
     try:

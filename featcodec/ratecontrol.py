@@ -64,24 +64,38 @@ from .stages import VALUE_STAGES, with_value_stages
 from .stages.outliers import count_for_bound, count_for_peaks
 from .stages.spatial import COEFFICIENT_BOUND, candidate_block
 
-__all__ = ["encode_within"]
+__all__ = ["encode_within", "candidates"]
 
 
 def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
                   stages: Sequence[str] | None = None) -> bytes:
     """The lowest-MSE stream of ``x`` within ``target_bpfp`` bits per value (see module
-    docstring); ``options`` are the stages' options of :func:`featcodec.encode`
-    (``transform``, ``layout``, ``embed_transform``, ...). Every candidate is a run of the
-    pipeline, so its stages (and their fits) apply to each; fits are shared between the
-    candidates (``fit_cache``)."""
+    docstring) among :func:`candidates`; ``options`` are the stages' options of
+    :func:`featcodec.encode` (``transform``, ``layout``, ``embed_transform``, ...)."""
     from .metrics import mse
 
-    if isinstance(target_bpfp, bool) or not isinstance(target_bpfp, (int, float)) or not target_bpfp > 0:
-        raise InputError(f"codec='auto' needs target_bpfp, a positive number of bits per value "
-                         f"(got {target_bpfp!r:.40}).")
+    streams = list(candidates(x, target_bpfp, options, stages).values())
+    budget = _budget(x, target_bpfp)
+    fitting = [s for s in streams if len(s[0]) <= budget]
+    if not fitting:
+        return min((s for s, _ in streams), key=len)
+
+    def error(s: tuple[bytes, Any]) -> float:
+        return mse(x, pipeline.decode(s[0], {"transform": s[1]}))
+
+    return min(fitting, key=lambda s: (error(s), len(s[0])))[0]
+
+
+def candidates(x: Any, target_bpfp: float, options: dict[str, Any],
+               stages: Sequence[str] | None = None) -> dict[str, tuple[bytes, Any]]:
+    """The streams :func:`encode_within` chooses among, by name ("index (most bits)",
+    "index max_error (finest)", "spatial + index max_error (finest)", "<learned codec>
+    (highest quality)"; "index" with a given transform): (stream, the Transform it was
+    made with). Every candidate is a run of the pipeline, so its stages (and their fits)
+    apply to each; fits are shared between the candidates (``fit_cache``)."""
+    budget = _budget(x, target_bpfp)
     transform = options.get("transform", "auto")
     fitted = isinstance(transform, str) and transform in ("auto", "uniform")  # one per bits
-    budget = target_bpfp * (x.numel() if is_torch(x) else np.size(x)) / 8  # bytes
     shared = {**options, "bits": None, "max_error": None, "fit_cache": {}}
 
     def encode(codec: str = "index", codec_params: dict | None = None, **opts: Any) -> tuple[bytes, Any]:
@@ -98,38 +112,39 @@ def encode_within(x: Any, target_bpfp: float, options: dict[str, Any],
 
     at_bits = functools.lru_cache(maxsize=None)(lambda bits: encode(bits=bits))
 
-    streams: list[tuple[bytes, Any]] = []  # (stream, its transform)
+    out: dict[str, tuple[bytes, Any]] = {}
     if not fitted:
-        streams.append(encode())
+        out["index"] = encode()
     else:
-        streams.append(_most_bits_within(budget, at_bits))
+        out["index (most bits)"] = _most_bits_within(budget, at_bits)
         finest = _finest_bound_within(x, budget, bounded)
         if finest is not None:
-            streams.append(finest)
+            out["index max_error (finest)"] = finest
         block = candidate_block(x)
         if block and stages is None and not any(options.get(n) for n in VALUE_STAGES):
             # a channels-first map or a patch grid: uniform steps on its blockwise Walsh-Hadamard coefficients
             finest = _finest_bound_within(x, budget, lambda e: encode(
                 transform="auto", max_error=e, spatial=block, **{COEFFICIENT_BOUND: True}))
             if finest is not None:
-                streams.append(finest)
-    base = at_bits(8) if fitted else streams[0]  # the 8-bit transform the learned codecs code
+                out["spatial + index max_error (finest)"] = finest
+    base = at_bits(8) if fitted else out["index"]  # the 8-bit transform the learned codecs code
     if base[1].bits == 8:
         peaks = count_for_peaks(x) if options.get("outliers") is None and stages is None else 0
         for name in learned_codecs():
             if peaks:  # as encode(x, codec=name) does: the peaks exact, an 8-bit fit of the rest
-                streams.append(encode(name, {"target_bpfp": target_bpfp}, bits=8, outliers=peaks,
-                                      transform="auto" if fitted else base[1]))
+                out[f"{name} (highest quality)"] = encode(name, {"target_bpfp": target_bpfp}, bits=8,
+                                                          outliers=peaks, transform="auto" if fitted else base[1])
             else:
-                streams.append(encode(name, {"target_bpfp": target_bpfp}, transform=base[1]))
-    fitting = [s for s in streams if len(s[0]) <= budget]
-    if not fitting:
-        return min((s for s, _ in streams), key=len)
+                out[f"{name} (highest quality)"] = encode(name, {"target_bpfp": target_bpfp}, transform=base[1])
+    return out
 
-    def error(s: tuple[bytes, Any]) -> float:
-        return mse(x, pipeline.decode(s[0], {"transform": s[1]}))
 
-    return min(fitting, key=lambda s: (error(s), len(s[0])))[0]
+def _budget(x: Any, target_bpfp: Any) -> float:
+    """The bytes ``target_bpfp`` bits per value allow ``x`` (checked)."""
+    if isinstance(target_bpfp, bool) or not isinstance(target_bpfp, (int, float)) or not target_bpfp > 0:
+        raise InputError(f"codec='auto' needs target_bpfp, a positive number of bits per value "
+                         f"(got {target_bpfp!r:.40}).")
+    return target_bpfp * (x.numel() if is_torch(x) else np.size(x)) / 8
 
 
 def _most_bits_within(budget: float, at_bits: Callable[[int], tuple[bytes, Any]]) -> tuple[bytes, Any]:
