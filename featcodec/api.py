@@ -145,13 +145,13 @@ def encode(
         # massive values the 16-bit indices cannot span at this bound travel exactly instead
         outliers = count_for_bound(x, max_error) or None
     values = {"outliers": outliers, "rotation": rotation, "scales": scales, "spatial": spatial}
-    plain = (dict(values), stages)  # what the quality check's index codec runs with
+    coded = dict(values)  # what this encode runs with
     if learned and outliers is None and stages is None and max_error is None:
         # a learned reconstruction misses peaks by several levels: they travel exactly
-        values["outliers"] = count_for_peaks(x) or None
-    stages = with_value_stages(stages, values)
+        coded["outliers"] = count_for_peaks(x) or None
+    user_stages, stages = stages, with_value_stages(stages, coded)
     options = {"transform": transform, "bits": bits, "max_error": max_error, "layout": layout,
-               "embed_transform": embed_transform, **values}
+               "embed_transform": embed_transform, **coded}
     if codec == "auto":
         from .ratecontrol import encode_within
 
@@ -165,9 +165,9 @@ def encode(
     if learned and max_error is not None:
         return encode_bounded(x, codec, params, max_error, options, stages)
     blob, ctx = pipeline.encode_context(x, codec, options, params, stages)
-    if learned and check_quality:
-        quality_check(x, blob, ctx.state["transform"], {**options, **plain[0]},
-                      with_value_stages(plain[1], plain[0]))
+    if learned and check_quality:  # against the plain index codec, whose levels keep the peaks
+        quality_check(x, blob, ctx.state["transform"], {**options, **values},
+                      with_value_stages(user_stages, values))
     return blob
 
 

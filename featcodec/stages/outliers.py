@@ -144,9 +144,9 @@ def count_for_peaks(x: Any, ratio: float = PEAK_RATIO) -> int:
     a, origin = float_view(x)
     flat = np.asarray(to_float32(a, origin.dtype) if origin.dtype == "bfloat16" else a).reshape(-1)
     n = flat.size
-    kmax = min(n - 1, max(1, n // 100))
     if n < 2:
         return 0
+    kmax = min(n - 1, max(1, n // 100))
     mag = np.abs(flat)  # in x's own float type: exact
     if not np.isfinite(mag.max()):
         return 0  # the encode's own checks say what is wrong

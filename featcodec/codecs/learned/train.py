@@ -242,7 +242,7 @@ def refit_density(net, sampler, crops: int = 512, steps: int = 3000) -> tuple[fl
     rest of the network fixed: the shipped files keep only its integer tables, so a
     network loaded from them starts with the density of a fresh model, which would code
     the hyper-latents at several times their cost. The hyper-latents of ``crops``
-    training crops are computed once; Adam then minimises their noisy-rounding bits.
+    training crops (batches of 8) are computed once; Adam then minimises their noisy-rounding bits.
     Returns the bits per hyper-latent before and after."""
     import torch
     from compressai.entropy_models import EntropyBottleneck
@@ -252,7 +252,7 @@ def refit_density(net, sampler, crops: int = 512, steps: int = 3000) -> tuple[fl
     hook = eb.register_forward_pre_hook(lambda _m, args: zs.append(args[0].detach()))
     net.eval()
     with torch.no_grad():
-        for _ in range(crops // 8):
+        for _ in range(max(1, crops // 8)):
             net(torch.from_numpy(sampler.batch(8)))
     hook.remove()
     z = torch.cat(zs)
