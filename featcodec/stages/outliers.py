@@ -165,8 +165,10 @@ def largest(mag: np.ndarray, k: int) -> np.ndarray:
     at the ``k``-th largest, the lowest positions: the values ``outliers=k`` takes.
 
     The k-th largest is selected among the values at or above a guess from a stride
-    sample (one comparison over ``mag``, then a selection over the few candidates), or
-    among all when fewer than ``k`` reach the guess: exact either way.
+    sample of 8,192 to 16,383 values (one comparison over ``mag``, then a selection over
+    the few candidates), or among all when fewer than ``k`` reach the guess: exact either
+    way. (A sample of up to 131,071 values made one selection over a 98,688-value ViT map
+    cost 0.7 ms, where the sample's own takes 0.05 ms.)
 
     >>> largest(np.array([1.0, 5.0, 3.0, 5.0, 0.0]), 2).tolist(), largest(np.array([2.0, 2.0, 2.0]), 2).tolist()
     ([1, 3], [0, 1])
@@ -174,7 +176,7 @@ def largest(mag: np.ndarray, k: int) -> np.ndarray:
     n = mag.size
     if k >= n:
         return np.arange(n)
-    sample = mag[:: max(1, n // 65536)]
+    sample = mag[:: max(1, n // 8192)]
     q = max(0, sample.size - 1 - (2 * k * sample.size) // n - 8)  # a little below the k-th largest's rank
     cand = np.flatnonzero(mag >= np.partition(sample, q)[q])
     if cand.size < k:  # the guess was too high
