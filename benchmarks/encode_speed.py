@@ -5,13 +5,24 @@ coding (``encode(x, max_error=0.1 * x.std())``), beside uniform int8 + zstd-3 an
 fixed accuracy (at the default's MSE, and at the same bound as error-bounded coding), on
 the same float32 tensors.
 
-    PYTHONPATH=$PWD python benchmarks/encode_speed.py [--sizes 64K,1M,16M,64M] [--repeat 3] [--markdown]
+    PYTHONPATH=$PWD python benchmarks/encode_speed.py [--sizes 64K,1M,16M,64M] [--repeat 3] [--markdown] [--corpus DIR]
 
 Tensors: each family's largest real feature (tests/data/features: MobileNetV2
 ``features[18]`` at 448 px, the TAEF2 latent of a 512 px image, a SmolLM2 layer-15
 hidden state, a ViT layer-11 output), cut along its channel/token axis to the smaller
 sizes and stacked along the batch axis to the larger ones. The session's transform is
-fitted once on that feature, outside the timing. zfpy's tolerance is the largest (steps of sqrt 2 from
+fitted once on that feature, outside the timing.
+
+Stacked copies repeat byte for byte, and zstd finds the repeats (its window at level 3
+spans them): on such a stack int8 + zstd-3 runs 1.3-2.3x faster and codes 2-10x smaller
+than on the same feature with each copy scaled differently, where featcodec and zfpy,
+which look for no repeats, do not change. ``--corpus DIR`` (a corpus of
+``python -m featcodec.features extract``, docs/corpus.md) builds the larger tensors from
+*distinct* inputs instead: a batch of the test split's features of one tap per family
+(MobileNetV2 ``features[13]``, the TAEF2 latent at 256 px, SmolLM2 hidden states joined
+along the tokens, ViT layer 9), as many as the size needs and the corpus holds (the
+latent's 256 test inputs make 32 MB), the smaller sizes cut from the first; the session's
+transform is then fitted on the train split's features. zfpy's tolerance is the largest (steps of sqrt 2 from
 featcodec's RMS error) whose MSE is at most that of featcodec's default 8-bit encode, as
 in benchmarks/end_to_end.py. Each (family, size) row runs in a process of its own. Times
 are the calling thread's CPU time (best of ``--repeat``); MB/s of float32 input; the last column is the default encode's per-call
@@ -52,6 +63,32 @@ def sized(x: np.ndarray, nbytes: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([x] * reps, axis=0))
 
 
+def corpus_features(corpus: Path, fam: str, split: str) -> list[np.ndarray]:
+    """The ``split`` features of ``fam``'s first tap in a corpus (its manifest's order)."""
+    entries = [e for e in json.loads((corpus / "manifest.json").read_text()) if e["family"] == fam]
+    if not entries:
+        raise SystemExit(f"{corpus} holds no {fam} features")
+    tap = entries[0]["tap"]
+    return [np.load(corpus / e["path"]).astype(np.float32) for e in entries
+            if e["tap"] == tap and e["split"] == split]
+
+
+def distinct(features: list[np.ndarray], nbytes: int, fam: str) -> np.ndarray:
+    """About ``nbytes`` of float32 from distinct inputs: the first feature cut along axis 1
+    when it alone is larger, else the features joined (along the tokens for the LLM, whose
+    sequences differ in length, along the batch axis otherwise) until the size is reached
+    or the features run out."""
+    if nbytes <= features[0].nbytes:
+        return sized(features[0], nbytes)
+    out, total = [], 0
+    for f in features:
+        out.append(f)
+        total += f.nbytes
+        if total >= nbytes:
+            break
+    return np.ascontiguousarray(np.concatenate(out, axis=1 if fam == "llm" else 0))
+
+
 def best(fn, repeat: int) -> tuple[float, object]:
     t, out = float("inf"), None
     for _ in range(repeat):
@@ -73,14 +110,15 @@ def int8_zstd(x: np.ndarray):
     return enc
 
 
-def run(sizes: list[int], repeat: int) -> list[dict]:
+def run(sizes: list[int], repeat: int, corpus: Path | None = None) -> list[dict]:
     """Every family's rows at these sizes, each row measured in a process of its own
     (:func:`row`), so that no row depends on what the rows before it allocated: at 16-64 MB
     thread CPU time counts the kernel's zeroing of every fresh page an encode touches."""
     rows = []
     for fam in FAMILIES:
         for nbytes in sizes:
-            out = subprocess.run([sys.executable, __file__, "--row", fam, str(nbytes), "--repeat", str(repeat)],
+            cmd = [sys.executable, __file__, "--row", fam, str(nbytes), "--repeat", str(repeat)]
+            out = subprocess.run(cmd + (["--corpus", str(corpus)] if corpus else []),
                                  check=True, capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
             rows.append(r)
@@ -91,15 +129,19 @@ def run(sizes: list[int], repeat: int) -> list[dict]:
     return rows
 
 
-def row(fam: str, nbytes: int, repeat: int) -> dict:
+def row(fam: str, nbytes: int, repeat: int, corpus: Path | None = None) -> dict:
     """One family's row at one size (see the module docstring)."""
     import zfpy
 
     featcodec.set_num_threads(1)
-    base = np.load(FEATURES / f"{FAMILIES[fam]}.npy").astype(np.float32)
-    enc = featcodec.Encoder(samples=base, bits=8)  # fitted once, outside the timing
+    if corpus is None:
+        base = np.load(FEATURES / f"{FAMILIES[fam]}.npy").astype(np.float32)
+        x, samples = sized(base, nbytes), base
+    else:
+        x = distinct(corpus_features(corpus, fam, "test"), nbytes, fam)
+        samples = corpus_features(corpus, fam, "train")
+    enc = featcodec.Encoder(samples=samples, bits=8)  # fitted once, outside the timing
     single = featcodec.Encoder(enc.transform, tables="single")
-    x = sized(base, nbytes)
     mb = x.nbytes / 1e6
     t_def, blob = best(lambda: featcodec.encode(x), repeat)
     y = featcodec.decode(blob)
@@ -148,11 +190,13 @@ def main() -> None:
     ap.add_argument("--sizes", default="64K,1M,16M,64M", help="tensor sizes (default 64K,1M,16M,64M)")
     ap.add_argument("--repeat", type=int, default=3, help="timing repeats, best taken (default 3)")
     ap.add_argument("--markdown", action="store_true", help="print the tables as markdown")
+    ap.add_argument("--corpus", type=Path, help="build the tensors from this corpus's distinct inputs "
+                    "(docs/corpus.md) instead of copies of one feature")
     a = ap.parse_args()
     if a.row:
-        print(json.dumps(row(a.row[0], int(a.row[1]), a.repeat)))
+        print(json.dumps(row(a.row[0], int(a.row[1]), a.repeat, a.corpus)))
         return
-    rows = run([parse_size(s) for s in a.sizes.split(",")], a.repeat)
+    rows = run([parse_size(s) for s in a.sizes.split(",")], a.repeat, a.corpus)
     fixed = fixed_costs()
     if a.markdown:
         print("\n| family | shape | MiB | default encode | session | session, tables=single | max_error | "
