@@ -420,6 +420,26 @@ def test_fast_fit_serves_a_few_tokens_within_1_percent_of_the_exact_fit(name, bi
     assert _sse(x.ravel(), levels) <= _sse(x.ravel(), exact.levels) * 1.01
 
 
+def test_fast_fit_retries_with_more_atoms_where_its_atoms_collapse():
+    # a dozen massive values in a summarised tensor (above FAST_SAMPLE values): the 6-bit
+    # fit's atoms collapse below 2 k onto them, so the fit declined and the exact fit ran
+    # on every value (a 64 MB SmolLM2 batch: 0.35 s a call); four times the atoms serve it
+    rng = np.random.default_rng(0)
+    x = rng.standard_t(3, size=(2, 512, 512)).astype(np.float32)
+    x[..., rng.choice(512, 4, replace=False)] *= 50
+    x.reshape(-1)[rng.choice(x.size, 12, replace=False)] = rng.uniform(1e3, 2e4, 12)
+    x = x.ravel()
+    k = 64
+    per = lloydmax._atoms_per_level(k, x.size)
+    first = _core.fit_levels_fast(x, k, per, lloydmax.FAST_MAX_ITER, 4 * per, 30, lloydmax.FAST_SAMPLE,
+                                  lloydmax._TAIL_DIV, 2 * per * k)
+    assert first[0] == 2  # declined at the first number of atoms
+    levels = lloydmax.fit_levels_fast(x, k)
+    assert levels is not None  # served by the retry
+    exact = lloydmax.fit_levels(lloydmax.points_from_values(x[None]), k)[0]
+    assert _sse(x, levels) <= _sse(x, exact) * 1.01
+
+
 @pytest.mark.parametrize("values", [[1.5], [0.0, 2.0, 2.0, 7.0], [-0.0, 0.0, 1.0]])
 def test_fast_fit_of_few_distinct_values_reproduces_them(values):
     x = np.array(values * 50, np.float32)
