@@ -22,11 +22,15 @@ which look for no repeats, do not change. ``--corpus DIR`` (a corpus of
 (MobileNetV2 ``features[13]``, the TAEF2 latent at 256 px, SmolLM2 hidden states joined
 along the tokens, ViT layer 9), as many as the size needs and the corpus holds (the
 latent's 256 test inputs make 32 MB), the smaller sizes cut from the first; the session's
-transform is then fitted on the train split's features. zfpy's tolerance is the largest (steps of sqrt 2 from
-featcodec's RMS error) whose MSE is at most that of featcodec's default 8-bit encode, as
-in benchmarks/end_to_end.py. Each (family, size) row runs in a process of its own. Times
-are the calling thread's CPU time (best of ``--repeat``); MB/s of float32 input; the last column is the default encode's per-call
-time. Also prints the per-call cost of a 1 KB tensor (the fixed cost) for each method.
+transform is then fitted on the train split's features.
+
+zfpy's tolerance is the largest (steps of sqrt 2 from featcodec's RMS error) whose MSE
+is at most that of featcodec's default 8-bit encode, as in benchmarks/end_to_end.py;
+int8 + zstd-3 has no such knob, and the last column gives its MSE against the default's.
+Each (family, size) row runs in a process of its own. Times are the calling thread's CPU
+time (best of ``--repeat``); MB/s of float32 input; ``default, ms/call`` is the default
+encode's time per call. Also prints the per-call cost of a 1 KB tensor (the fixed cost)
+for each method.
 """
 
 from __future__ import annotations
@@ -110,6 +114,14 @@ def int8_zstd(x: np.ndarray):
     return enc
 
 
+def int8_mse(x: np.ndarray) -> float:
+    """The MSE of :func:`int8_zstd`'s reconstruction of ``x`` (its 256 levels over
+    ``[min, max]``)."""
+    lo, hi = float(x.min()), float(x.max())
+    q = np.clip(np.rint((x - lo) * (255 / (hi - lo))), 0, 255)
+    return float(np.mean((q * ((hi - lo) / 255) + lo - x.astype(np.float64)) ** 2))
+
+
 def run(sizes: list[int], repeat: int, corpus: Path | None = None) -> list[dict]:
     """Every family's rows at these sizes, each row measured in a process of its own
     (:func:`row`), so that no row depends on what the rows before it allocated: at 16-64 MB
@@ -149,7 +161,7 @@ def row(fam: str, nbytes: int, repeat: int, corpus: Path | None = None) -> dict:
     xz = zfp_array(x)
     tol = zfp_tolerance(x, mse)
     r = {"family": fam, "shape": list(x.shape), "MB": mb, "default_ms": 1e3 * t_def,
-         "default": mb / t_def}
+         "default": mb / t_def, "int8 mse / default mse": int8_mse(x) / mse}
     bound = MAX_ERROR_STD * float(x.std())
     for name, fn in (("session", lambda: enc.encode(x)), ("session single", lambda: single.encode(x)),
                      ("max_error", lambda: featcodec.encode(x, max_error=bound)),
@@ -201,15 +213,15 @@ def main() -> None:
     if a.markdown:
         print("\n| family | shape | MiB | default encode | session | session, tables=single | max_error | "
               "int8 + zstd-3 | zfpy | default / zfpy | max_error / zfpy at its bound | default, ms/call | "
-              "bits/value default / session / single / max_error |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+              "bits/value default / session / single / max_error | int8 MSE / default's |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
         for r in rows:
             b = r["bpv"]
             print(f"| {r['family']} | {tuple(r['shape'])} | {r['MB'] * 1e6 / 2**20:.2f} | {r['default']:.0f} | "
                   f"{r['session']:.0f} | {r['session single']:.0f} | {r['max_error']:.0f} | {r['int8+zstd-3']:.0f} | "
                   f"{r['zfpy']:.0f} | {r['default'] / r['zfpy']:.2f}x | {r['max_error'] / r['zfpy at the bound']:.2f}x | "
                   f"{r['default_ms']:.2f} | {b['default']:.3f} / {b['session']:.3f} / {b['session single']:.3f} / "
-                  f"{b['max_error']:.3f} |")
+                  f"{b['max_error']:.3f} | {r['int8 mse / default mse']:.3g} |")
         print("\n| method | us per call, 1 KB tensor |\n|---|---:|")
         for k, v in fixed.items():
             print(f"| {k} | {v:.0f} |")
