@@ -108,7 +108,8 @@ def encode(
             MSE against the index codec's at the same or a smaller stream size and warn
             (:class:`featcodec.QualityWarning`) if the index codec is better
             (:func:`featcodec.bounded.check_quality`: one decode and, as a rule, one or
-            two index encodes). ``False`` skips it.
+            two index encodes, which take longer than the learned encode itself: 2.1-2.4x
+            its time in all, docs/learned.md). ``False`` skips it.
         **params: further codec parameters.
 
     Returns:
