@@ -430,10 +430,8 @@ def test_fast_fit_retries_with_more_atoms_where_its_atoms_collapse():
     x.reshape(-1)[rng.choice(x.size, 12, replace=False)] = rng.uniform(1e3, 2e4, 12)
     x = x.ravel()
     k = 64
-    per = lloydmax._atoms_per_level(k, x.size)
-    first = _core.fit_levels_fast(x, k, per, lloydmax.FAST_MAX_ITER, 4 * per, 30, lloydmax.FAST_SAMPLE,
-                                  lloydmax._TAIL_DIV, 2 * per * k)
-    assert first[0] == 2  # declined at the first number of atoms
+    status, _ = lloydmax._fast_call(x, k, lloydmax._atoms_per_level(k, x.size))
+    assert status == 2  # declined at the first number of atoms
     levels = lloydmax.fit_levels_fast(x, k)
     assert levels is not None  # served by the retry
     exact = lloydmax.fit_levels(lloydmax.points_from_values(x[None]), k)[0]

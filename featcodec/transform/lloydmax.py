@@ -545,8 +545,8 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
     below ``2 k`` or the levels would not ascend (isolated massive values can cause both),
     also with :data:`_RETRY_ATOMS` times the atoms (the caller then falls back to the
     exact fit, which on 16M values takes 30 times as long as the retry). A level whose
-    cell holds no value after re-seating is kept (wasted, not wrong). Deterministic, one thread. Measured against
-    the exact fit in docs/encode.md.
+    cell holds no value after re-seating is kept (wasted, not wrong). Deterministic, one
+    thread. Measured against the exact fit in docs/encode.md.
 
     >>> x = np.random.default_rng(0).standard_t(3, 20000).astype(np.float32)
     >>> def mse(levels):
@@ -560,12 +560,9 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
     if not 2 <= k <= FAST_MAX_LEVELS:
         return None
     x = np.ascontiguousarray(x, np.float32).reshape(-1)
-    few = 2 * _atoms_per_level(k) * k  # up to this many distinct values, each is an atom
     first = _atoms_per_level(k, x.size)
     for per in (first, min(_MAX_ATOMS_PER_LEVEL, _RETRY_ATOMS * first)):
-        m = per * k
-        band = 0 if k * m * math.log2(m) <= _FAST_FULL_DP else 4 * per
-        status, values = _core.fit_levels_fast(x, k, per, FAST_MAX_ITER, band, 30, FAST_SAMPLE, _TAIL_DIV, few)
+        status, values = _fast_call(x, k, per)
         if status != 2:
             break
     if status == 0:
@@ -573,6 +570,15 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
     if status == 1 and x.size <= FAST_SAMPLE:  # (a sample's few distinct values may not be all of x's)
         return fill_levels(values.astype(np.float32), k)
     return None
+
+
+def _fast_call(x: np.ndarray, k: int, per: int) -> tuple[int, np.ndarray]:
+    """``(status, values)`` of the compiled fast fit of the 1-D float32 ``x`` with ``per``
+    atoms per level (see ``featcodec._core.fit_levels_fast``)."""
+    m = per * k
+    band = 0 if k * m * math.log2(m) <= _FAST_FULL_DP else 4 * per
+    few = 2 * _atoms_per_level(k) * k  # up to this many distinct values, each is an atom
+    return _core.fit_levels_fast(x, k, per, FAST_MAX_ITER, band, 30, FAST_SAMPLE, _TAIL_DIV, few)
 
 
 def round_levels(levels: np.ndarray) -> np.ndarray:
