@@ -6,6 +6,7 @@ fixed accuracy (at the default's MSE, and at the same bound as error-bounded cod
 the same float32 tensors.
 
     PYTHONPATH=$PWD python benchmarks/encode_speed.py [--sizes 64K,1M,16M,64M] [--repeat 3] [--markdown] [--corpus DIR]
+        [--out PREFIX]   # also PREFIX.json (the rows) and PREFIX.png (MB/s against size)
 
 Tensors: each family's largest real feature (tests/data/features: MobileNetV2
 ``features[18]`` at 448 px, the TAEF2 latent of a 512 px image, a SmolLM2 layer-15
@@ -190,6 +191,36 @@ def fixed_costs(repeat: int = 200) -> dict[str, float]:
     return out
 
 
+#: the methods of the plot, each with its line style
+PLOTTED = {"default": "o-", "session": "s-", "session single": "^-", "max_error": "d-",
+           "int8+zstd-3": "x--", "zfpy": "+--"}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """One panel per family: each method's MB/s against the tensor's size (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = list(dict.fromkeys(r["family"] for r in rows))
+    fig, axes = plt.subplots(1, len(fams), figsize=(4.5 * len(fams), 4), squeeze=False, sharey=True)
+    for ax, fam in zip(axes[0], fams):
+        rs = sorted((r for r in rows if r["family"] == fam), key=lambda r: r["MB"])
+        mib = [r["MB"] * 1e6 / 2**20 for r in rs]
+        for name, style in PLOTTED.items():
+            ax.plot(mib, [r[name] for r in rs], style, label=name, lw=2 if name == "default" else 1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(fam)
+        ax.set_xlabel("tensor size, MiB (float32)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("encode MB/s, one thread")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
 def parse_size(s: str) -> int:
     s = s.strip().upper()
     mult = {"K": 1 << 10, "M": 1 << 20}.get(s[-1], 1)
@@ -204,12 +235,16 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     ap.add_argument("--corpus", type=Path, help="build the tensors from this corpus's distinct inputs "
                     "(docs/corpus.md) instead of copies of one feature")
+    ap.add_argument("--out", type=Path, help="also write PREFIX.json (the rows) and PREFIX.png (the plot)")
     a = ap.parse_args()
     if a.row:
         print(json.dumps(row(a.row[0], int(a.row[1]), a.repeat, a.corpus)))
         return
     rows = run([parse_size(s) for s in a.sizes.split(",")], a.repeat, a.corpus)
     fixed = fixed_costs()
+    if a.out:
+        a.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "fixed_us": fixed}, indent=1))
+        plot(rows, a.out.with_suffix(".png"))
     if a.markdown:
         print("\n| family | shape | MiB | default encode | session | session, tables=single | max_error | "
               "int8 + zstd-3 | zfpy | default / zfpy | max_error / zfpy at its bound | default, ms/call | "
