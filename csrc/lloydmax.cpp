@@ -205,7 +205,7 @@ inline float key_value(uint32_t k) {
 // more here than the fit's arithmetic on them).
 struct Scratch {
   std::vector<double> v, W, S, S2;
-  std::vector<uint32_t> keys, exact, tmp, bins, last;
+  std::vector<uint32_t> keys, exact, tmp;
   static constexpr size_t kKeep = size_t{1} << 20;
   void reserve(size_t n) {
     for (auto* a : {&v, &W, &S, &S2})
@@ -214,7 +214,7 @@ struct Scratch {
   void release() {
     for (auto* a : {&v, &W, &S, &S2})
       if (a->size() > kKeep) std::vector<double>().swap(*a);
-    for (auto* a : {&keys, &exact, &tmp, &bins, &last})
+    for (auto* a : {&keys, &exact, &tmp})
       if (a->size() > kKeep) std::vector<uint32_t>().swap(*a);
   }
 };
@@ -297,21 +297,11 @@ bool sorted_keys(const float* x, int64_t n, std::vector<uint32_t>& out, std::vec
   return true;
 }
 
-// The fast fit summarises a channel of more than kSummaryFrom values (below, it sorts
-// every value): it bins the keys of a stride sample, dropping their kBinShift low bits
-// (10 of the 23 mantissa bits are kept: a bin spans at most 1/1024 of the values in it),
-// where a sort of up to 2**18 keys and the sums over as many distinct points took three
-// quarters of a 1 MB fit.
-constexpr int64_t kSummaryFrom = int64_t{1} << 16;
-constexpr int kBinShift = 13;
-
-// The summary of n > kSummaryFrom values that the fast fit sees: the stride sample
-// x[::ceil(n / sample)] (s values), its keys binned (kBinShift); with t = s / tail_div, the
-// bins holding its t-th smallest and t-th largest key bound the bulk: the sample's values in
-// those bins and the ones between, each bin at the last of its keys in the sample (the zero
-// bin at +0.0), each value of weight (n - tails) / bulk; the tails = every value of x
-// outside those bins, exactly, each of weight 1. The bulk's keys come out ascending, a run
-// per bin. Deterministic, O(n) on x.
+// The summary of n > `sample` values that the fast fit sees (lloydmax.FAST_SAMPLE): the
+// stride sample x[::ceil(n / sample)] (s values), its keys sorted; with t = s / tail_div,
+// lo and hi its t-th smallest and t-th largest; the bulk = the sample's values in [lo, hi]
+// (a run of the sorted keys), each of weight (n - tails) / bulk; the tails = every value of
+// x below lo or above hi, exactly, each of weight 1. Deterministic, O(n) on x.
 struct Summary {
   const uint32_t* bulk = nullptr;
   int64_t nbulk = 0, ntails = 0;
@@ -320,68 +310,35 @@ struct Summary {
 
   Summary(const float* x, int64_t n, int64_t sample, int64_t tail_div, Scratch& sc) {
     const int64_t stride = (n + sample - 1) / sample, s = (n + stride - 1) / stride, t = s / tail_div;
+    finite = sorted_keys(x, s, sc.keys, sc.tmp, stride);
+    if (!finite) return;
+    const uint32_t* keys = sc.keys.data();
+    const uint32_t lo = keys[t], hi = keys[s - 1 - t];
+    const int64_t first = std::lower_bound(keys, keys + s, lo) - keys;
+    const int64_t last = std::upper_bound(keys, keys + s, hi) - keys;
+    bulk = keys + first;
+    nbulk = last - first;
+    std::vector<uint32_t>& tails = sc.exact;
+    if (tails.size() < 1024) tails.resize(1024);
+    // blocks of 16 tested branch-free first (vectorised): most hold no tail value; in the
+    // others each key is stored and kept by advancing the count, without a branch
+    constexpr int64_t kBlock = 16;
+    const uint32_t span = hi - lo;
     auto key_of = [](const float* v) {
       uint32_t u;
       std::memcpy(&u, v, 4);
       return float_key(u);
     };
-    std::vector<uint32_t>& keys = sc.keys;
-    if (keys.size() < static_cast<size_t>(s) + 1) keys.resize(s + 1);
-    uint32_t kmin = 0xFFFFFFFFu, kmax = 0, bad = 0;
-    for (int64_t i = 0; i < s; ++i) {
-      uint32_t u;
-      std::memcpy(&u, x + i * stride, 4);
-      bad |= not_finite(u);
-      const uint32_t key = float_key(u);
-      keys[i] = key;
-      kmin = std::min(kmin, key);
-      kmax = std::max(kmax, key);
-    }
-    if (bad) {
-      finite = false;
-      return;
-    }
-    const uint32_t base = kmin >> kBinShift;
-    const size_t nbins = static_cast<size_t>((kmax >> kBinShift) - base) + 1;
-    std::vector<uint32_t>& count = sc.bins;
-    std::vector<uint32_t>& last = sc.last;
-    count.assign(nbins, 0u);
-    if (last.size() < nbins) last.resize(nbins);
-    for (int64_t i = 0; i < s; ++i) {
-      const uint32_t b = (keys[i] >> kBinShift) - base;
-      ++count[b];
-      last[b] = keys[i];
-    }
-    const uint32_t zero = float_key(0u);
-    if ((zero >> kBinShift) >= base && (zero >> kBinShift) - base < nbins && count[(zero >> kBinShift) - base])
-      last[(zero >> kBinShift) - base] = zero;  // +0.0 and the tiniest positive denormals
-    // the bins of the t-th smallest and the t-th largest key
-    size_t lo = 0, hi = nbins - 1;
-    for (int64_t seen = 0; seen + count[lo] <= t; ++lo) seen += count[lo];
-    for (int64_t seen = 0; seen + count[hi] <= t; --hi) seen += count[hi];
-    // the bulk: each bin's key once per value of it in the sample, ascending
-    int64_t m = 0;
-    for (size_t b = lo; b <= hi; ++b)
-      for (uint32_t c = count[b]; c; --c) keys[m++] = last[b];
-    bulk = keys.data();
-    nbulk = m;
-    // the tails: every value of x outside the bulk's bins (blocks of 16 tested branch-free
-    // first, vectorised: most hold no tail value; in the others each key is stored and kept
-    // by advancing the count, without a branch)
-    const uint32_t first = (base + static_cast<uint32_t>(lo)) << kBinShift;
-    const uint32_t span = (((base + static_cast<uint32_t>(hi)) << kBinShift) | ((1u << kBinShift) - 1)) - first;
-    std::vector<uint32_t>& tails = sc.exact;
-    if (tails.size() < 1024) tails.resize(1024);
-    constexpr int64_t kBlock = 16;
+    uint32_t bad = 0;
     for (int64_t start = 0; start < n; start += kBlock) {
       const int64_t end = std::min(start + kBlock, n);
       uint32_t any = 0;
-      for (int64_t i = start; i < end; ++i) any |= static_cast<uint32_t>(key_of(x + i) - first > span);
+      for (int64_t i = start; i < end; ++i) any |= static_cast<uint32_t>(key_of(x + i) - lo > span);
       if (!any) continue;
       if (tails.size() < static_cast<size_t>(ntails + kBlock)) tails.resize(2 * tails.size());
       for (int64_t i = start; i < end; ++i) {
         const uint32_t key = key_of(x + i);
-        const uint32_t out = key - first > span;
+        const uint32_t out = key - lo > span;
         bad |= out & static_cast<uint32_t>(key >= 0xFF800000u || key <= 0x007FFFFFu);  // NaN, +-Inf
         tails[ntails] = key;
         ntails += out;
@@ -870,19 +827,22 @@ py::tuple fit_levels_fast(py::array_t<float, py::array::c_style> values, int64_t
   {
     py::gil_scoped_release release;
     thread_local Scratch scratch;
-    const bool summarise = sample > 0 && n > std::min(sample, kSummaryFrom);
-    Points p;
-    if (summarise) {
+    const uint32_t *a = scratch.keys.data(), *b = nullptr;
+    int64_t na = n, nb = 0;
+    double wa = 1.0;
+    if (sample > 0 && n > sample) {
       const Summary sum(vals, n, sample, tail_div, scratch);
       finite = sum.finite;
-      if (finite) p = Points(sum.bulk, sum.nbulk, sum.weight, scratch.exact.data(), sum.ntails, scratch);
-    }
-    if (finite && (!summarise || (p.size() <= k && n <= sample))) {
-      // every value sorted: few values, or bins holding at most k distinct keys, whose
-      // values must then be the exact ones (status 1: lloydmax.fill_levels)
+      a = sum.bulk;
+      na = sum.nbulk;
+      wa = sum.weight;
+      b = scratch.exact.data();
+      nb = sum.ntails;
+    } else {
       finite = sorted_keys(vals, n, scratch.keys, scratch.tmp);
-      if (finite) p = Points(scratch.keys.data(), n, 1.0, nullptr, 0, scratch);
+      a = scratch.keys.data();
     }
+    const Points p = finite ? Points(a, na, wa, b, nb, scratch) : Points();
     const int64_t M = p.size();
     if (!finite) {
     } else if (M <= k) {
@@ -947,11 +907,10 @@ py::array_t<int64_t> greedy_merge(py::array_t<double, py::array::c_style | py::a
 }
 
 // (bulk, tails, weight) of the Summary, each sorted (float32; -0.0 as +0.0): what the fast
-// fit sees of more than min(sample, kSummaryFrom) values (for tests).
+// fit sees of n > sample values (for tests).
 py::tuple fast_fit_summary(py::array_t<float, py::array::c_style> values, int64_t sample, int64_t tail_div) {
-  if (values.ndim() != 1 || sample < 1024 || tail_div < 4 || values.shape(0) <= std::min(sample, kSummaryFrom))
-    throw std::invalid_argument("fast_fit_summary: need 1-D values, more than min(sample, 2**16), sample >= 1024; "
-                                "tail_div >= 4");
+  if (values.ndim() != 1 || sample < 1024 || tail_div < 4 || values.shape(0) <= sample)
+    throw std::invalid_argument("fast_fit_summary: need 1-D values, more than sample >= 1024; tail_div >= 4");
   Scratch scratch;
   const Summary sum(values.data(), values.shape(0), sample, tail_div, scratch);
   if (!sum.finite) throw std::invalid_argument("fast_fit_summary: values must be finite");
@@ -967,8 +926,6 @@ py::tuple fast_fit_summary(py::array_t<float, py::array::c_style> values, int64_
 }  // namespace
 
 void register_lloydmax(py::module_& m) {
-  m.attr("FAST_SUMMARY_FROM") = kSummaryFrom;
-  m.attr("FAST_BIN_SHIFT") = kBinShift;
   m.def("lloyd_dp", &lloyd_dp, py::arg("W"), py::arg("S"), py::arg("S2"), py::arg("k"),
         "Optimal partition of M weighted atoms (prefix sums W, S, S2 of length M+1) into k "
         "contiguous cells minimising the squared error; returns k+1 atom bounds.");

@@ -8,10 +8,7 @@ streams, and when format version 10 packed the embedded levels, which changed ev
 stream that embeds them, and when the learned codecs began moving the peaks out exactly
 (``count_for_peaks``), which changed the one "hyperprior_q1" stream with peaks:
 cnn__features13, and when the hyperprior weights were fine-tuned with the feature-domain
-loss, which changed all three "hyperprior_q1" streams, and when the fast fit binned the
-keys of tensors above 65,536 values instead of sorting them, which changed the "default" and
-"bits4" streams of the six fixtures that large), and decodes to a tensor of the fixture's
-shape and dtype."""
+loss, which changed all three "hyperprior_q1" streams), and decodes to a tensor of the fixture's shape and dtype."""
 
 import hashlib
 import importlib.util

@@ -484,14 +484,10 @@ FAST_MAX_LEVELS = 1024
 #: Lloyd iterations of the fast fit (it stops earlier when the partition is stable).
 FAST_MAX_ITER = 30
 _FAST_FULL_DP = 1 << 19  # cost evaluations up to which the fast fit runs the full DP
-#: Above this many values the fast fit summarises a channel (:func:`fast_summary`) ...
-FAST_SUMMARY_FROM: int = _core.FAST_SUMMARY_FROM
-#: ... from a stride sample of at most this many values ...
+#: Above this many values the fast fit summarises a channel (:func:`fast_summary`).
 FAST_SAMPLE = 1 << 18
-#: ... binned (the keys' low ``FAST_BIN_SHIFT`` bits dropped: :func:`key32`), keeping every
-#: value below the bin of the sample's ``FAST_TAIL`` quantile and above the bin of its
+#: ... keeping every value below the sample's ``FAST_TAIL`` quantile and above its
 #: ``1 - FAST_TAIL`` quantile exactly.
-FAST_BIN_SHIFT: int = _core.FAST_BIN_SHIFT
 FAST_TAIL = 1 / 256
 _TAIL_DIV = round(1 / FAST_TAIL)
 #: where the fast fit declines, it tries once more with this many times the atoms per level
@@ -502,22 +498,18 @@ _MAX_ATOMS_PER_LEVEL = 64
 
 def fast_summary(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """``(bulk, tails, weight)``: what the fast fit sees of the 1-D float32 ``x`` (more than
-    :data:`FAST_SUMMARY_FROM` values), each sorted (``featcodec._core.fast_fit_summary``,
-    the same code the fit runs). The sample: ``x[::ceil(x.size / FAST_SAMPLE)]``, its keys
-    (:func:`key32`) in bins of ``2**FAST_BIN_SHIFT`` keys (10 of the 23 mantissa bits kept:
-    a bin is at most 1/1024 of its values wide); the bins of its ``FAST_TAIL`` and
-    ``1 - FAST_TAIL`` quantiles bound the bulk. The bulk: the sample's values in those
-    bins, each as the last of its bin's values in the sample (the bin of zero as +0.0),
-    each of ``weight`` (so that the weights add up to ``x.size``); the tails: every value
-    of ``x`` outside those bins, each of weight 1. A bulk of hundreds of thousands of
-    values pins the central levels without a sort; the tails, where the few massive
-    activations of a model live and where each value moves a level, stay exact.
-    Deterministic, ``O(n)`` on ``x``.
+    :data:`FAST_SAMPLE` values), each sorted (``featcodec._core.fast_fit_summary``, the same
+    code the fit runs). The bulk: the stride sample ``x[::ceil(x.size / FAST_SAMPLE)]``
+    inside its ``[FAST_TAIL, 1 - FAST_TAIL]`` quantiles, each of ``weight`` (so that the
+    weights add up to ``x.size``); the tails: every value of ``x`` outside them, each of
+    weight 1. A bulk of hundreds of thousands of values pins the central levels; the
+    tails, where the few massive activations of a model live and where each value moves a
+    level, stay exact. Deterministic, ``O(n)`` on ``x``.
 
     >>> x = np.random.default_rng(0).standard_normal(1_000_000).astype(np.float32)
     >>> bulk, tails, weight = fast_summary(x)
-    >>> bulk.size, tails.size, round(weight, 3), np.unique(bulk).size
-    (248052, 7659, 4.001, 16942)
+    >>> bulk.size, tails.size, round(weight, 3)
+    (248048, 7681, 4.001)
     """
     return _core.fast_fit_summary(np.ascontiguousarray(x, np.float32).reshape(-1), FAST_SAMPLE, _TAIL_DIV)
 
@@ -528,8 +520,8 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
     :func:`fit_levels`).
 
     The same exact sorted points as :func:`fit_levels` (radix-sorted in the compiled
-    core; above :data:`FAST_SUMMARY_FROM` values, a weighted, binned sample of the bulk
-    and the exact tails: :func:`fast_summary`), a cheaper route to the optimum:
+    core; above :data:`FAST_SAMPLE` values, a weighted sample of the bulk and the exact
+    tails: :func:`fast_summary`), a cheaper route to the optimum:
 
     1. **Atoms from the compander** of high-resolution theory (level density proportional
        to the cube root of the data's density, estimated on ``16 k`` groups of equal
