@@ -15,9 +15,9 @@ sizes and stacked along the batch axis to the larger ones. The session's transfo
 fitted once on that feature, outside the timing.
 
 Stacked copies repeat byte for byte, and zstd finds the repeats (its window at level 3
-spans them): on such a stack int8 + zstd-3 runs 1.3-2.3x faster and codes 2-10x smaller
-than on the same feature with each copy scaled differently, where featcodec and zfpy,
-which look for no repeats, do not change. ``--corpus DIR`` (a corpus of
+spans them): on such a stack int8 + zstd-3 ran 1.3-2.3x faster and coded 2-10x smaller
+than on the same feature with each copy scaled differently (an informal check, session
+16), where featcodec and zfpy, which look for no repeats, do not change. ``--corpus DIR`` (a corpus of
 ``python -m featcodec.features extract``, docs/corpus.md) builds the larger tensors from
 *distinct* inputs instead: a batch of the test split's features of one tap per family
 (MobileNetV2 ``features[13]``, the TAEF2 latent at 256 px, SmolLM2 hidden states joined
@@ -68,27 +68,27 @@ def sized(x: np.ndarray, nbytes: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([x] * reps, axis=0))
 
 
-def corpus_features(corpus: Path, fam: str, split: str) -> list[np.ndarray]:
-    """The ``split`` features of ``fam``'s first tap in a corpus (its manifest's order)."""
+def corpus_paths(corpus: Path, fam: str, split: str) -> list[Path]:
+    """The files of the ``split`` features of ``fam``'s first tap in a corpus (its manifest's
+    order)."""
     entries = [e for e in json.loads((corpus / "manifest.json").read_text()) if e["family"] == fam]
     if not entries:
         raise SystemExit(f"{corpus} holds no {fam} features")
     tap = entries[0]["tap"]
-    return [np.load(corpus / e["path"]).astype(np.float32) for e in entries
-            if e["tap"] == tap and e["split"] == split]
+    return [corpus / e["path"] for e in entries if e["tap"] == tap and e["split"] == split]
 
 
-def distinct(features: list[np.ndarray], nbytes: int, fam: str) -> np.ndarray:
-    """About ``nbytes`` of float32 from distinct inputs: the first feature cut along axis 1
-    when it alone is larger, else the features joined (along the tokens for the LLM, whose
-    sequences differ in length, along the batch axis otherwise) until the size is reached
-    or the features run out."""
-    if nbytes <= features[0].nbytes:
-        return sized(features[0], nbytes)
+def distinct(paths: list[Path], nbytes: int, fam: str) -> np.ndarray:
+    """About ``nbytes`` of float32 from distinct inputs (read in turn, only as many as the
+    size needs): the first feature cut along axis 1 when it alone is larger, else the
+    features joined (along the tokens for the LLM, whose sequences differ in length, along
+    the batch axis otherwise) until the size is reached or the features run out."""
     out, total = [], 0
-    for f in features:
-        out.append(f)
-        total += f.nbytes
+    for p in paths:
+        out.append(np.load(p).astype(np.float32))
+        if nbytes <= out[0].nbytes:
+            return sized(out[0], nbytes)
+        total += out[-1].nbytes
         if total >= nbytes:
             break
     return np.ascontiguousarray(np.concatenate(out, axis=1 if fam == "llm" else 0))
@@ -151,8 +151,8 @@ def row(fam: str, nbytes: int, repeat: int, corpus: Path | None = None) -> dict:
         base = np.load(FEATURES / f"{FAMILIES[fam]}.npy").astype(np.float32)
         x, samples = sized(base, nbytes), base
     else:
-        x = distinct(corpus_features(corpus, fam, "test"), nbytes, fam)
-        samples = corpus_features(corpus, fam, "train")
+        x = distinct(corpus_paths(corpus, fam, "test"), nbytes, fam)
+        samples = [np.load(p).astype(np.float32) for p in corpus_paths(corpus, fam, "train")]
     enc = featcodec.Encoder(samples=samples, bits=8)  # fitted once, outside the timing
     single = featcodec.Encoder(enc.transform, tables="single")
     mb = x.nbytes / 1e6

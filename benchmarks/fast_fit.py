@@ -12,6 +12,8 @@ tensor and bits: ``fit_transform(x, bits, method="exact")`` and ``method="fast"`
 coded by ``featcodec.encode(x, transform=t)``; ratios are fast / exact (below 1: the fast
 fit is better). Fit time is the calling thread's CPU time, best of ``--repeat``.
 ``--slices``: instead, 2-16 tokens or channels of each real feature (:func:`slices`).
+``--corpus DIR --family F``: instead, the first ``--n`` test-split features of family F's
+first tap in a feature corpus (docs/corpus.md) with more than ``--min-values`` values.
 """
 
 from __future__ import annotations
@@ -71,6 +73,19 @@ def slices() -> dict[str, np.ndarray]:
     return out
 
 
+def corpus_tensors(corpus: Path, family: str, n: int, min_values: int) -> dict[str, np.ndarray]:
+    """The first ``n`` test-split features of ``family``'s first tap in a corpus with more
+    than ``min_values`` values."""
+    from encode_speed import corpus_paths
+
+    out = {}
+    for p in corpus_paths(corpus, family, "test")[:n]:
+        x = np.load(p).astype(np.float32)
+        if x.size > min_values:
+            out[p.stem] = x
+    return out
+
+
 def best_time(fn, repeat: int):
     best, res = float("inf"), None
     for _ in range(repeat):
@@ -121,8 +136,14 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true", help="print the summary table as markdown")
     ap.add_argument("--slices", action="store_true",
                     help="a few tokens or channels of each real feature instead (small tensors)")
+    ap.add_argument("--corpus", type=Path, help="a feature corpus (docs/corpus.md): its test split instead")
+    ap.add_argument("--family", default="llm", help="with --corpus: the family (default llm)")
+    ap.add_argument("--n", type=int, default=48, help="with --corpus: the first n test inputs (default 48)")
+    ap.add_argument("--min-values", type=int, default=0, help="with --corpus: only those with more values")
     a = ap.parse_args()
-    rows = run([int(b) for b in a.bits.split(",")], a.repeat, slices() if a.slices else tensors())
+    inputs = (corpus_tensors(a.corpus, a.family, a.n, a.min_values) if a.corpus else
+              slices() if a.slices else tensors())
+    rows = run([int(b) for b in a.bits.split(",")], a.repeat, inputs)
     print(summary(rows))
 
 

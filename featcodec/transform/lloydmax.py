@@ -544,7 +544,7 @@ def fit_levels_fast(x: np.ndarray, k: int) -> np.ndarray | None:
     has at most ``k`` distinct values (not summarised); ``None`` when the atoms merged
     below ``2 k`` or the levels would not ascend (isolated massive values can cause both),
     also with :data:`_RETRY_ATOMS` times the atoms (the caller then falls back to the
-    exact fit, which on 16M values takes 30 times as long as the retry). A level whose
+    exact fit, far slower on large tensors: docs/encode.md, session 16). A level whose
     cell holds no value after re-seating is kept (wasted, not wrong). Deterministic, one
     thread. Measured against the exact fit in docs/encode.md.
 
